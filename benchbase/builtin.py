@@ -1,0 +1,21 @@
+"""The core's own plugin: generic protocols and rebalancers, registered like any third party's."""
+
+from __future__ import annotations
+
+from benchbase import protocols, rebalancers
+from benchbase.hookspecs import hookimpl
+
+PROTOCOLS = [protocols.IID, protocols.ExtrapolationThreshold]
+REBALANCERS = [rebalancers.NoRebalancing, rebalancers.InverseFrequency]
+
+
+@hookimpl
+def register_protocols(register):
+    for cls in PROTOCOLS:
+        register(cls)
+
+
+@hookimpl
+def register_rebalancers(register):
+    for cls in REBALANCERS:
+        register(cls)

@@ -1,0 +1,73 @@
+"""The benchbase plugin contract.
+
+A plugin is a module named by an entry point in the group ``benchbase``::
+
+    [project.entry-points.benchbase]
+    my_plugin = "my_package.plugin"
+
+The module implements any of the hooks below, each marked with ``@benchbase.hookimpl``. Every
+hook receives a ``register`` callable and calls it once per thing it provides. The built-in
+plugins (``benchbase.builtin``, ``benchbase_molecules``, ``benchbase_glass``) use this same group,
+so the contract is exercised by every run.
+
+What may be registered, and how it is built:
+
+=============== ============================================== ==================================
+kind            register(...)                                   built as
+=============== ============================================== ==================================
+dataset         ``register(name, factory, description="")``     ``factory(**params) -> Dataset``
+encoder         ``register(EncoderSubclass)``                    ``cls(features, **params)``
+pretext         ``register(PretextTaskSubclass)``                ``cls(**params)``
+rebalancer      ``register(RebalancerSubclass)``                 ``cls(**params)``
+protocol        ``register(ProtocolSubclass)``                   ``cls(**params)``
+=============== ============================================== ==================================
+
+Classes carry ``name``, ``description`` and ``defaults`` (their parameters and default values);
+encoders and pretext tasks also ``requires`` (capabilities a dataset must provide, see
+`benchbase.api.Dataset.provides`). The interfaces are documented in `benchbase.api`.
+Names are global: two plugins registering the same name of the same kind is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("benchbase")
+hookimpl = pluggy.HookimplMarker("benchbase")
+
+
+@hookspec
+def register_datasets(register: Callable[..., None]) -> None:
+    """Register datasets: ``register("qm9/homo_lumo_gap", factory, description="...")``.
+
+    ``factory(**params)`` returns a `benchbase.api.Dataset`; params come from the grid file.
+    Construction must be cheap: load data lazily in ``Dataset.arrays()``.
+    """
+
+
+@hookspec
+def register_encoders(register: Callable[[type], None]) -> None:
+    """Register `benchbase.api.Encoder` subclasses: ``register(GIN)``."""
+
+
+@hookspec
+def register_pretext_tasks(register: Callable[[type], None]) -> None:
+    """Register `benchbase.api.PretextTask` subclasses: ``register(NodeMasking)``."""
+
+
+@hookspec
+def register_rebalancers(register: Callable[[type], None]) -> None:
+    """Register `benchbase.api.Rebalancer` subclasses: ``register(Focal)``."""
+
+
+@hookspec
+def register_protocols(register: Callable[[type], None]) -> None:
+    """Register `benchbase.api.Protocol` subclasses: ``register(TimeProtocol)``."""
+
+
+@hookspec
+def register_commands(app: Any) -> None:
+    """Add sub-commands to the ``benchbase`` CLI: ``app.add_typer(my_typer_app, name="glass")``."""

@@ -1,0 +1,194 @@
+"""Plugin discovery: entry points of the group ``benchbase`` -> named datasets, encoders, ...
+
+Loading is isolated: a plugin whose import or registration fails is recorded in
+`Registry.failures` (distribution, version, error) and the others keep working.
+``BENCHBASE_PLUGINS=name1,name2`` restricts loading to those entry-point names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as metadata
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from benchbase import hookspecs
+from benchbase.api import PluginError
+
+ENTRY_POINT_GROUP = "benchbase"
+KINDS = ("dataset", "encoder", "pretext", "rebalancer", "protocol")
+_HOOK_OF_KIND = {
+    "dataset": "register_datasets",
+    "encoder": "register_encoders",
+    "pretext": "register_pretext_tasks",
+    "rebalancer": "register_rebalancers",
+    "protocol": "register_protocols",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered thing: `obj` is the dataset factory or the plugin class."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: str
+    distribution: str
+    version: str
+    description: str = ""
+
+    def info(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "plugin": self.plugin,
+            "distribution": self.distribution,
+            "version": self.version,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    plugin: str
+    distribution: str
+    version: str
+    error: str
+
+
+@dataclass
+class Registry:
+    entries: dict[tuple[str, str], Entry] = field(default_factory=dict)
+    failures: list[LoadFailure] = field(default_factory=list)
+    manager: pluggy.PluginManager | None = None
+
+    def get(self, kind: str, name: str) -> Entry:
+        try:
+            return self.entries[(kind, name)]
+        except KeyError:
+            known = ", ".join(self.names(kind)) or "none"
+            raise PluginError(f"unknown {kind} {name!r}; registered {kind}s: {known}") from None
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(name for (k, name) in self.entries if k == kind)
+
+    def listing(self) -> list[Entry]:
+        return sorted(self.entries.values(), key=lambda e: (KINDS.index(e.kind), e.name))
+
+    def version_of(self, kind: str, name: str) -> str:
+        entry = self.get(kind, name)
+        return f"{entry.distribution}=={entry.version}"
+
+
+@dataclass(frozen=True)
+class _Source:
+    plugin: str
+    distribution: str
+    version: str
+
+
+def _entry_points() -> list[tuple[metadata.EntryPoint, _Source]]:
+    found = []
+    seen = set()
+    for dist in metadata.distributions():
+        dist_name = dist.metadata["Name"] or "?"
+        for ep in dist.entry_points:
+            # The same distribution can be visible twice on sys.path (editable + site).
+            if ep.group != ENTRY_POINT_GROUP or (dist_name, ep.name) in seen:
+                continue
+            seen.add((dist_name, ep.name))
+            found.append((ep, _Source(ep.name, dist_name, dist.version or "?")))
+    return sorted(found, key=lambda pair: pair[1].plugin)
+
+
+def _allowed_names() -> set[str] | None:
+    value = os.environ.get("BENCHBASE_PLUGINS", "").strip()
+    return {n.strip() for n in value.split(",") if n.strip()} if value else None
+
+
+def _make_register(registry: Registry, kind: str, source: _Source) -> Callable[..., None]:
+    def register(obj_or_name: Any, factory: Any = None, description: str = "") -> None:
+        if kind == "dataset":
+            name, obj = obj_or_name, factory
+        else:
+            obj = obj_or_name
+            name, description = obj.name, getattr(obj, "description", "")
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin {source.plugin!r} registered a {kind} without a name")
+        key = (kind, name)
+        if key in registry.entries:
+            other = registry.entries[key]
+            raise PluginError(
+                f"duplicate {kind} name {name!r}: provided by {other.distribution} (plugin {other.plugin!r}) "
+                f"and by {source.distribution} (plugin {source.plugin!r})"
+            )
+        registry.entries[key] = Entry(kind, name, obj, source.plugin, source.distribution, source.version, description)
+
+    return register
+
+
+def _register_module(registry: Registry, manager: pluggy.PluginManager, module: ModuleType, source: _Source) -> None:
+    """Register one plugin module's contributions all-or-nothing, so a failure leaves no half."""
+    staged = Registry(entries=dict(registry.entries))
+    manager.register(module, name=source.plugin)
+    try:
+        for kind, hook_name in _HOOK_OF_KIND.items():
+            impls = [impl for impl in getattr(manager.hook, hook_name).get_hookimpls() if impl.plugin is module]
+            for impl in impls:
+                impl.function(register=_make_register(staged, kind, source))
+    except Exception:
+        manager.unregister(module)
+        raise
+    registry.entries = staged.entries
+
+
+def load_registry(extra_modules: list[ModuleType] | None = None) -> Registry:
+    """Discover and register every plugin. `extra_modules` (tests, embedding) are registered after
+    the entry points, as the pseudo-distribution ``local``."""
+    manager = pluggy.PluginManager("benchbase")
+    manager.add_hookspecs(hookspecs)
+    registry = Registry(manager=manager)
+    allowed = _allowed_names()
+    candidates: list[tuple[Callable[[], ModuleType], _Source]] = []
+    for ep, source in _entry_points():
+        if allowed is None or source.plugin in allowed:
+            candidates.append((ep.load, source))
+    for module in extra_modules or []:
+        candidates.append((lambda m=module: m, _Source(module.__name__, "local", "0")))
+    for load, source in candidates:
+        try:
+            module = load()
+            if isinstance(module, str):  # an entry point may name a module path as a string
+                module = importlib.import_module(module)
+            _register_module(registry, manager, module, source)
+        except PluginError as exc:
+            if "duplicate" in str(exc):
+                raise
+            registry.failures.append(LoadFailure(source.plugin, source.distribution, source.version, str(exc)))
+        except Exception as exc:  # a broken third-party plugin must not take the others down
+            registry.failures.append(
+                LoadFailure(source.plugin, source.distribution, source.version, f"{type(exc).__name__}: {exc}")
+            )
+    return registry
+
+
+_cached: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry, loaded once."""
+    global _cached
+    if _cached is None:
+        _cached = load_registry()
+    return _cached
+
+
+def reset_default_registry() -> None:
+    global _cached
+    _cached = None

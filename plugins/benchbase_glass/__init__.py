@@ -1,0 +1,1 @@
+"""benchbase's built-in glass plugin: Kob-Andersen data, simulator, BOTAN-style models."""
