@@ -131,7 +131,8 @@ class Dataset(ABC):
     """A named collection of graphs with tasks. Built by a dataset plugin from keyword parameters.
 
     `provides` lists capabilities that encoders and pretext tasks may require, for example
-    ``{"edge_attr", "pos", "smiles"}``. Protocols read labels and the graph properties below.
+    ``{"edge_attr", "pos", "smiles"}``, and the graph properties it has (``"size"``, ``"group"``,
+    ...), which protocols may require. Protocols read labels and the graph properties below.
     """
 
     name: str = ""
@@ -192,6 +193,10 @@ class Encoder(nn.Module):
     requires: ClassVar[frozenset[str]] = frozenset()
     defaults: ClassVar[dict[str, Any]] = {}
     out_dim: int
+
+    def prepare(self, dataset: Dataset) -> None:
+        """Called once before training with the dataset (an encoder that needs per-graph inputs
+        beyond the batch, such as fingerprints, computes them here)."""
 
     def forward(self, batch: GraphBatch) -> Embeddings:  # pragma: no cover - interface
         raise NotImplementedError
@@ -311,6 +316,24 @@ class Protocol(ABC):
                 f"protocol {self.name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(self.defaults)}"
             )
         self.params = {**self.defaults, **params}
+
+    #: Protocols that set this get the pretrained pretext head's predictions on the test slice
+    #: through `report_pretext` (per-class accuracy of a masking task, say).
+    evaluates_pretext: ClassVar[bool] = False
+
+    def incompatibility(self, dataset: Dataset) -> str | None:
+        """Why this protocol cannot run on `dataset` (the grid skips it, showing the reason), or None."""
+        return None
+
+    def task_of(self, dataset: Dataset) -> TaskInfo:
+        """The task whose labels define the split: the `task` parameter if given, else the first."""
+        return dataset.task(self.params.get("task"))
+
+    def report_pretext(
+        self, logits: np.ndarray, targets: np.ndarray, class_names: list[str] | None
+    ) -> dict[str, float]:
+        """Metrics of a class-labelled pretext head on held-out graphs (see `evaluates_pretext`)."""
+        return {}
 
     @abstractmethod
     def split(self, dataset: Dataset, task: TaskInfo, seed: int) -> Split:

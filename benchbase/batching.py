@@ -15,7 +15,7 @@ import torch
 from benchbase.api import GraphArrays, GraphBatch
 
 
-def _ranges(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def concat_ranges(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Concatenation of arange(start, start + length) for each pair, without a Python loop."""
     total = int(lengths.sum())
     if total == 0:
@@ -61,8 +61,8 @@ class TensorGraphs:
         graphs = torch.as_tensor(np.asarray(graph_index), dtype=torch.long)
         n_nodes = self.num_nodes[graphs]
         n_edges = self.num_edges[graphs]
-        node_rows = _ranges(self.node_ptr[graphs], n_nodes)
-        edge_rows = _ranges(self.edge_ptr[graphs], n_edges)
+        node_rows = concat_ranges(self.node_ptr[graphs], n_nodes)
+        edge_rows = concat_ranges(self.edge_ptr[graphs], n_edges)
         ptr = torch.zeros(len(graphs) + 1, dtype=torch.long)
         torch.cumsum(n_nodes, 0, out=ptr[1:])
         edge_batch = torch.repeat_interleave(torch.arange(len(graphs)), n_edges)

@@ -3,6 +3,8 @@
 Loading is isolated: a plugin whose import or registration fails is recorded in
 `Registry.failures` (distribution, version, error) and the others keep working.
 ``BENCHBASE_PLUGINS=name1,name2`` restricts loading to those entry-point names.
+``BENCHBASE_EXTRA_PLUGINS=pkg.module,...`` also loads plugin modules that are not installed as a
+distribution (as pytest's ``-p``): for plugin development and tests.
 """
 
 from __future__ import annotations
@@ -161,6 +163,8 @@ def load_registry(extra_modules: list[ModuleType] | None = None) -> Registry:
             candidates.append((ep.load, source))
     for module in extra_modules or []:
         candidates.append((lambda m=module: m, _Source(module.__name__, "local", "0")))
+    for path in filter(None, (p.strip() for p in os.environ.get("BENCHBASE_EXTRA_PLUGINS", "").split(","))):
+        candidates.append((lambda p=path: importlib.import_module(p), _Source(path, "local", "0")))
     for load, source in candidates:
         try:
             module = load()

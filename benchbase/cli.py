@@ -1,0 +1,325 @@
+"""The ``benchbase`` command line."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from benchbase.api import PluginError
+from benchbase.registry import default_registry
+
+app = typer.Typer(
+    help="benchbase: which pretext task, encoder and rebalancing strategy helps a GNN extrapolate?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+datasets_app = typer.Typer(help="List datasets, or prepare one (featurise and cache) for offline use.")
+app.add_typer(datasets_app, name="datasets")
+
+
+def friendly_errors(fn):
+    """Bad input ends with one clear message and exit code 2, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PluginError as exc:
+            typer.secho(f"error: {exc}", err=True, fg="red")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _warn_failed_plugins() -> None:
+    for failure in default_registry().failures:
+        typer.secho(
+            f"warning: plugin {failure.plugin!r} from {failure.distribution} {failure.version} failed to load: "
+            f"{failure.error}",
+            err=True,
+            fg="yellow",
+        )
+
+
+@app.command()
+@friendly_errors
+def plugins(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False) -> None:
+    """Every registered dataset, encoder, pretext task, rebalancer and protocol, with its source."""
+    from tabulate import tabulate
+
+    registry = default_registry()
+    rows = [e.info() for e in registry.listing()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        _warn_failed_plugins()
+        return
+    table = [[r["kind"], r["name"], f"{r['distribution']} {r['version']}", r["description"][:70]] for r in rows]
+    typer.echo(tabulate(table, headers=["kind", "name", "provided by", "description"], tablefmt="simple"))
+    _warn_failed_plugins()
+
+
+def _progress_printer() -> Any:
+    start = time.perf_counter()
+
+    def show(done: int, total: int, message: str) -> None:
+        width = 24
+        filled = int(width * done / total) if total else width
+        bar = "#" * filled + "-" * (width - filled)
+        typer.echo(f"[{bar}] {done}/{total} {time.perf_counter() - start:6.0f}s  {message}", err=True)
+
+    return show
+
+
+@app.command()
+@friendly_errors
+def run(
+    file: Annotated[Path | None, typer.Argument(help="Grid file (TOML). Default: the built-in quick grid.")] = None,
+    grid: Annotated[bool, typer.Option("--grid", help="Run a grid (the default grid when no FILE is given).")] = False,
+    store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results"),
+    jobs: Annotated[int, typer.Option(min=1, help="Runs in parallel (separate processes).")] = 1,
+    executor: Annotated[str, typer.Option(help="Where runs execute: local.")] = "local",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run and what is skipped.")] = False,
+    leaderboard_out: Annotated[Path, typer.Option(help="Where leaderboards are regenerated after the grid.")] = Path(
+        "leaderboards"
+    ),
+    no_leaderboard: Annotated[bool, typer.Option("--no-leaderboard", help="Do not regenerate leaderboards.")] = False,
+) -> None:
+    """Run every combination of a grid file; finished runs are skipped, so a killed grid resumes.
+
+    `benchbase run --grid` runs the built-in default grid (QM9 HOMO-LUMO gap, quick profile) offline.
+    """
+    from benchbase.executors import make_executor
+    from benchbase.grid import load_grid
+    from benchbase.leaderboard import write_leaderboards
+    from benchbase.runner import run_grid
+    from benchbase.store import Store
+
+    _warn_failed_plugins()
+    registry = default_registry()
+    the_grid = load_grid(registry, file)
+    if dry_run:
+        _print_dry_run(the_grid, store)
+        return
+    results = Store(store)
+    try:
+        the_executor = make_executor(executor, jobs)
+    except ValueError as exc:
+        raise PluginError(str(exc)) from None
+    typer.echo(
+        f"grid {the_grid.name!r} ({the_grid.source}): {len(the_grid.runs)} runs, "
+        f"{len(the_grid.skipped)} skipped combinations; store {store}",
+        err=True,
+    )
+    summary = run_grid(the_grid, results, the_executor, _progress_printer())
+    typer.echo(
+        f"done in {summary.seconds:.1f}s: {summary.finished} finished, {summary.failed} failed, "
+        f"{summary.already_finished} were already finished; pretraining stages computed {summary.stages_computed}, "
+        f"reused {summary.stages_reused}",
+        err=True,
+    )
+    if not no_leaderboard:
+        write_leaderboards(results.runs(), leaderboard_out)
+        typer.echo(f"leaderboards written to {leaderboard_out}/", err=True)
+    if summary.failed:
+        for label, error in summary.failures:
+            typer.secho(f"failed: {label}: {error}", err=True, fg="red")
+        raise typer.Exit(1)
+
+
+def _print_dry_run(the_grid, store: Path) -> None:
+    from benchbase.store import FINISHED, Store
+
+    done = {}
+    if (store / "benchbase.sqlite").exists():
+        done = Store(store).status_of([r.run_id for r in the_grid.runs])
+    stages = {r.stage_id for r in the_grid.runs if r.stage_id}
+    typer.echo(f"grid {the_grid.name!r} from {the_grid.source}, profile {the_grid.profile!r}, seeds {the_grid.seeds}")
+    typer.echo(f"will run ({len(the_grid.runs)} runs, {len(stages)} shared pretraining stages):")
+    for run in the_grid.runs:
+        state = " (finished, will be skipped)" if done.get(run.run_id) == FINISHED else ""
+        typer.echo(f"  {run.run_id}  {run.label()}{state}")
+    typer.echo(f"skipped ({len(the_grid.skipped)}):")
+    for skipped in the_grid.skipped:
+        typer.echo(f"  {skipped.label}: {skipped.reason}")
+    n_done = sum(1 for r in the_grid.runs if done.get(r.run_id) == FINISHED)
+    typer.echo(f"total: {len(the_grid.runs)} runs ({n_done} already finished), {len(the_grid.skipped)} skipped")
+
+
+@app.command()
+@friendly_errors
+def results(
+    store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results"),
+    format: Annotated[str, typer.Option(help="jsonl or csv.")] = "jsonl",
+) -> None:
+    """Export every run (spec, status, metrics) from the store to standard output."""
+    from benchbase.leaderboard import export_rows
+    from benchbase.store import Store
+
+    if not (store / "benchbase.sqlite").exists():
+        raise PluginError(f"no results store at {store} (run a grid first, or pass --store)")
+    rows = export_rows(Store(store).runs())
+    if format == "jsonl":
+        for row in rows:
+            typer.echo(json.dumps(row, sort_keys=True, default=str))
+    elif format == "csv":
+        flat = [_flat_row(row) for row in rows]
+        columns = sorted(set().union(*flat)) if flat else []
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(flat)
+        typer.echo(buffer.getvalue(), nl=False)
+    else:
+        raise PluginError(f"unknown format {format!r}; use jsonl or csv")
+
+
+def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: row[k] for k in ("run_id", "status", "error", "n_params", "seconds", "hardware", "git_commit")}
+    spec = row["spec"]
+    for kind in ("dataset", "protocol", "encoder", "pretext", "rebalancer"):
+        out[kind] = spec[kind]["name"]
+        out[f"{kind}_params"] = json.dumps(spec[kind]["params"], sort_keys=True)
+    out["seed"] = spec["seed"]
+    for task, metrics in (row["metrics"] or {}).items():
+        for key, value in metrics.items():
+            out[f"{task}/{key}"] = value
+    return out
+
+
+@app.command()
+@friendly_errors
+def leaderboard(
+    store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results"),
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("leaderboards"),
+) -> None:
+    """Regenerate leaderboard markdown (one table per dataset, task and protocol) from the store."""
+    from benchbase.leaderboard import write_leaderboards
+    from benchbase.store import Store
+
+    if not (store / "benchbase.sqlite").exists():
+        raise PluginError(f"no results store at {store} (run a grid first, or pass --store)")
+    written = write_leaderboards(Store(store).runs(), out)
+    typer.echo(f"wrote {len(written)} tables and {out}/README.md")
+
+
+@datasets_app.callback(invoke_without_command=True)
+@friendly_errors
+def datasets(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False
+) -> None:
+    """List datasets with their tasks, size (when known) and whether their data is available locally."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tabulate import tabulate
+
+    registry = default_registry()
+    rows = []
+    for name in registry.names("dataset"):
+        entry = registry.get("dataset", name)
+        try:
+            info = entry.obj().describe()
+        except Exception as exc:  # one broken dataset must not hide the others
+            info = {"error": f"{type(exc).__name__}: {exc}"}
+        rows.append({"name": name, "distribution": entry.distribution, "description": entry.description, **info})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = [[r["name"], ", ".join(r.get("tasks", []))[:40], r.get("size", "?"), r.get("available", "?")] for r in rows]
+    typer.echo(tabulate(table, headers=["dataset", "tasks", "graphs", "available locally"], tablefmt="simple"))
+
+
+@datasets_app.command("prepare")
+@friendly_errors
+def datasets_prepare(
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. qm9/homo_lumo_gap.")],
+    param: Annotated[list[str] | None, typer.Option("--param", help="Dataset parameter key=value.")] = None,
+) -> None:
+    """Featurise and cache a dataset so that later runs load it offline in seconds."""
+    from benchbase.loading import build_dataset
+
+    dataset = build_dataset(default_registry(), name, _parse_params(param))
+    dataset.prepare(progress=True)
+    typer.echo(f"{name}: ready ({dataset.arrays().num_graphs} graphs)")
+
+
+def _parse_params(items: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PluginError(f"parameter {item!r} must look like key=value")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value  # a bare string
+    return params
+
+
+@app.command()
+@friendly_errors
+def protocols() -> None:
+    """Every protocol with its parameters and their defaults."""
+    registry = default_registry()
+    for name in registry.names("protocol"):
+        cls = registry.get("protocol", name).obj
+        typer.echo(f"{name}: {cls.description}")
+        for key, value in sorted(cls.defaults.items()):
+            typer.echo(f"    {key} = {json.dumps(value)}")
+
+
+@app.command()
+@friendly_errors
+def split(
+    dataset: Annotated[str, typer.Argument(help="Dataset name.")],
+    protocol: Annotated[str, typer.Option(help="Protocol name (see `benchbase protocols`).")],
+    out: Annotated[Path, typer.Option(help="Output JSON file.")],
+    param: Annotated[list[str] | None, typer.Option("--param", help="Protocol parameter key=value.")] = None,
+    dataset_param: Annotated[list[str] | None, typer.Option("--dataset-param", help="Dataset parameter.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random parts of the split.")] = 0,
+) -> None:
+    """Write a protocol's split as native dataset ids: {"train": [...], "valid": [...], "test": [...]}."""
+    from benchbase.loading import build_dataset, build_protocol
+
+    registry = default_registry()
+    the_dataset = build_dataset(registry, dataset, _parse_params(dataset_param))
+    the_protocol = build_protocol(registry, protocol, _parse_params(param))
+    parts = the_protocol.split(the_dataset, the_protocol.task_of(the_dataset), seed)
+    ids = the_dataset.ids()
+    payload = {name: [_plain(v) for v in ids[idx]] for name, idx in parts.items()}
+    out.write_text(json.dumps(payload))
+    typer.echo(", ".join(f"{name}: {len(v)}" for name, v in payload.items()) + f" -> {out}")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _add_plugin_commands() -> None:
+    """Plugins may add sub-commands (``benchbase glass simulate``); a failing hook is a warning."""
+    registry = default_registry()
+    if registry.manager is None:
+        return
+    for impl in registry.manager.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(app=app)
+        except Exception as exc:
+            typer.secho(f"warning: plugin {impl.plugin_name!r} could not add commands: {exc}", err=True, fg="yellow")
+
+
+_add_plugin_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+"""The two stages of a run: self-supervised pretraining (shared, checkpointed) and fine-tuning with
+early stopping on the validation split, evaluated at the best validation epoch."""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchbase import loading
+from benchbase.api import (
+    Dataset,
+    Encoder,
+    GraphBatch,
+    PluginError,
+    Predictions,
+    PretextContext,
+    Protocol,
+    Split,
+    TaskInfo,
+)
+from benchbase.batching import TensorGraphs, concat_ranges, iterate_batches
+from benchbase.cache import atomic_path
+from benchbase.grid import RunSpec
+from benchbase.registry import Registry
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def count_parameters(*modules: nn.Module) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite: the run is recorded as failed with this message."""
+
+
+def _check_finite(loss: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"loss became {loss.item()} during {where}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+
+
+def make_split(registry: Registry, spec: dict[str, Any], dataset: Dataset) -> tuple[Protocol, TaskInfo, Split]:
+    protocol = loading.build_protocol(registry, spec["protocol"]["name"], spec["protocol"]["params"])
+    task = protocol.task_of(dataset)
+    split = protocol.split(dataset, task, int(spec["seed"]))
+    empty = [name for name in ("train", "valid", "test") if len(split.get(name, ())) == 0]
+    if empty:
+        raise PluginError(f"protocol {protocol.name!r} produced empty slice(s) {empty} on {dataset.name!r}")
+    return protocol, task, split
+
+
+# ---------------------------------------------------------------------------------------------
+# Pretraining
+
+
+def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
+    """Train encoder + pretext head on the stage's pool and save the checkpoint atomically."""
+    started = time.perf_counter()
+    generator = seed_everything(int(stage["seed"]))
+    dataset, graphs = loading.dataset_tensors(registry, stage["dataset"]["name"], stage["dataset"]["params"])
+    pool = _pool_indices(registry, stage, dataset, graphs)
+    encoder = loading.build_encoder(registry, stage["encoder"]["name"], stage["encoder"]["params"], dataset.features)
+    encoder.prepare(dataset)
+    pretext = loading.build_pretext(registry, stage["pretext"]["name"], stage["pretext"]["params"])
+    rebalancer = loading.build_rebalancer(registry, stage["rebalancer"]["name"], stage["rebalancer"]["params"])
+    pretext.prepare(dataset, pool)
+    counts = pretext.class_counts()
+    if counts is not None:
+        # Multilabel counts are positives per label, which do not add up to the number of items.
+        rebalancer.fit(counts, num_samples=len(pool) if pretext.is_multilabel() else None)
+    head = pretext.build_head(encoder)
+    selection = rebalancer.selection_weights() if counts is not None else None
+    ctx = PretextContext(
+        generator=generator,
+        selection_weights=None if selection is None else torch.as_tensor(selection, dtype=torch.float32),
+    )
+    train = stage["train"]
+    params = list(encoder.parameters()) + list(head.parameters())
+    optimizer = torch.optim.Adam(params, lr=train["pretrain_lr"])
+    losses = []
+    for epoch in range(train["pretrain_epochs"]):
+        encoder.train()
+        head.train()
+        total, steps = 0.0, 0
+        for batch in iterate_batches(graphs, pool, train["batch_size"], True, generator, train["max_nodes"]):
+            loss = _pretext_loss(pretext, rebalancer, encoder, head, batch, ctx)
+            _check_finite(loss, f"pretraining epoch {epoch}")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, steps = total + loss.item(), steps + 1
+        losses.append(total / max(steps, 1))
+    with atomic_path(checkpoint) as tmp:
+        torch.save({"encoder": encoder.state_dict(), "head": head.state_dict()}, tmp)
+    return {
+        "pool_size": int(len(pool)),
+        "losses": losses,
+        "seconds": time.perf_counter() - started,
+        "n_params": count_parameters(encoder, head),
+        "class_counts": None if counts is None else [float(c) for c in counts],
+    }
+
+
+def _pool_indices(registry: Registry, stage: dict[str, Any], dataset: Dataset, graphs: TensorGraphs) -> np.ndarray:
+    if stage["pool"] == "all":
+        return np.arange(graphs.num_graphs)
+    spec = {"protocol": stage["pool"]["train_of"], "seed": stage["pool"]["seed"]}
+    protocol, _, split = make_split(registry, spec, dataset)
+    return protocol.pretrain_pool(split)
+
+
+def _pretext_loss(pretext, rebalancer, encoder, head, batch: GraphBatch, ctx: PretextContext) -> torch.Tensor:
+    out = pretext.step(encoder, head, batch, ctx)
+    if out.loss is not None:
+        return out.loss
+    return rebalancer.loss(out.logits, out.targets, multilabel=out.multilabel)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning
+
+
+class TaskHeads(nn.Module):
+    """One linear head per task on the embedding of the task's level."""
+
+    def __init__(self, tasks: list[TaskInfo], width: int, has_edge_embedding: bool) -> None:
+        super().__init__()
+        self.tasks = tasks
+        self.heads = nn.ModuleDict()
+        for task in tasks:
+            in_dim = 2 * width if task.level == "edge" and not has_edge_embedding else width
+            self.heads[task.name] = nn.Linear(in_dim, 1)
+
+    def forward(self, emb, batch: GraphBatch) -> dict[str, torch.Tensor]:
+        out = {}
+        for task in self.tasks:
+            if task.level == "graph":
+                features = emb.graph
+            elif task.level == "node":
+                features = emb.node
+            elif emb.edge is not None:
+                features = emb.edge
+            else:
+                src, dst = batch.edge_index
+                features = torch.cat([emb.node[src], emb.node[dst]], dim=-1)
+            out[task.name] = self.heads[task.name](features).squeeze(-1)
+        return out
+
+
+@dataclass
+class Standardiser:
+    """Regression targets are trained in standard units (train-split mean and std)."""
+
+    mean: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, tasks: list[TaskInfo], targets: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]):
+        self = cls()
+        for task in tasks:
+            values = targets[task.name]
+            keep = torch.isfinite(values) & masks.get(task.name, torch.ones_like(values, dtype=torch.bool))
+            v = values[keep].double()
+            if task.kind == "regression" and len(v) > 1:
+                self.mean[task.name], self.std[task.name] = float(v.mean()), float(v.std()) or 1.0
+            else:
+                self.mean[task.name], self.std[task.name] = 0.0, 1.0
+        return self
+
+
+def _rows_of_graphs(graphs: TensorGraphs, level: str, indices: np.ndarray) -> torch.Tensor:
+    """Row positions of the given graphs at a level, for label statistics over a split."""
+    idx = torch.as_tensor(indices, dtype=torch.long)
+    if level == "graph":
+        return idx
+    ptr = graphs.node_ptr if level == "node" else graphs.edge_ptr
+    return concat_ranges(ptr[idx], ptr[idx + 1] - ptr[idx])
+
+
+class FineTuner:
+    """Fits encoder + heads on one split of one dataset and predicts any slice."""
+
+    def __init__(self, registry: Registry, run: RunSpec, dataset: Dataset, graphs: TensorGraphs) -> None:
+        self.run, self.dataset, self.graphs = run, dataset, graphs
+        self.train_cfg = run.train
+        self.tasks = dataset.tasks
+        self.generator = seed_everything(run.seed)
+        name, params = run.component("encoder")
+        self.encoder: Encoder = loading.build_encoder(registry, name, params, dataset.features)
+        self.encoder.prepare(dataset)
+        probe = self._probe_edge_embedding()
+        self.heads = TaskHeads(self.tasks, self.encoder.out_dim, probe)
+        self.weights = self._task_weights()
+        self.classification = [t for t in self.tasks if t.kind == "classification"]
+        if any(t.level != "graph" for t in self.classification):
+            raise PluginError("classification tasks must be graph-level")
+        self.rebalancer = loading.build_rebalancer(registry, *run.component("rebalancer"))
+
+    def _probe_edge_embedding(self) -> bool:
+        if not any(t.level == "edge" for t in self.tasks):
+            return False
+        self.encoder.eval()
+        with torch.no_grad():
+            emb = self.encoder(self.graphs.batch(torch.tensor([0])))
+        return emb.edge is not None
+
+    def _task_weights(self) -> dict[str, float]:
+        given = self.train_cfg.get("task_weights") or {}
+        unknown = set(given) - {t.name for t in self.tasks}
+        if unknown:
+            raise PluginError(f"task_weights name unknown task(s) {sorted(unknown)} of {self.dataset.name!r}")
+        return {t.name: float(given.get(t.name, 1.0 if not given else 0.0)) for t in self.tasks}
+
+    def load_pretrained(self, checkpoint: Path) -> None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        self.encoder.load_state_dict(state["encoder"])
+
+    def _label_keep(self, split: Split) -> dict[str, torch.Tensor]:
+        """The few-label setting: one graph-level task keeps only k labelled training graphs."""
+        few = self.train_cfg.get("few_label")
+        if not few:
+            return {}
+        task, k = few["task"], int(few["k"])
+        if self.dataset.task(task).level != "graph":
+            raise PluginError("few_label applies to graph-level tasks")
+        rng = np.random.default_rng(self.run.seed)
+        labelled = split["train"][np.isfinite(self.dataset.labels(task)[split["train"]])]
+        keep = np.zeros(self.graphs.num_graphs, dtype=bool)
+        keep[rng.permutation(labelled)[:k]] = True
+        keep[np.setdiff1d(np.arange(self.graphs.num_graphs), split["train"])] = True
+        return {task: torch.from_numpy(keep)}
+
+    def fit(self, split: Split) -> dict[str, Any]:
+        train_idx, valid_idx = split["train"], split["valid"]
+        self.keep = self._label_keep(split)
+        targets, masks = {}, {}
+        for task in self.tasks:
+            rows = _rows_of_graphs(self.graphs, task.level, train_idx)
+            values = self.graphs.targets[task.name][rows].clone()
+            if task.name in self.keep:
+                values[~self.keep[task.name][rows]] = float("nan")
+            targets[task.name] = values
+            if task.name in self.graphs.target_masks:
+                masks[task.name] = self.graphs.target_masks[task.name][rows]
+        self.scaler = Standardiser.fit(self.tasks, targets, masks)
+        if self.classification:
+            positives = [float(np.nansum(targets[t.name].numpy())) for t in self.classification]
+            self.rebalancer.fit(np.array(positives), num_samples=len(train_idx))
+        cfg = self.train_cfg
+        params = list(self.encoder.parameters()) + list(self.heads.parameters())
+        optimizer = torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+        best = (float("inf"), -1, None)
+        history = []
+        for epoch in range(cfg["epochs"]):
+            self.encoder.train()
+            self.heads.train()
+            for batch in iterate_batches(
+                self.graphs, train_idx, cfg["batch_size"], True, self.generator, cfg["max_nodes"]
+            ):
+                loss = self._loss(batch, training=True)
+                _check_finite(loss, f"fine-tuning epoch {epoch}")
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            valid_loss = self._evaluate_loss(valid_idx)
+            history.append(valid_loss)
+            if valid_loss < best[0]:
+                state = (copy.deepcopy(self.encoder.state_dict()), copy.deepcopy(self.heads.state_dict()))
+                best = (valid_loss, epoch, state)
+            elif epoch - best[1] >= cfg["patience"]:
+                break
+        if best[2] is None:
+            raise TrainingDiverged("validation loss was never finite")
+        self.encoder.load_state_dict(best[2][0])
+        self.heads.load_state_dict(best[2][1])
+        return {"best_epoch": best[1], "epochs_run": len(history), "best_valid_loss": best[0]}
+
+    def _loss(self, batch: GraphBatch, training: bool) -> torch.Tensor:
+        preds = self.heads(self.encoder(batch), batch)
+        total = preds[self.tasks[0].name].new_zeros(())
+        for task in self.tasks:
+            if self.weights[task.name] == 0 or task.kind == "classification":
+                continue
+            y = batch.targets[task.name]
+            keep = self._keep_rows(task, batch, training)
+            if keep.any():
+                standard = (y[keep] - self.scaler.mean[task.name]) / self.scaler.std[task.name]
+                total = total + self.weights[task.name] * torch.mean((preds[task.name][keep] - standard) ** 2)
+        if self.classification:
+            # Binary tasks go through the rebalancer together, as one multilabel loss (NaN = missing).
+            logits = torch.stack([preds[t.name] for t in self.classification], dim=-1)
+            labels = torch.stack(
+                [
+                    torch.where(self._keep_rows(t, batch, training), batch.targets[t.name], torch.nan)
+                    for t in self.classification
+                ],
+                dim=-1,
+            )
+            weight = sum(self.weights[t.name] for t in self.classification) / len(self.classification)
+            total = total + weight * self.rebalancer.loss(logits, labels, multilabel=True)
+        return total
+
+    def _keep_rows(self, task: TaskInfo, batch: GraphBatch, training: bool) -> torch.Tensor:
+        keep = torch.isfinite(batch.targets[task.name])
+        if task.name in batch.target_masks:
+            keep &= batch.target_masks[task.name]
+        if training and task.name in self.keep:
+            keep &= self.keep[task.name][batch.graph_index]
+        return keep
+
+    @torch.no_grad()
+    def _evaluate_loss(self, indices: np.ndarray) -> float:
+        self.encoder.eval()
+        self.heads.eval()
+        total, count = 0.0, 0
+        for batch in iterate_batches(
+            self.graphs, indices, self.train_cfg["batch_size"], max_nodes=self.train_cfg["max_nodes"]
+        ):
+            total += float(self._loss(batch, training=False)) * batch.num_graphs
+            count += batch.num_graphs
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def predict(self, indices: np.ndarray) -> dict[str, Predictions]:
+        self.encoder.eval()
+        self.heads.eval()
+        rows: dict[str, list] = {t.name: [[], [], []] for t in self.tasks}
+        for batch in iterate_batches(
+            self.graphs, indices, self.train_cfg["batch_size"], max_nodes=self.train_cfg["max_nodes"]
+        ):
+            preds = self.heads(self.encoder(batch), batch)
+            graph_of = {
+                "graph": batch.graph_index,
+                "node": batch.graph_index[batch.batch],
+                "edge": batch.graph_index[batch.edge_batch],
+            }
+            for task in self.tasks:
+                y = batch.targets[task.name]
+                keep = self._keep_rows(task, batch, training=False)
+                pred = preds[task.name] * self.scaler.std[task.name] + self.scaler.mean[task.name]
+                rows[task.name][0].append(y[keep].numpy())
+                rows[task.name][1].append(pred[keep].numpy())
+                rows[task.name][2].append(graph_of[task.level][keep].numpy())
+        return {name: Predictions(*(np.concatenate(parts) for parts in lists)) for name, lists in rows.items()}
+
+
+def evaluate_pretext(
+    registry: Registry,
+    run: RunSpec,
+    dataset: Dataset,
+    graphs: TensorGraphs,
+    checkpoint: Path,
+    indices: np.ndarray,
+    pool: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, list[str] | None] | None:
+    """The pretrained pretext head's logits and targets on held-out graphs (class-labelled tasks)."""
+    name, params = run.component("pretext")
+    pretext = loading.build_pretext(registry, name, params)
+    if not pretext.class_labelled or pretext.is_multilabel():
+        return None
+    encoder = loading.build_encoder(registry, *run.component("encoder"), dataset.features)
+    encoder.prepare(dataset)
+    pretext.prepare(dataset, pool)
+    head = pretext.build_head(encoder)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    encoder.load_state_dict(state["encoder"])
+    head.load_state_dict(state["head"])
+    encoder.eval()
+    head.eval()
+    generator = torch.Generator()
+    generator.manual_seed(run.seed + 1_000_003)  # held-out masks differ from training masks
+    ctx = PretextContext(generator=generator, training=False)
+    logits, targets = [], []
+    with torch.no_grad():
+        for batch in iterate_batches(graphs, indices, run.train["batch_size"], max_nodes=run.train["max_nodes"]):
+            out = pretext.step(encoder, head, batch, ctx)
+            if out.logits is None:
+                return None
+            logits.append(out.logits.numpy())
+            targets.append(out.targets.numpy())
+    return np.concatenate(logits), np.concatenate(targets), pretext.class_names()
+
+
+def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> dict[str, Any]:
+    """Fine-tune and evaluate one run; returns the record's metrics, timings and details."""
+    started = time.perf_counter()
+    dataset, graphs = loading.dataset_tensors(registry, *run.component("dataset"))
+    protocol, split_task, split = make_split(registry, run.spec, dataset)
+    tuner = FineTuner(registry, run, dataset, graphs)
+    if checkpoint is not None:
+        tuner.load_pretrained(checkpoint)
+    fit_info = tuner.fit(split)
+    train_seconds = time.perf_counter() - started
+    predictions = {name: tuner.predict(indices) for name, indices in split.items() if name not in ("train",)}
+    metrics: dict[str, dict[str, float]] = {}
+    for task in dataset.tasks:
+        per_slice = {slice_name: preds[task.name] for slice_name, preds in predictions.items()}
+        metrics[task.name] = protocol.report(task, per_slice, dataset, split)
+    if protocol.evaluates_pretext and checkpoint is not None:
+        pool = protocol.pretrain_pool(split)
+        evaluated = evaluate_pretext(registry, run, dataset, graphs, checkpoint, split["test"], pool)
+        if evaluated is not None:
+            metrics[split_task.name].update(protocol.report_pretext(*evaluated))
+    return {
+        "metrics": metrics,
+        "split": split,
+        "split_task": split_task.name,
+        "n_params": count_parameters(tuner.encoder, tuner.heads),
+        "fit": fit_info,
+        "seconds": {"train": train_seconds, "total": time.perf_counter() - started},
+        "skipped_inputs": len(getattr(dataset, "skipped", []) or []),
+        "headline": {
+            t.name: {"metric": t.metric, "higher_is_better": t.higher_is_better, "unit": t.unit} for t in dataset.tasks
+        },
+        "leaderboard_metrics": {t.name: protocol.leaderboard_metrics(t) for t in dataset.tasks},
+    }

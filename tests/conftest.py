@@ -1,0 +1,55 @@
+"""Shared fixtures. The synthetic plugin (tests/synthetic_plugin.py) is loaded through
+BENCHBASE_EXTRA_PLUGINS so that harness mechanics are tested fast and through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+BOTAN_SMALL = ROOT.parent / "shared" / "data" / "botan_small"
+
+sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture
+def synthetic_env(monkeypatch, tmp_path):
+    """The synthetic plugin registered, a private cache, a fresh registry; yields the env dict for
+    subprocesses."""
+    from benchbase.registry import reset_default_registry
+
+    pythonpath = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", pythonpath)
+    monkeypatch.setenv("BENCHBASE_EXTRA_PLUGINS", "synthetic_plugin")
+    monkeypatch.setenv("BENCHBASE_CACHE", str(tmp_path / "cache"))
+    reset_default_registry()
+    yield dict(os.environ)
+    reset_default_registry()
+
+
+SYNTHETIC_GRID = """
+name = "synthetic"
+profile = "quick"
+seeds = [0, 1]
+[train]
+epochs = 4
+pretrain_epochs = 2
+batch_size = 32
+[[study]]
+datasets = ["synthetic/chains"]
+protocols = ["iid", "extrapolation-threshold"]
+encoders = ["tiny"]
+pretext = ["none", "tiny-masking"]
+rebalancers = ["none", "inverse-frequency"]
+"""
+
+
+@pytest.fixture
+def synthetic_grid(tmp_path) -> Path:
+    path = tmp_path / "grid.toml"
+    path.write_text(SYNTHETIC_GRID)
+    return path

@@ -1,0 +1,142 @@
+"""A synthetic plugin for testing harness mechanics (resume, failures, sharing) quickly.
+
+Graphs are random chains with two node classes; the label counts class-1 nodes, so an encoder can
+learn it. Nothing here is chemistry: the point is the machinery, not the science.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch_geometric.utils import scatter
+
+from benchbase import hookimpl
+from benchbase.api import (
+    Dataset,
+    Embeddings,
+    Encoder,
+    FeatureSpec,
+    GraphArrays,
+    PretextOutput,
+    PretextTask,
+    TaskInfo,
+)
+
+
+class SyntheticChains(Dataset):
+    name = "synthetic/chains"
+    tasks = [TaskInfo("count", unit="nodes")]
+    provides = frozenset({"x_categorical", "size", "node_class_counts"})
+    features = FeatureSpec(node_vocab=(2,))
+
+    def __init__(self, graphs: int = 120, nan_labels: int = 0) -> None:
+        self.n_graphs, self.nan_labels = graphs, nan_labels
+        self._arrays = None
+
+    def arrays(self) -> GraphArrays:
+        if self._arrays is None:
+            rng = np.random.default_rng(0)
+            sizes = rng.integers(3, 10, self.n_graphs)
+            node_ptr = np.concatenate([[0], np.cumsum(sizes)])
+            edges = [np.array([[i, i + 1], [i + 1, i]]).reshape(2, 2) for n in sizes for i in range(n - 1)]
+            per_graph = [
+                np.concatenate(
+                    [np.stack([np.arange(n - 1), np.arange(1, n)]), np.stack([np.arange(1, n), np.arange(n - 1)])],
+                    axis=1,
+                )
+                for n in sizes
+            ]
+            del edges
+            edge_ptr = np.concatenate([[0], np.cumsum([e.shape[1] for e in per_graph])])
+            x = (rng.random(node_ptr[-1]) < 0.3).astype(np.int64)[:, None]
+            y = np.add.reduceat(x[:, 0], node_ptr[:-1]).astype(np.float32)
+            y[: self.nan_labels] = np.nan
+            self._arrays = GraphArrays(node_ptr, edge_ptr, np.concatenate(per_graph, axis=1), x, targets={"count": y})
+        return self._arrays
+
+    def ids(self) -> np.ndarray:
+        return np.arange(self.arrays().num_graphs) + 1000
+
+    def graph_property(self, key):
+        a = self.arrays()
+        if key == "size":
+            return np.diff(a.node_ptr)
+        if key == "node_class_counts":
+            counts = np.zeros((a.num_graphs, 2), dtype=np.int64)
+            np.add.at(counts, (np.repeat(np.arange(a.num_graphs), np.diff(a.node_ptr)), a.x[:, 0]), 1)
+            return counts
+        return None
+
+    def node_class_names(self):
+        return ["a", "b"]
+
+
+class TinyEncoder(Encoder):
+    name = "tiny"
+    description = "Embedding + one round of neighbour averaging (tests only)."
+    requires = frozenset({"x_categorical"})
+    defaults = {"hidden": 16, "explode": False}
+
+    def __init__(self, features: FeatureSpec, hidden: int = 16, explode: bool = False) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(features.node_vocab[0] + 1, hidden)
+        self.mix = nn.Linear(2 * hidden, hidden)
+        self.out_dim, self.explode = hidden, explode
+
+    def forward(self, batch):
+        h = self.embed(batch.x[:, 0])
+        src, dst = batch.edge_index
+        neigh = scatter(h[src], dst, dim=0, dim_size=h.shape[0], reduce="mean")
+        h = torch.relu(self.mix(torch.cat([h, neigh], dim=-1)))
+        if self.explode:
+            h = h * float("nan")
+        return Embeddings(node=h, graph=scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum"))
+
+
+class TinyMasking(PretextTask):
+    name = "tiny-masking"
+    description = "Mask 30% of nodes, predict their class (tests only)."
+    requires = frozenset({"x_categorical"})
+    defaults = {"rate": 0.3}
+
+    def __init__(self, rate: float = 0.3) -> None:
+        self.rate = rate
+
+    def prepare(self, dataset, pool):
+        a = dataset.arrays()
+        rows = np.concatenate([np.arange(a.node_ptr[g], a.node_ptr[g + 1]) for g in pool])
+        self.counts = np.bincount(a.x[rows, 0], minlength=2)
+
+    def class_counts(self):
+        return self.counts
+
+    def class_names(self):
+        return ["a", "b"]
+
+    def build_head(self, encoder):
+        return nn.Linear(encoder.out_dim, 2)
+
+    def step(self, encoder, head, batch, ctx):
+        n = batch.x.shape[0]
+        chosen = torch.rand(n, generator=ctx.generator) < self.rate
+        chosen[0] = True
+        x = batch.x.clone()
+        x[chosen, 0] = 2  # the mask token
+        emb = encoder(batch.replace(x=x))
+        return PretextOutput(logits=head(emb.node[chosen]), targets=batch.x[chosen, 0])
+
+
+@hookimpl
+def register_datasets(register):
+    register("synthetic/chains", SyntheticChains, description="random chains (tests)")
+
+
+@hookimpl
+def register_encoders(register):
+    register(TinyEncoder)
+
+
+@hookimpl
+def register_pretext_tasks(register):
+    register(TinyMasking)

@@ -1,0 +1,101 @@
+"""The template plugin, pip-installed as a separate distribution, is discovered and runs in a grid
+with no change to benchbase."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TEMPLATE = ROOT / "plugins" / "template"
+
+
+@pytest.fixture(scope="module")
+def installed_template(tmp_path_factory):
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("build")
+    # --target keeps the test environment untouched while installing a real distribution
+    # (dist-info with its entry points) that importlib.metadata discovers on sys.path.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(TEMPLATE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(build)},
+    )
+    assert result.returncode == 0, result.stderr
+    return target
+
+
+def _env(site, synthetic_env):
+    pythonpath = os.pathsep.join([str(site), synthetic_env["PYTHONPATH"]])
+    return {**synthetic_env, "PYTHONPATH": pythonpath}
+
+
+def test_template_is_listed_and_runs_in_a_grid(installed_template, synthetic_env, tmp_path):
+    env = _env(installed_template, synthetic_env)
+    listing = subprocess.run(
+        [sys.executable, "-m", "benchbase.cli", "plugins", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listing.returncode == 0, listing.stderr
+    rows = {(r["kind"], r["name"]): r for r in json.loads(listing.stdout)}
+    entry = rows[("encoder", "example-deepsets")]
+    assert entry["distribution"] == "benchbase-example" and entry["version"] == "0.1.0"
+    grid = tmp_path / "grid.toml"
+    grid.write_text(
+        '[train]\nepochs = 3\n[[study]]\ndatasets = ["synthetic/chains"]\nprotocols = ["iid"]\n'
+        'encoders = ["example-deepsets", "tiny"]\n'
+    )
+    store = tmp_path / "store"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchbase.cli",
+            "run",
+            "--grid",
+            str(grid),
+            "--store",
+            str(store),
+            "--leaderboard-out",
+            str(tmp_path / "lb"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    exported = subprocess.run(
+        [sys.executable, "-m", "benchbase.cli", "results", "--store", str(store)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    rows = [json.loads(line) for line in exported.stdout.splitlines()]
+    example = [r for r in rows if r["spec"]["encoder"]["name"] == "example-deepsets"]
+    assert example and example[0]["status"] == "finished"
+    assert example[0]["spec"]["versions"]["encoder"] == "benchbase-example==0.1.0"
+    assert "example-deepsets" in (tmp_path / "lb" / "synthetic-chains__count__iid.md").read_text()
