@@ -192,6 +192,9 @@ class Encoder(nn.Module):
     description: ClassVar[str] = ""
     requires: ClassVar[frozenset[str]] = frozenset()
     defaults: ClassVar[dict[str, Any]] = {}
+    #: False for encoders that never see the corrupted batch (precomputed fingerprints, say):
+    #: pretraining them with a pretext task would mean nothing, so the grid skips it.
+    supports_pretext: ClassVar[bool] = True
     out_dim: int
 
     def prepare(self, dataset: Dataset) -> None:
@@ -236,6 +239,8 @@ class PretextTask(ABC):
     requires: ClassVar[frozenset[str]] = frozenset()
     defaults: ClassVar[dict[str, Any]] = {}
     class_labelled: ClassVar[bool] = True
+    #: True for tasks that choose which items to corrupt and honour `PretextContext.selection_weights`.
+    uses_selection_weights: ClassVar[bool] = False
 
     def prepare(self, dataset: Dataset, pool: np.ndarray) -> None:
         """Compute labels or vocabularies from the pretraining pool (graph positions)."""
@@ -266,6 +271,9 @@ class Rebalancer(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    #: True for strategies that act only through `selection_weights` (data side): they need a
+    #: pretext task that `uses_selection_weights`, and do nothing for a downstream loss.
+    data_side: ClassVar[bool] = False
 
     def fit(self, class_counts: np.ndarray, num_samples: int | None = None) -> None:
         """Remember what the loss needs from the counts. `num_samples` is the number of labelled

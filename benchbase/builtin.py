@@ -6,7 +6,15 @@ from benchbase import protocols, rebalancers
 from benchbase.hookspecs import hookimpl
 
 PROTOCOLS = [protocols.IID, protocols.ExtrapolationThreshold]
-REBALANCERS = [rebalancers.NoRebalancing, rebalancers.InverseFrequency]
+REBALANCERS = [
+    rebalancers.NoRebalancing,
+    rebalancers.InverseFrequency,
+    rebalancers.SqrtInverseFrequency,
+    rebalancers.ClassBalanced,
+    rebalancers.Focal,
+    rebalancers.LogitAdjustment,
+    rebalancers.MaskedResampling,
+]
 
 
 @hookimpl

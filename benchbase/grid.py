@@ -36,7 +36,10 @@ Combinations that make no sense are skipped, with the reason, by these rules:
    declares the dataset's task incompatible (`Protocol.incompatibility`), is skipped;
 3. a rebalancer other than ``none`` needs a class-labelled loss to act on: a class-labelled
    pretext task, or a classification task in the dataset; otherwise the run is skipped
-   (it would be identical to ``none``).
+   (it would be identical to ``none``). A data-side rebalancer (``data_side``, which acts only by
+   choosing what to corrupt) needs a pretext task that ``uses_selection_weights``;
+4. an encoder with ``supports_pretext = False`` (it never sees the corrupted batch) runs with
+   pretext ``none`` only.
 """
 
 from __future__ import annotations
@@ -248,6 +251,9 @@ def _skip_reason(registry: Registry, spec: dict, datasets_cache: dict) -> str | 
         missing = set(getattr(cls, "requires", ())) - provides
         if missing:
             return f"{kind} {name!r} needs {sorted(missing)}, which dataset {dname!r} does not provide"
+    encoder_cls = registry.get("encoder", spec["encoder"]["name"]).obj
+    if spec["pretext"]["name"] != NO_PRETEXT and not getattr(encoder_cls, "supports_pretext", True):
+        return f"encoder {encoder_cls.name!r} never sees the corrupted input, so pretext tasks cannot train it"
     protocol_cls = registry.get("protocol", spec["protocol"]["name"]).obj
     missing = set(protocol_cls.requires) - provides
     if missing:
@@ -262,6 +268,11 @@ def _skip_reason(registry: Registry, spec: dict, datasets_cache: dict) -> str | 
         if not (labelled_pretext or classification):
             why = "pretext 'none'" if pretext_name == NO_PRETEXT else f"pretext {pretext_name!r} has no class labels"
             return f"rebalancer has no class-labelled loss to act on ({why}, and every task is regression)"
+        rebalancer_cls = registry.get("rebalancer", spec["rebalancer"]["name"]).obj
+        if getattr(rebalancer_cls, "data_side", False):
+            chooses = pretext_name != NO_PRETEXT and registry.get("pretext", pretext_name).obj.uses_selection_weights
+            if not chooses:
+                return f"data-side rebalancer {rebalancer_cls.name!r} needs a pretext task that chooses what to corrupt"
     return None
 
 

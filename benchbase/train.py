@@ -393,10 +393,12 @@ def evaluate_pretext(
     with torch.no_grad():
         for batch in iterate_batches(graphs, indices, run.train["batch_size"], max_nodes=run.train["max_nodes"]):
             out = pretext.step(encoder, head, batch, ctx)
-            if out.logits is None:
-                return None
+            if out.logits is None:  # a batch with nothing to predict (no context, say)
+                continue
             logits.append(out.logits.numpy())
             targets.append(out.targets.numpy())
+    if not logits:
+        return None
     return np.concatenate(logits), np.concatenate(targets), pretext.class_names()
 
 

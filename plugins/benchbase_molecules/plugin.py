@@ -12,9 +12,15 @@ def register_datasets(register):
 
 @hookimpl
 def register_encoders(register):
-    pass
+    from benchbase_molecules.encoders import ENCODERS
+
+    for cls in ENCODERS:
+        register(cls)
 
 
 @hookimpl
 def register_pretext_tasks(register):
-    pass
+    from benchbase_molecules.pretext import PRETEXT_TASKS
+
+    for cls in PRETEXT_TASKS:
+        register(cls)

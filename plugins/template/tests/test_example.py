@@ -2,10 +2,10 @@
 
 import numpy as np
 import torch
-from benchbase_example.plugin import DeepSets
 
 from benchbase.api import FeatureSpec, GraphArrays
 from benchbase.batching import TensorGraphs
+from benchbase_example.plugin import DeepSets
 
 
 def test_deepsets_embeds_every_graph():

@@ -1,0 +1,246 @@
+"""Encoders of the molecular plugin: build, forward/backward, invariances, parameter checking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ogb.utils import smiles2graph
+from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+from benchbase.api import Dataset, FeatureSpec, GraphArrays, PluginError
+from benchbase.batching import TensorGraphs
+from benchbase_molecules.encoders import ENCODERS, GIN, PNA, FingerprintMLP, SchNet
+
+torch.set_num_threads(1)
+
+
+def heavy_atom_coordinates(smiles: str) -> np.ndarray:
+    """RDKit ETKDG 3D coordinates (Angstrom) of the heavy atoms, in SMILES atom order."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    AllChem.EmbedMolecule(mol, randomSeed=0)
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+    return mol.GetConformer().GetPositions()[heavy].astype(np.float32)
+
+
+SMILES = ["CCO", "c1ccccc1O", "CC(=O)N", "C1CC1Cl", "FC(F)(F)C#N", "OC1CCCCC1S"]
+
+
+class ToyMolecules(Dataset):
+    """A handful of real molecules featurised the OGB way (the project's molecular convention)."""
+
+    name = "toy-molecules"
+    provides = frozenset({"x_categorical", "edge_attr", "smiles", "pos"})
+    features = FeatureSpec(
+        node_vocab=tuple(get_atom_feature_dims()), edge_vocab=tuple(get_bond_feature_dims()), has_pos=True
+    )
+
+    def __init__(self, smiles: list[str] = SMILES) -> None:
+        self._smiles = list(smiles)
+        graphs = [smiles2graph(s) for s in self._smiles]
+        self._arrays = GraphArrays(
+            node_ptr=np.cumsum([0] + [g["num_nodes"] for g in graphs]),
+            edge_ptr=np.cumsum([0] + [g["edge_index"].shape[1] for g in graphs]),
+            edge_index=np.concatenate([g["edge_index"] for g in graphs], axis=1),
+            x=np.concatenate([g["node_feat"] for g in graphs]),
+            edge_attr=np.concatenate([g["edge_feat"] for g in graphs]),
+            pos=np.concatenate([heavy_atom_coordinates(s) for s in self._smiles]),
+        )
+
+    def arrays(self) -> GraphArrays:
+        return self._arrays
+
+    def ids(self) -> np.ndarray:
+        return np.arange(len(self._smiles))
+
+    def smiles(self) -> list[str]:
+        return self._smiles
+
+
+@pytest.fixture(scope="module")
+def toy() -> ToyMolecules:
+    return ToyMolecules()
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("BENCHBASE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def batch(toy):
+    return TensorGraphs(toy.arrays()).batch(np.arange(len(SMILES)))
+
+
+def small(cls):
+    """Small but valid parameters for a quick test of encoder `cls`."""
+    params = {}
+    if "hidden" in cls.defaults:
+        params["hidden"] = 20  # divisible by 4 heads and 5 towers
+    if "layers" in cls.defaults:
+        params["layers"] = 2
+    return params
+
+
+@pytest.mark.parametrize("cls", ENCODERS, ids=lambda c: c.name)
+def test_forward_backward_shapes(cls, toy, batch):
+    torch.manual_seed(0)
+    enc = cls(toy.features, **small(cls))
+    if hasattr(enc, "prepare"):
+        enc.prepare(toy)
+    emb = enc(batch)
+    assert emb.node.shape == (batch.x.shape[0], enc.out_dim)
+    assert emb.graph.shape == (batch.num_graphs, enc.out_dim)
+    assert torch.isfinite(emb.graph).all()
+    (emb.graph.pow(2).mean() + emb.node.pow(2).mean()).backward()
+    grads = [p.grad for p in enc.parameters() if p.requires_grad]
+    assert sum(p.numel() for p in enc.parameters()) > 0
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("cls", ENCODERS, ids=lambda c: c.name)
+def test_batch_independent_and_permutation_invariant(cls, toy):
+    """In eval mode a graph's embedding does not depend on its batch-mates or on node order."""
+    torch.manual_seed(0)
+    enc = cls(toy.features, **small(cls)).eval()
+    if hasattr(enc, "prepare"):
+        enc.prepare(toy)
+    graphs = TensorGraphs(toy.arrays())
+    with torch.no_grad():
+        together = enc(graphs.batch(np.arange(len(SMILES)))).graph
+        alone = torch.cat([enc(graphs.batch(np.array([i]))).graph for i in range(len(SMILES))])
+        assert torch.allclose(together, alone, atol=1e-4)
+        # Reverse the node order of graph 1 (phenol).
+        b = graphs.batch(np.array([1]))
+        n = b.x.shape[0]
+        perm = torch.arange(n - 1, -1, -1)  # new position i holds old node perm[i]
+        inverse = torch.empty_like(perm)
+        inverse[perm] = torch.arange(n)
+        shuffled = b.replace(x=b.x[perm], edge_index=inverse[b.edge_index], pos=None if b.pos is None else b.pos[perm])
+        assert torch.allclose(enc(b).graph, enc(shuffled).graph, atol=1e-4)
+
+
+@pytest.mark.parametrize("cls", ENCODERS, ids=lambda c: c.name)
+def test_accepts_mask_tokens(cls, toy, batch):
+    """Masking pretext tasks write vocab[j] into every column: each table must have that row."""
+    enc = cls(toy.features, **small(cls))
+    if hasattr(enc, "prepare"):
+        enc.prepare(toy)
+    x = torch.tensor(toy.features.node_vocab).expand_as(batch.x).clone()
+    e = torch.tensor(toy.features.edge_vocab).expand_as(batch.edge_attr).clone()
+    emb = enc(batch.replace(x=x, edge_attr=e))
+    assert torch.isfinite(emb.graph).all()
+
+
+@pytest.mark.parametrize("cls", ENCODERS, ids=lambda c: c.name)
+def test_rejects_unknown_parameter(cls, toy):
+    with pytest.raises(PluginError, match="no parameter"):
+        cls(toy.features, widht=3)
+
+
+def test_gin_defaults_are_hu_et_al(toy):
+    enc = GIN(toy.features)
+    assert (len(enc.convs), enc.out_dim) == (5, 300)
+    assert enc.hparams == {"layers": 5, "hidden": 300, "dropout": 0.5, "pooling": "mean"}
+
+
+def test_gin_pooling_and_bad_values(toy, batch):
+    torch.manual_seed(0)
+    sums = GIN(toy.features, hidden=8, layers=2, pooling="sum").eval()
+    means = GIN(toy.features, hidden=8, layers=2, pooling="mean").eval()
+    maxes = GIN(toy.features, hidden=8, layers=2, pooling="max").eval()
+    means.load_state_dict(sums.state_dict())
+    maxes.load_state_dict(sums.state_dict())
+    with torch.no_grad():
+        s, m, x = sums(batch), means(batch), maxes(batch)
+    sizes = (batch.ptr[1:] - batch.ptr[:-1]).float().unsqueeze(1)
+    assert torch.allclose(s.graph, m.graph * sizes, atol=1e-5)
+    assert torch.allclose(x.graph[0], s.node[: batch.ptr[1]].max(0).values)
+    with pytest.raises(PluginError, match="pooling"):
+        GIN(toy.features, pooling="median")
+    with pytest.raises(PluginError, match="layers"):
+        GIN(toy.features, layers=0)
+    with pytest.raises(PluginError, match="dropout"):
+        GIN(toy.features, dropout=1.5)
+
+
+def test_gin_uses_bond_features(toy, batch):
+    """Changing only the bond types changes the embedding (the bond embeddings are wired in)."""
+    torch.manual_seed(0)
+    enc = GIN(toy.features, hidden=8, layers=2).eval()
+    with torch.no_grad():
+        a = enc(batch).graph
+        b = enc(batch.replace(edge_attr=torch.zeros_like(batch.edge_attr))).graph
+    assert not torch.allclose(a, b)
+
+
+def test_gin_float_features():
+    """Float node features (non-molecular datasets) go through a linear input layer."""
+    feats = FeatureSpec(node_dim=3, edge_dim=1)
+    arrays = GraphArrays(
+        node_ptr=np.array([0, 3]),
+        edge_ptr=np.array([0, 4]),
+        edge_index=np.array([[0, 1, 1, 2], [1, 0, 2, 1]]),
+        x=np.random.default_rng(0).normal(size=(3, 3)).astype(np.float32),
+        edge_attr=np.ones((4, 1), dtype=np.float32),
+    )
+    emb = GIN(feats, hidden=8, layers=2)(TensorGraphs(arrays).batch(np.array([0])))
+    assert emb.graph.shape == (1, 8)
+
+
+def test_requirements_declared():
+    names = {cls.name: cls for cls in ENCODERS}
+    assert sorted(names) == sorted(["gin", "gine", "gcn", "sage", "gatv2", "pna", "gps", "schnet", "fingerprint-mlp"])
+    assert "pos" in names["schnet"].requires and "smiles" in names["fingerprint-mlp"].requires
+    for cls in ENCODERS:
+        assert cls.description and cls.__doc__
+        if cls is not FingerprintMLP:
+            assert {"layers", "hidden", "dropout", "pooling"} <= set(cls.defaults)
+
+
+def test_schnet_needs_positions_and_is_rotation_invariant(toy, batch):
+    with pytest.raises(PluginError, match="pos"):
+        SchNet(FeatureSpec(node_vocab=toy.features.node_vocab))
+    enc = SchNet(toy.features, hidden=16, filters=16, layers=2, cutoff=5.0).eval()
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        a = enc(batch).graph
+        b = enc(batch.replace(pos=batch.pos @ q.T + 1.5)).graph
+        c = enc(batch.replace(pos=batch.pos * 1.3)).graph
+    assert torch.allclose(a, b, atol=1e-4) and not torch.allclose(a, c, atol=1e-4)
+
+
+def test_pna_prepare_sets_degree_statistics(toy):
+    enc = PNA(toy.features, hidden=20, layers=2)
+    enc.prepare(toy)
+    arrays = toy.arrays()
+    degrees = np.concatenate(
+        [
+            np.bincount(arrays.edge_index[1, arrays.edge_ptr[g] : arrays.edge_ptr[g + 1]], minlength=n)
+            for g, n in enumerate(np.diff(arrays.node_ptr))
+        ]
+    )
+    aggr = enc.convs[0].conv.aggr_module
+    assert aggr.avg_deg_lin.item() == pytest.approx(degrees.mean())
+    assert aggr.avg_deg_log.item() == pytest.approx(np.log(degrees + 1).mean())
+    assert "convs.0.conv.aggr_module.avg_deg_log" in enc.state_dict()
+    with pytest.raises(PluginError, match="towers"):
+        PNA(toy.features, hidden=16)
+
+
+def test_fingerprint_mlp_reads_smiles_fingerprints(toy, batch, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCHBASE_CACHE", str(tmp_path))
+    enc = FingerprintMLP(toy.features, hidden=20, layers=2).eval()
+    with pytest.raises(PluginError, match="prepare"):
+        enc(batch)
+    enc.prepare(toy)
+    from rdkit.Chem import rdFingerprintGenerator
+
+    fp = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048).GetFingerprint(Chem.MolFromSmiles(SMILES[1]))
+    assert enc.fingerprints[1].nonzero().squeeze(1).tolist() == list(fp.GetOnBits())
+    again = FingerprintMLP(toy.features, hidden=20, layers=2)
+    again.prepare(toy)  # from the disk cache
+    assert torch.equal(again.fingerprints, enc.fingerprints)
+    assert not FingerprintMLP.supports_pretext
