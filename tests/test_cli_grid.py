@@ -113,3 +113,17 @@ def test_exports_and_byte_identical_leaderboards(synthetic_env, synthetic_grid, 
     table = (first / "synthetic-chains__count__extrapolation-threshold.md").read_text()
     assert "± " in table and "quick profile" in table and "test_spearman" in table
     assert invoke("results", "--store", tmp_path / "nowhere").exit_code == 2
+
+
+def test_parallel_jobs_give_the_same_results_as_one(synthetic_env, synthetic_grid, tmp_path):
+    results = []
+    for jobs in ("1", "2"):
+        store = tmp_path / f"jobs{jobs}"
+        outcome = invoke("run", "--grid", synthetic_grid, "--store", store, "--jobs", jobs, "--no-leaderboard")
+        assert outcome.exit_code == 0, outcome.output
+        rows = [json.loads(line) for line in invoke("results", "--store", store).output.splitlines()]
+        results.append({r["run_id"]: r["metrics"] for r in rows})
+    assert results[0].keys() == results[1].keys()
+    for run_id, metrics in results[0].items():
+        for key, value in metrics["count"].items():
+            assert abs(value - results[1][run_id]["count"][key]) < 1e-4, (run_id, key)
