@@ -84,7 +84,9 @@ def run(
     file: Annotated[Path | None, typer.Argument(help="Grid file (TOML). Default: the built-in quick grid.")] = None,
     grid: Annotated[bool, typer.Option("--grid", help="Run a grid (the default grid when no FILE is given).")] = False,
     store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results"),
-    jobs: Annotated[int, typer.Option(min=1, help="Runs in parallel (separate processes).")] = 1,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, help="Runs in parallel, in separate processes. Default: one per CPU core.")
+    ] = None,
     executor: Annotated[str, typer.Option(help="Where runs execute: local.")] = "local",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run and what is skipped.")] = False,
     leaderboard_out: Annotated[Path, typer.Option(help="Where leaderboards are regenerated after the grid.")] = Path(
@@ -118,7 +120,8 @@ def run(
         f"{len(the_grid.skipped)} skipped combinations; store {store}",
         err=True,
     )
-    summary = run_grid(the_grid, results, the_executor, _progress_printer())
+    with the_executor:
+        summary = run_grid(the_grid, results, the_executor, _progress_printer())
     typer.echo(
         f"done in {summary.seconds:.1f}s: {summary.finished} finished, {summary.failed} failed, "
         f"{summary.already_finished} were already finished; pretraining stages computed {summary.stages_computed}, "

@@ -13,7 +13,10 @@ runner = CliRunner()
 
 
 def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
+    args = [str(a) for a in args]
+    if args[0] == "run" and "--jobs" not in args:
+        args += ["--jobs", "1"]  # in-process: the tests' grids are too small to pay for workers
+    return runner.invoke(app, args)
 
 
 def test_dry_run_lists_runs_skips_and_count(synthetic_env, synthetic_grid, tmp_path):

@@ -46,6 +46,8 @@ def _command(grid, store):
         "--store",
         str(store),
         "--no-leaderboard",
+        "--jobs",
+        "1",
     ]
 
 

@@ -80,6 +80,8 @@ def test_template_is_listed_and_runs_in_a_grid(installed_template, synthetic_env
             str(store),
             "--leaderboard-out",
             str(tmp_path / "lb"),
+            "--jobs",
+            "1",
         ],
         env=env,
         capture_output=True,
