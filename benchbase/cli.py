@@ -110,6 +110,9 @@ def run(
     if dry_run:
         _print_dry_run(the_grid, store)
         return
+    if not the_grid.runs:
+        reasons = sorted({skipped.reason for skipped in the_grid.skipped})
+        raise PluginError("nothing to run: every combination is skipped:\n  " + "\n  ".join(reasons))
     results = Store(store)
     try:
         the_executor = make_executor(executor, jobs)

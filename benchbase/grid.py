@@ -39,7 +39,9 @@ Combinations that make no sense are skipped, with the reason, by these rules:
    (it would be identical to ``none``). A data-side rebalancer (``data_side``, which acts only by
    choosing what to corrupt) needs a pretext task that ``uses_selection_weights``;
 4. an encoder with ``supports_pretext = False`` (it never sees the corrupted batch) runs with
-   pretext ``none`` only.
+   pretext ``none`` only;
+5. a dataset whose data is not available (its plugin raises a `PluginError` when built) is
+   skipped, with the plugin's message saying how to obtain it.
 """
 
 from __future__ import annotations
@@ -240,8 +242,13 @@ def _skip_reason(registry: Registry, spec: dict, datasets_cache: dict) -> str | 
     dname, dparams = spec["dataset"]["name"], spec["dataset"]["params"]
     key = (dname, _canonical(dparams))
     if key not in datasets_cache:
-        datasets_cache[key] = build_dataset(registry, dname, dparams)
+        try:
+            datasets_cache[key] = build_dataset(registry, dname, dparams)
+        except PluginError as exc:  # data not on this machine: skip its runs, say why
+            datasets_cache[key] = f"dataset {dname!r} is not available: {exc}"
     dataset = datasets_cache[key]
+    if isinstance(dataset, str):
+        return dataset
     provides = set(dataset.provides)
     for kind in ("encoder", "pretext"):
         name = spec[kind]["name"]
