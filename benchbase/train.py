@@ -429,9 +429,16 @@ def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> d
         "n_params": count_parameters(tuner.encoder, tuner.heads),
         "fit": fit_info,
         "seconds": {"train": train_seconds, "total": time.perf_counter() - started},
-        "skipped_inputs": len(getattr(dataset, "skipped", []) or []),
+        **_skipped_inputs(dataset),
         "headline": {
             t.name: {"metric": t.metric, "higher_is_better": t.higher_is_better, "unit": t.unit} for t in dataset.tasks
         },
         "leaderboard_metrics": {t.name: protocol.leaderboard_metrics(t) for t in dataset.tasks},
     }
+
+
+def _skipped_inputs(dataset: Dataset) -> dict[str, Any]:
+    """Inputs the dataset plugin could not use (unparsable records): counted and listed (the first
+    100) in the run record, so that nothing is dropped silently."""
+    skipped = list(getattr(dataset, "skipped", None) or [])
+    return {"skipped_inputs": len(skipped), "skipped_examples": [list(item) for item in skipped[:100]]}

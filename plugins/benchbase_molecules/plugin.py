@@ -7,7 +7,12 @@ from benchbase import hookimpl
 
 @hookimpl
 def register_datasets(register):
-    pass
+    """QM9 (``qm9``, ``qm9/<task>``), OGB graph-property sets (``ogbg-mol*``) and ``pcqm4mv2``.
+    Registration only imports light modules; data is loaded lazily by ``Dataset.arrays()``."""
+    from benchbase_molecules import ogb_sets, qm9
+
+    qm9.register(register)
+    ogb_sets.register(register)
 
 
 @hookimpl
