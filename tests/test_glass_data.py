@@ -191,9 +191,11 @@ def test_temperature_transfer_protocol(tmp_path):
 def test_missing_root_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PluginError, match="botan_small"):
-        BotanDataset()
+        BotanDataset().arrays()
     with pytest.raises(PluginError, match="does not exist"):
         BotanDataset(root=str(tmp_path / "nowhere")).arrays()
+    # grid expansion asks the protocol: a missing data directory is a skip with the reason
+    assert "does not exist" in GlassTime().incompatibility(BotanDataset())
     with pytest.raises(PluginError, match="Zenodo"):
         GlassBenchDataset()
 
@@ -207,3 +209,23 @@ def test_botan_small_default_root(monkeypatch):
     assert np.all(ds.graph_property("time_index") == 7)
     # about 40 neighbours within 2.0 at density 1.2, and about 9 A-A pairs below 1.35 per A particle
     assert 35 < a.edge_ptr[-1] / a.node_ptr[-1] < 45
+
+
+def test_ka_small_reads_its_root_and_describes_cheaply(tmp_path):
+    from benchbase_glass.datasets import KASmallDataset, ka_small_configs
+
+    root = write_botan_tree(tmp_path / "ka")
+    ds = KASmallDataset(root=str(root))
+    assert ds.describe()["available"] is False  # no .complete marker: it would simulate on load
+    assert ds.known_temperatures() == [0.5, 0.8] and ds._arrays is None  # read from directory names
+    (root / ".complete").write_text("ok\n")
+    assert ds.arrays().num_graphs == 20 and ds.describe()["size"] == 20
+    # the embedded default's budget: two temperatures, ~2e8 particle-steps (<= 10 min on 2 cores)
+    configs = ka_small_configs()
+    assert len({c.temperature for c in configs}) == 2
+    steps = 0
+    for c in configs:
+        per_config = c.steps(c.equilibration) + c.runs * c.steps(c.times[-1])
+        steps += c.particles * (c.configurations * per_config + c.steps(c.initial_equilibration + c.melt))
+        c.validate()
+    assert steps < 2.2e8
