@@ -73,6 +73,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "max_nodes": None,
         "task_weights": None,
         "few_label": None,
+        "head_hidden": None,
     },
     # The literature's scale, meant for GPUs.
     "paper": {
@@ -86,6 +87,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "max_nodes": None,
         "task_weights": None,
         "few_label": None,
+        "head_hidden": None,
     },
 }
 KIND_OF_AXIS = {

@@ -140,15 +140,19 @@ def _pretext_loss(pretext, rebalancer, encoder, head, batch: GraphBatch, ctx: Pr
 
 
 class TaskHeads(nn.Module):
-    """One linear head per task on the embedding of the task's level."""
+    """One head per task on the embedding of the task's level: linear, or a two-layer MLP of
+    width `hidden` (the decoders of BOTAN-style models) when `hidden` is set."""
 
-    def __init__(self, tasks: list[TaskInfo], width: int, has_edge_embedding: bool) -> None:
+    def __init__(self, tasks: list[TaskInfo], width: int, has_edge_embedding: bool, hidden: int | None = None):
         super().__init__()
         self.tasks = tasks
         self.heads = nn.ModuleDict()
         for task in tasks:
             in_dim = 2 * width if task.level == "edge" and not has_edge_embedding else width
-            self.heads[task.name] = nn.Linear(in_dim, 1)
+            if hidden:
+                self.heads[task.name] = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+            else:
+                self.heads[task.name] = nn.Linear(in_dim, 1)
 
     def forward(self, emb, batch: GraphBatch) -> dict[str, torch.Tensor]:
         out = {}
@@ -208,7 +212,7 @@ class FineTuner:
         self.encoder: Encoder = loading.build_encoder(registry, name, params, dataset.features)
         self.encoder.prepare(dataset)
         probe = self._probe_edge_embedding()
-        self.heads = TaskHeads(self.tasks, self.encoder.out_dim, probe)
+        self.heads = TaskHeads(self.tasks, self.encoder.out_dim, probe, self.train_cfg.get("head_hidden"))
         self.weights = self._task_weights()
         self.classification = [t for t in self.tasks if t.kind == "classification"]
         if any(t.level != "graph" for t in self.classification):
@@ -415,6 +419,8 @@ def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> d
     predictions = {name: tuner.predict(indices) for name, indices in split.items() if name not in ("train",)}
     metrics: dict[str, dict[str, float]] = {}
     for task in dataset.tasks:
+        if tuner.weights[task.name] == 0:  # an untrained head: its numbers would mean nothing
+            continue
         per_slice = {slice_name: preds[task.name] for slice_name, preds in predictions.items()}
         metrics[task.name] = protocol.report(task, per_slice, dataset, split)
     if protocol.evaluates_pretext and checkpoint is not None:
@@ -431,9 +437,11 @@ def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> d
         "seconds": {"train": train_seconds, "total": time.perf_counter() - started},
         **_skipped_inputs(dataset),
         "headline": {
-            t.name: {"metric": t.metric, "higher_is_better": t.higher_is_better, "unit": t.unit} for t in dataset.tasks
+            t.name: {"metric": t.metric, "higher_is_better": t.higher_is_better, "unit": t.unit}
+            for t in dataset.tasks
+            if t.name in metrics
         },
-        "leaderboard_metrics": {t.name: protocol.leaderboard_metrics(t) for t in dataset.tasks},
+        "leaderboard_metrics": {t.name: protocol.leaderboard_metrics(t) for t in dataset.tasks if t.name in metrics},
     }
 
 
