@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ TEMPLATE = ROOT / "plugins" / "template"
 def installed_template(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
+    source = build / "template"  # setuptools builds in the source tree: keep the checkout clean
+    shutil.copytree(TEMPLATE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     # --target keeps the test environment untouched while installing a real distribution
     # (dist-info with its entry points) that importlib.metadata discovers on sys.path.
     result = subprocess.run(
@@ -33,7 +36,7 @@ def installed_template(tmp_path_factory):
             "--no-build-isolation",
             "--target",
             str(target),
-            str(TEMPLATE),
+            str(source),
         ],
         capture_output=True,
         text=True,
