@@ -5,7 +5,14 @@ from __future__ import annotations
 from benchbase import protocols, rebalancers
 from benchbase.hookspecs import hookimpl
 
-PROTOCOLS = [protocols.IID, protocols.ExtrapolationThreshold]
+PROTOCOLS = [
+    protocols.IID,
+    protocols.ExtrapolationThreshold,
+    protocols.ExtrapolationTails,
+    protocols.Size,
+    protocols.Scaffold,
+    protocols.Imbalance,
+]
 REBALANCERS = [
     rebalancers.NoRebalancing,
     rebalancers.InverseFrequency,

@@ -271,14 +271,18 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
 
 @app.command()
 @friendly_errors
-def protocols() -> None:
+def protocols(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False) -> None:
     """Every protocol with its parameters and their defaults."""
-    registry = default_registry()
-    for name in registry.names("protocol"):
-        cls = registry.get("protocol", name).obj
-        typer.echo(f"{name}: {cls.description}")
-        for key, value in sorted(cls.defaults.items()):
-            typer.echo(f"    {key} = {json.dumps(value)}")
+    from benchbase.splits import protocol_table
+
+    table = protocol_table(default_registry())
+    if as_json:
+        typer.echo(json.dumps(table, indent=2, default=str))
+        return
+    for row in table:
+        typer.echo(f"{row['name']}: {row['description']}")
+        for key, value in sorted(row["params"].items()):
+            typer.echo(f"    {key} = {json.dumps(value, default=str)}")
 
 
 @app.command()
@@ -293,19 +297,15 @@ def split(
 ) -> None:
     """Write a protocol's split as native dataset ids: {"train": [...], "valid": [...], "test": [...]}."""
     from benchbase.loading import build_dataset, build_protocol
+    from benchbase.splits import split_to_native
 
     registry = default_registry()
     the_dataset = build_dataset(registry, dataset, _parse_params(dataset_param))
     the_protocol = build_protocol(registry, protocol, _parse_params(param))
     parts = the_protocol.split(the_dataset, the_protocol.task_of(the_dataset), seed)
-    ids = the_dataset.ids()
-    payload = {name: [_plain(v) for v in ids[idx]] for name, idx in parts.items()}
+    payload = split_to_native(parts, the_dataset.ids())
     out.write_text(json.dumps(payload))
     typer.echo(", ".join(f"{name}: {len(v)}" for name, v in payload.items()) + f" -> {out}")
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _add_plugin_commands() -> None:

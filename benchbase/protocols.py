@@ -1,10 +1,42 @@
-"""Standard splits. Protocols read labels and generic graph properties, never chemistry."""
+"""Standard splits and the metrics each one reports. Protocols read labels and generic graph
+properties (`Dataset.labels`, `Dataset.graph_property`, `Dataset.node_class_names`), never chemistry.
+
+| protocol | test slice | needs |
+| --- | --- | --- |
+| ``iid`` | random 10% (or the dataset's official split) | labels |
+| ``extrapolation-threshold`` | labels beyond a quantile / absolute threshold (Takashige et al. 2023) | labels |
+| ``extrapolation-tails`` | the lowest-density 10% of labels under a Gaussian KDE (BOOM, arXiv 2505.01912) | labels |
+| ``size`` | graphs with more than k nodes | ``size`` |
+| ``scaffold`` | the smallest groups, OGB's scaffold rule | ``group`` |
+| ``imbalance`` | random 10%; reports rare-class errors and pretext per-class metrics | ``node_class_counts`` |
+
+Every split is a pure function of (dataset, parameters, seed): random parts use
+``numpy.random.default_rng(seed)`` (PCG64, identical on every platform), and every slice is sorted.
+The held-out-region protocols (threshold, tails, size) carve train / valid / ``test_id`` at random
+from the in-distribution graphs; ``test_id`` measures the in-distribution error that the
+extrapolation error is compared with (``mae_ratio``). Every protocol takes ``pretrain_pool = "all" |
+"train"``: whether self-supervised pretraining may see the unlabeled graphs outside train + valid.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-from benchbase.api import Dataset, PluginError, Protocol, Split, TaskInfo
+import numpy as np
+from scipy import stats
+
+from benchbase.api import Dataset, PluginError, Predictions, Protocol, Split, TaskInfo
+from benchbase.metrics import (
+    binned_errors,
+    metric_key,
+    pretext_class_metrics,
+    standard_metric_names,
+    subset,
+    task_metrics,
+)
+
+#: Equal-count bins of the distance beyond the threshold (quartiles): ``test_mae_bin1`` is nearest.
+DISTANCE_BINS = 4
 
 
 def usable_graphs(dataset: Dataset, task: TaskInfo) -> np.ndarray:
@@ -23,10 +55,50 @@ def random_partition(indices: np.ndarray, fractions: tuple[float, ...], seed: in
     return [np.sort(part) for part in np.split(order, bounds)]
 
 
-class IID(Protocol):
+def _property(dataset: Dataset, key: str, protocol: str) -> np.ndarray:
+    value = dataset.graph_property(key)
+    if value is None:
+        raise PluginError(f"protocol {protocol!r} needs the graph property {key!r}, which {dataset.name!r} lacks")
+    return np.asarray(value)
+
+
+class _Checked(Protocol):
+    """Validates parameters on construction, so a bad grid entry fails before any training."""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.validate()
+
+    def validate(self) -> None:
+        self._choice("pretrain_pool", ("all", "train"))
+
+    def _choice(self, key: str, allowed: tuple[str, ...]) -> None:
+        if key in self.params and self.params[key] not in allowed:
+            raise PluginError(f"protocol {self.name!r}: {key} must be one of {list(allowed)}, got {self.params[key]!r}")
+
+    def _fractions(self, *keys: str) -> None:
+        """Each fraction in [0, 1) and together below 1, so that the training slice is not empty."""
+        values = []
+        for key in keys:
+            value = self.params[key]
+            if not isinstance(value, int | float) or not 0 <= value < 1:
+                raise PluginError(f"protocol {self.name!r}: {key} must be a number in [0, 1), got {value!r}")
+            values.append(float(value))
+        if sum(values) >= 1:
+            raise PluginError(f"protocol {self.name!r}: {' + '.join(keys)} = {sum(values):g} leaves no training graphs")
+
+    def leaderboard_metrics(self, task: TaskInfo) -> list[str]:
+        return [f"test_{name}" for name in standard_metric_names(task)[:4]]
+
+
+class IID(_Checked):
     name = "iid"
     description = "Random split (80/10/10), or the dataset's official split when it has one."
     defaults = {"valid_fraction": 0.1, "test_fraction": 0.1, "use_official": True, "pretrain_pool": "all"}
+
+    def validate(self) -> None:
+        super().validate()
+        self._fractions("valid_fraction", "test_fraction")
 
     def split(self, dataset: Dataset, task: TaskInfo, seed: int) -> Split:
         usable = usable_graphs(dataset, task)
@@ -42,7 +114,82 @@ class IID(Protocol):
         return {"train": train, "valid": valid, "test": test}
 
 
-class ExtrapolationThreshold(Protocol):
+# --- held-out regions -------------------------------------------------------------------------
+
+
+class _HeldOutRegion(_Checked):
+    """A test region defined by a rule on each graph (label beyond a threshold, low label density,
+    size above k); the rest is split at random into train / valid / test_id.
+
+    Subclasses implement `region`; `report` adds the extrapolation gap (``mae_ratio`` =
+    test MAE / test_id MAE, likewise ``rmse_ratio``) and the test MAE in equal-count bins of the
+    distance beyond the region's boundary (`DISTANCE_BINS` quartiles: ``test_mae_bin1`` nearest,
+    ``test_mae_bin4`` farthest, with each bin's upper distance edge as ``test_bin<k>_distance``, in
+    the unit of the label - or of the size for `size`).
+    """
+
+    #: What the rule needs of the split task: a graph-level regression task, or any task.
+    needs_graph_regression = True
+
+    def validate(self) -> None:
+        super().validate()
+        self._fractions("valid_fraction", "id_test_fraction")
+
+    def incompatibility(self, dataset: Dataset) -> str | None:
+        task = self.task_of(dataset)
+        if self.needs_graph_regression and (task.level != "graph" or task.kind != "regression"):
+            return f"protocol {self.name!r} needs a graph-level regression task; {task.name!r} is not"
+        return None
+
+    def region(self, dataset: Dataset, task: TaskInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(usable graph positions, bool mask over them: in the test region, distance of each usable
+        graph beyond the boundary - meaningful inside the test region)."""
+        raise NotImplementedError
+
+    def _region(self, dataset: Dataset, task: TaskInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cached = getattr(self, "_region_cache", None)
+        if cached is None or cached[0] is not dataset or cached[1] != task.name:
+            if self.needs_graph_regression and (task.level != "graph" or task.kind != "regression"):
+                raise PluginError(f"protocol {self.name!r} needs a graph-level regression task; {task.name!r} is not")
+            self._region_cache = (dataset, task.name, self.region(dataset, task))
+        return self._region_cache[2]
+
+    def split(self, dataset: Dataset, task: TaskInfo, seed: int) -> Split:
+        usable, beyond, _ = self._region(dataset, task)
+        inside = usable[~beyond]
+        if not beyond.any() or len(inside) == 0:
+            raise PluginError(
+                f"protocol {self.name!r} with {self.params} puts {int(beyond.sum())} of {len(usable)} usable graphs "
+                f"of {dataset.name!r} in the test region; both sides must be non-empty"
+            )
+        f_valid, f_id = self.params["valid_fraction"], self.params["id_test_fraction"]
+        train, valid, test_id = random_partition(inside, (1 - f_valid - f_id, f_valid, f_id), seed)
+        return {"train": train, "valid": valid, "test": np.sort(usable[beyond]), "test_id": test_id}
+
+    def report(
+        self, task: TaskInfo, predictions: dict[str, Predictions], dataset: Dataset, split: Split
+    ) -> dict[str, float]:
+        out = super().report(task, predictions, dataset, split)
+        for metric in ("mae", "rmse"):
+            if f"test_{metric}" in out and out.get(f"test_id_{metric}"):
+                out[f"{metric}_ratio"] = out[f"test_{metric}"] / out[f"test_id_{metric}"]
+        if task.kind == "regression" and "test" in predictions:
+            usable, _, distance = self._region(dataset, self.task_of(dataset))
+            per_graph = np.full(dataset.arrays().num_graphs, np.nan)
+            per_graph[usable] = distance
+            out.update(binned_errors(predictions["test"], per_graph, "test", DISTANCE_BINS))
+        return out
+
+    def leaderboard_metrics(self, task: TaskInfo) -> list[str]:
+        m = task.metric
+        if task.kind != "regression":
+            return [f"test_{m}", f"test_id_{m}"] + [f"test_{n}" for n in standard_metric_names(task)[1:]]
+        ratio = [f"{m}_ratio"] if m in ("mae", "rmse") else []
+        columns = [f"test_{m}", "test_spearman", "test_kendall", *ratio, f"test_id_{m}"]
+        return list(dict.fromkeys(columns))
+
+
+class ExtrapolationThreshold(_HeldOutRegion):
     name = "extrapolation-threshold"
     description = (
         "Train and validate at or below a label threshold, test beyond it (Takashige et al. 2023). "
@@ -57,29 +204,279 @@ class ExtrapolationThreshold(Protocol):
         "pretrain_pool": "all",
     }
 
+    def validate(self) -> None:
+        super().validate()
+        self._choice("side", ("upper", "lower"))
+        q = self.params["quantile"]
+        if not isinstance(q, int | float) or not 0 < q < 1:
+            raise PluginError(f"protocol {self.name!r}: quantile must be in (0, 1), got {q!r}")
+        t = self.params["threshold"]
+        if t is not None and not isinstance(t, int | float):
+            raise PluginError(f"protocol {self.name!r}: threshold must be a number or null, got {t!r}")
+
     def threshold_of(self, labels: np.ndarray) -> float:
+        """The absolute `threshold` if given, else the `quantile` of the labels (for ``side =
+        "lower"``, the 1 - quantile: the lowest 20% are tested by default)."""
         if self.params["threshold"] is not None:
             return float(self.params["threshold"])
         q = self.params["quantile"] if self.params["side"] == "upper" else 1 - self.params["quantile"]
         return float(np.quantile(labels, q))
 
-    def split(self, dataset: Dataset, task: TaskInfo, seed: int) -> Split:
-        if task.level != "graph" or task.kind != "regression":
-            raise PluginError(f"protocol {self.name!r} needs a graph-level regression task; {task.name!r} is not")
+    def region(self, dataset: Dataset, task: TaskInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         usable = usable_graphs(dataset, task)
         labels = dataset.labels(task.name)[usable]
         cut = self.threshold_of(labels)
         beyond = labels > cut if self.params["side"] == "upper" else labels < cut
-        inside = usable[~beyond]
-        f_valid, f_id = self.params["valid_fraction"], self.params["id_test_fraction"]
-        train, valid, test_id = random_partition(inside, (1 - f_valid - f_id, f_valid, f_id), seed)
-        return {"train": train, "valid": valid, "test": np.sort(usable[beyond]), "test_id": test_id}
+        return usable, beyond, np.abs(labels - cut)
 
-    def report(self, task, predictions, dataset, split):
+
+class ExtrapolationTails(_HeldOutRegion):
+    name = "extrapolation-tails"
+    description = (
+        "Test on the labels of lowest density (both tails) under a Gaussian kernel density fitted to all "
+        "labels, as BOOM does (arXiv 2505.01912); a random in-distribution test_id slice is kept too."
+    )
+    defaults = {
+        "test_fraction": 0.1,
+        "bandwidth": "scott",
+        "valid_fraction": 0.1,
+        "id_test_fraction": 0.1,
+        "pretrain_pool": "all",
+    }
+    #: Up to this many labels the density is evaluated exactly at each label; above it (exact
+    #: evaluation is quadratic in the count) by linear binning on an even grid of `GRID_POINTS`,
+    #: convolution with the same Gaussian kernel, and linear interpolation.
+    EXACT_BELOW = 5000
+    GRID_POINTS = 8192
+
+    def validate(self) -> None:
+        super().validate()
+        f = self.params["test_fraction"]
+        if not isinstance(f, int | float) or not 0 < f < 1:
+            raise PluginError(f"protocol {self.name!r}: test_fraction must be in (0, 1), got {f!r}")
+        bw = self.params["bandwidth"]
+        if bw not in ("scott", "silverman") and not (isinstance(bw, int | float) and bw > 0):
+            raise PluginError(f"protocol {self.name!r}: bandwidth must be 'scott', 'silverman' or > 0, got {bw!r}")
+
+    def density(self, labels: np.ndarray) -> np.ndarray:
+        """Gaussian KDE of the labels (scipy's `gaussian_kde` with `bandwidth` as its ``bw_method``:
+        a number is a factor of the labels' standard deviation), at each label, normalised to a
+        maximum of 1 and rounded to 9 decimals so that the ranking does not depend on the last bits
+        of floating point arithmetic (ties are broken by position)."""
+        labels = np.asarray(labels, float)
+        if len(labels) < 2 or np.ptp(labels) == 0:
+            raise PluginError(f"protocol {self.name!r} needs at least two distinct labels to fit a density")
+        kde = stats.gaussian_kde(labels, bw_method=self.params["bandwidth"])
+        if len(labels) <= self.EXACT_BELOW:
+            dens = kde(labels)
+        else:
+            dens = _binned_kde(labels, float(np.sqrt(kde.covariance[0, 0])), self.GRID_POINTS)
+        return np.round(dens / dens.max(), 9)
+
+    def region(self, dataset: Dataset, task: TaskInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        usable = usable_graphs(dataset, task)
+        labels = dataset.labels(task.name)[usable]
+        dens = self.density(labels)
+        n_test = int(round(self.params["test_fraction"] * len(usable)))
+        order = np.lexsort((usable, dens))  # lowest density first, ties by position
+        beyond = np.zeros(len(usable), bool)
+        beyond[order[:n_test]] = True
+        # Distance beyond the in-distribution label range (zero for a low-density point inside it).
+        inside = labels[~beyond]
+        lo, hi = (inside.min(), inside.max()) if len(inside) else (np.nan, np.nan)
+        distance = np.maximum(np.maximum(lo - labels, labels - hi), 0.0)
+        return usable, beyond, distance
+
+
+def _binned_kde(values: np.ndarray, bandwidth: float, points: int) -> np.ndarray:
+    """A Gaussian KDE at each value in O(n + points log points): linear binning of the values onto an
+    even grid, FFT convolution with the kernel, linear interpolation back (the standard fast KDE)."""
+    from scipy.signal import fftconvolve
+
+    lo, hi = values.min(), values.max()
+    grid = np.linspace(lo, hi, points)
+    step = grid[1] - grid[0]
+    pos = (values - lo) / step
+    left = np.clip(np.floor(pos).astype(np.int64), 0, points - 2)
+    frac = pos - left
+    mass = np.bincount(left, 1 - frac, minlength=points) + np.bincount(left + 1, frac, minlength=points)
+    reach = min(int(np.ceil(8 * bandwidth / step)), 4 * points)
+    offsets = np.arange(-reach, reach + 1) * step
+    kernel = np.exp(-0.5 * (offsets / bandwidth) ** 2) / (np.sqrt(2 * np.pi) * bandwidth * len(values))
+    on_grid = fftconvolve(mass, kernel, mode="full")[reach : reach + points]
+    return np.interp(values, grid, np.maximum(on_grid, 0.0))
+
+
+class Size(_HeldOutRegion):
+    name = "size"
+    description = (
+        "Train on graphs with at most k nodes (graph property 'size', heavy atoms for molecules), test on "
+        "larger ones. Without max_size, k is the size whose share of graphs at or below it is closest to "
+        "`quantile` (0.8) with both sides non-empty."
+    )
+    requires = frozenset({"size"})
+    needs_graph_regression = False
+    defaults = {
+        "max_size": None,
+        "quantile": 0.8,
+        "valid_fraction": 0.1,
+        "id_test_fraction": 0.1,
+        "pretrain_pool": "all",
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        k, q = self.params["max_size"], self.params["quantile"]
+        if k is not None and (not isinstance(k, int) or isinstance(k, bool)):
+            raise PluginError(f"protocol {self.name!r}: max_size must be an integer or null, got {k!r}")
+        if not isinstance(q, int | float) or not 0 < q < 1:
+            raise PluginError(f"protocol {self.name!r}: quantile must be in (0, 1), got {q!r}")
+
+    def max_size_of(self, sizes: np.ndarray) -> int:
+        """k: `max_size` if given; else, among the sizes present but the largest, the one whose share
+        of graphs of at most that size is closest to `quantile` (the smaller on a tie). Sizes are
+        integers, so the share is rarely exactly 80%: on QM9, where most molecules have nine heavy
+        atoms, it is far from it."""
+        if self.params["max_size"] is not None:
+            return int(self.params["max_size"])
+        values = np.unique(sizes)
+        if len(values) < 2:
+            raise PluginError(
+                f"protocol {self.name!r}: every usable graph has the same size, nothing to extrapolate to"
+            )
+        share = np.searchsorted(np.sort(sizes), values[:-1], side="right") / len(sizes)
+        return int(values[:-1][np.argmin(np.abs(share - self.params["quantile"]))])
+
+    def region(self, dataset: Dataset, task: TaskInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        usable = usable_graphs(dataset, task)
+        sizes = _property(dataset, "size", self.name)[usable].astype(np.int64)
+        k = self.max_size_of(sizes)
+        return usable, sizes > k, (sizes - k).astype(float)
+
+
+# --- groups -----------------------------------------------------------------------------------
+
+
+class Scaffold(_Checked):
+    name = "scaffold"
+    description = (
+        "Group split (Bemis-Murcko scaffolds for molecules, graph property 'group'): groups by size, "
+        "largest first, fill train to 80%, then valid to 10%, the rest is test (OGB's rule; no randomness)."
+    )
+    requires = frozenset({"group"})
+    defaults = {"train_fraction": 0.8, "valid_fraction": 0.1, "pretrain_pool": "all"}
+
+    def validate(self) -> None:
+        super().validate()
+        self._fractions("train_fraction", "valid_fraction")
+        if self.params["train_fraction"] == 0:
+            raise PluginError(f"protocol {self.name!r}: train_fraction must be above 0")
+
+    def split(self, dataset: Dataset, task: TaskInfo, seed: int) -> Split:
+        """Deterministic: the seed is not used. Groups are ordered by size, largest first, ties by the
+        position of their first graph, latest first (the order of OGB's and DeepChem's scaffold
+        split). A group goes to train if train stays within ``train_fraction`` of the usable graphs,
+        else to valid if train + valid stay within ``train_fraction + valid_fraction``, else to test."""
+        usable = usable_graphs(dataset, task)
+        groups = np.array([str(g) for g in _property(dataset, "group", self.name)[usable]], dtype=object)
+        _, first, inverse, counts = np.unique(groups, return_index=True, return_inverse=True, return_counts=True)
+        order = np.lexsort((-first, -counts))  # size descending, then first position descending
+        n = len(usable)
+        train_cut = self.params["train_fraction"] * n
+        valid_cut = (self.params["train_fraction"] + self.params["valid_fraction"]) * n
+        destination = np.empty(len(counts), dtype=np.int64)
+        n_train = n_valid = 0
+        for g in order:
+            size = int(counts[g])
+            if n_train + size <= train_cut:
+                destination[g], n_train = 0, n_train + size
+            elif n_train + n_valid + size <= valid_cut:
+                destination[g], n_valid = 1, n_valid + size
+            else:
+                destination[g] = 2
+        where = destination[inverse.reshape(-1)]
+        return {name: np.sort(usable[where == i]) for i, name in enumerate(("train", "valid", "test"))}
+
+    def leaderboard_metrics(self, task: TaskInfo) -> list[str]:
+        names = standard_metric_names(task)
+        return [f"test_{names[0]}", f"valid_{names[0]}"] + [f"test_{n}" for n in names[1:4]]
+
+
+# --- imbalance --------------------------------------------------------------------------------
+
+
+class Imbalance(_Checked):
+    name = "imbalance"
+    description = (
+        "Random split; reports the node-class (element) counts of the pretraining pool, the error on "
+        "graphs with a rare class beside the rest, and a class-labelled pretext head's per-class "
+        "accuracy, macro-F1 and balanced accuracy on the test graphs (Wang et al. 2023)."
+    )
+    requires = frozenset({"node_class_counts"})
+    defaults = {"valid_fraction": 0.1, "test_fraction": 0.1, "rare_share": 0.05, "pretrain_pool": "all"}
+    evaluates_pretext = True
+
+    def validate(self) -> None:
+        super().validate()
+        self._fractions("valid_fraction", "test_fraction")
+        r = self.params["rare_share"]
+        if not isinstance(r, int | float) or not 0 < r <= 1:
+            raise PluginError(f"protocol {self.name!r}: rare_share must be in (0, 1], got {r!r}")
+
+    def split(self, dataset: Dataset, task: TaskInfo, seed: int) -> Split:
+        usable = usable_graphs(dataset, task)
+        f_valid, f_test = self.params["valid_fraction"], self.params["test_fraction"]
+        train, valid, test = random_partition(usable, (1 - f_valid - f_test, f_valid, f_test), seed)
+        return {"train": train, "valid": valid, "test": test}
+
+    def class_names(self, dataset: Dataset, n_classes: int) -> list[str]:
+        names = dataset.node_class_names()
+        if names is None or len(names) != n_classes:
+            names = [str(c) for c in range(n_classes)]
+        return [metric_key(n) for n in names]
+
+    def rare_classes(self, counts: np.ndarray, graphs: np.ndarray) -> np.ndarray:
+        """Bool per class: present in some, but less than `rare_share`, of `graphs`. Shares are taken
+        over all graphs of the split, so that what is rare does not depend on `pretrain_pool`."""
+        share = (counts[graphs] > 0).mean(axis=0) if len(graphs) else np.zeros(counts.shape[1])
+        return (share > 0) & (share < self.params["rare_share"])
+
+    def report(
+        self, task: TaskInfo, predictions: dict[str, Predictions], dataset: Dataset, split: Split
+    ) -> dict[str, float]:
+        """Adds ``pool_nodes_<class>`` (nodes of the class in the pretraining pool), ``pool_graphs_<class>``
+        (pool graphs containing it), ``rare_classes`` (how many are rare), ``rare_test_graphs``, and the
+        task's metrics on test graphs with a rare class (``rare_<metric>``) and without (``common_<metric>``)."""
         out = super().report(task, predictions, dataset, split)
-        if "test_mae" in out and out.get("test_id_mae"):
-            out["mae_ratio"] = out["test_mae"] / out["test_id_mae"]
+        counts = _property(dataset, "node_class_counts", self.name)
+        if counts.ndim != 2:
+            raise PluginError(f"{dataset.name!r}: node_class_counts must be (graphs, classes), got {counts.shape}")
+        names = self.class_names(dataset, counts.shape[1])
+        pool = self.pretrain_pool(split)
+        in_pool = counts[pool]
+        for name, nodes, graphs in zip(names, in_pool.sum(axis=0), (in_pool > 0).sum(axis=0), strict=True):
+            out[f"pool_nodes_{name}"] = float(nodes)
+            out[f"pool_graphs_{name}"] = float(graphs)
+        everything = np.unique(np.concatenate([np.asarray(v) for v in split.values()]))
+        rare = self.rare_classes(counts, everything)
+        out["rare_classes"] = float(rare.sum())
+        has_rare = (counts[:, rare] > 0).any(axis=1)
+        if "test" in predictions:
+            out["rare_test_graphs"] = float(has_rare[np.asarray(split["test"])].sum())
+            for prefix, mask in (("rare", has_rare), ("common", ~has_rare)):
+                part = subset(predictions["test"], mask)
+                if len(part.y_true):
+                    out.update({f"{prefix}_{k}": v for k, v in task_metrics(task, part).items()})
         return out
 
-    def leaderboard_metrics(self, task):
-        return ["test_mae", "test_spearman", "test_kendall", "mae_ratio", "test_id_mae"]
+    def report_pretext(
+        self, logits: np.ndarray, targets: np.ndarray, class_names: list[str] | None
+    ) -> dict[str, float]:
+        return pretext_class_metrics(logits, targets, class_names)
+
+    def leaderboard_metrics(self, task: TaskInfo) -> list[str]:
+        m = task.metric
+        return [f"test_{m}", f"rare_{m}", f"common_{m}", "pretext_macro_f1", "pretext_balanced_acc", "pretext_acc"]
+
+
+ALL = [IID, ExtrapolationThreshold, ExtrapolationTails, Size, Scaffold, Imbalance]

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from benchbase.api import PluginError
 from benchbase.executors import Executor
-from benchbase.grid import Grid, RunSpec, content_hash
+from benchbase.grid import Grid, RunSpec
 from benchbase.registry import default_registry
+from benchbase.splits import split_hash, split_lists
 from benchbase.store import FAILED, FINISHED, Store
 
 
@@ -138,12 +139,12 @@ def run_job(args: tuple[str, str, dict]) -> dict:
             **common,
         )
         raise
-    split = {name: idx.tolist() for name, idx in result.pop("split").items()}
-    split_hash = content_hash(split)
-    path = store.split_path(split_hash)
+    split = result.pop("split")
+    digest = split_hash(split)
+    path = store.split_path(digest)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(split))
+        path.write_text(json.dumps(split_lists(split)))
     store.record_run(
         run.run_id,
         grid_name,
@@ -152,7 +153,7 @@ def run_job(args: tuple[str, str, dict]) -> dict:
         metrics=result.pop("metrics"),
         n_params=result.pop("n_params"),
         seconds=result["seconds"]["total"],
-        split_hash=split_hash,
+        split_hash=digest,
         details=result,
         **common,
     )

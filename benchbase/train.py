@@ -30,6 +30,7 @@ from benchbase.batching import TensorGraphs, concat_ranges, iterate_batches
 from benchbase.cache import atomic_path
 from benchbase.grid import RunSpec
 from benchbase.registry import Registry
+from benchbase.splits import check_split
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -62,9 +63,7 @@ def make_split(registry: Registry, spec: dict[str, Any], dataset: Dataset) -> tu
     protocol = loading.build_protocol(registry, spec["protocol"]["name"], spec["protocol"]["params"])
     task = protocol.task_of(dataset)
     split = protocol.split(dataset, task, int(spec["seed"]))
-    empty = [name for name in ("train", "valid", "test") if len(split.get(name, ())) == 0]
-    if empty:
-        raise PluginError(f"protocol {protocol.name!r} produced empty slice(s) {empty} on {dataset.name!r}")
+    check_split(split, dataset.arrays().num_graphs)
     return protocol, task, split
 
 

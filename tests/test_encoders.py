@@ -12,7 +12,7 @@ from rdkit.Chem import AllChem
 
 from benchbase.api import Dataset, FeatureSpec, GraphArrays, PluginError
 from benchbase.batching import TensorGraphs
-from benchbase_molecules.encoders import ENCODERS, GIN, PNA, FingerprintMLP, SchNet
+from benchbase_molecules.encoders import ENCODERS, GIN, PNA, FingerprintMLP, SchNet, dropout
 
 torch.set_num_threads(1)
 
@@ -188,6 +188,83 @@ def test_gin_float_features():
     )
     emb = GIN(feats, hidden=8, layers=2)(TensorGraphs(arrays).batch(np.array([0])))
     assert emb.graph.shape == (1, 8)
+
+
+def reference_hu_gin(enc: GIN, batch, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hu et al.'s GIN written out the plain way from `enc`'s parameters: per-column lookups summed,
+    one bond embedding gathered per edge, ``h_i + self_loop + sum_j (h_j + e_ij)``, MLP, batch norm
+    (batch statistics when training, running ones in eval), ReLU but after the last layer, mean pooling."""
+
+    def lookup(table: torch.Tensor, vocab: tuple[int, ...], values: torch.Tensor) -> torch.Tensor:
+        offsets = np.cumsum([0] + [v + 1 for v in vocab])[:-1]
+        return sum(table[values[:, j] + int(offsets[j])] for j in range(values.shape[1]))
+
+    features = enc.features
+    h = lookup(enc.node_embedding.table.weight, features.node_vocab, batch.x)
+    src, dst = batch.edge_index
+    for i, (conv, norm) in enumerate(zip(enc.convs, enc.norms, strict=True)):
+        e = lookup(conv.edge.table.weight, features.edge_vocab, batch.edge_attr)
+        agg = h + conv.self_loop + torch.zeros_like(h).index_add(0, dst, h[src] + e)
+        first, _, second = conv.mlp
+        z = torch.relu(agg @ first.weight.T + first.bias) @ second.weight.T + second.bias
+        mean, var = (z.mean(0), z.var(0, unbiased=False)) if training else (norm.running_mean, norm.running_var)
+        h = (z - mean) / torch.sqrt(var + norm.eps) * norm.weight + norm.bias
+        if i < len(enc.convs) - 1:
+            h = torch.relu(h)
+    graph = torch.stack([h[batch.ptr[g] : batch.ptr[g + 1]].mean(0) for g in range(batch.num_graphs)])
+    return h, graph
+
+
+def test_gin_equals_reference_computation(toy, batch):
+    """The fast GIN (embedding_bag inputs, bond term as counts @ table) computes Hu et al.'s layer:
+    outputs match the gather-based reference to 1e-5 in float32, and gradients too in float64 (in
+    float32 they differ by rounding, ~1e-4 where the true gradient is 0), mask tokens included."""
+    torch.manual_seed(0)
+    enc = GIN(toy.features, hidden=16, layers=3, dropout=0.0)
+    assert "convs.0.edge.table.weight" in enc.state_dict() and not any("offsets" in k for k in enc.state_dict())
+    with torch.no_grad():
+        for norm in enc.norms:  # non-trivial affine parameters and running statistics
+            norm.weight.uniform_(0.5, 1.5), norm.bias.normal_(), norm.running_mean.normal_()
+            norm.running_var.uniform_(0.5, 2.0)
+    x, e = batch.x.clone(), batch.edge_attr.clone()
+    x[::3] = torch.tensor(toy.features.node_vocab)  # mask tokens
+    e[::4] = torch.tensor(toy.features.edge_vocab)
+    b = batch.replace(x=x, edge_attr=e)
+    for dtype in (torch.float32, torch.float64):
+        enc.to(dtype)
+        for training in (True, False):
+            enc.train(training)
+            ref_node, ref_graph = reference_hu_gin(enc, b, training)
+            out = enc(b)
+            assert out.node.dtype == dtype
+            assert torch.allclose(out.node, ref_node, atol=1e-5)
+            assert torch.allclose(out.graph, ref_graph, atol=1e-5)
+            if dtype == torch.float64:
+                params = list(enc.parameters())
+                ref_grads = torch.autograd.grad(ref_node.pow(2).sum() + ref_graph.sum(), params)
+                grads = torch.autograd.grad(out.node.pow(2).sum() + out.graph.sum(), params)
+                for g, r in zip(grads, ref_grads, strict=True):
+                    assert torch.allclose(g, r, atol=1e-9, rtol=1e-9)
+
+
+def test_gin_rejects_out_of_range_bond_values(toy, batch):
+    """Counting bond values must not let a bad value slip into another column's counts."""
+    enc = GIN(toy.features, hidden=8, layers=1)
+    for bad in (toy.features.edge_vocab[0] + 1, -1):
+        e = batch.edge_attr.clone()
+        e[0, 0] = bad
+        with pytest.raises(PluginError, match="vocab"):
+            enc(batch.replace(edge_attr=e))
+
+
+def test_dropout_is_inverted_dropout():
+    h = torch.ones(4000, 50)
+    assert dropout(h, 0.3, False) is h and dropout(h, 0.0, True) is h
+    torch.manual_seed(0)
+    out = dropout(h, 0.3, True)
+    kept = out != 0
+    assert torch.allclose(out[kept], torch.tensor(1 / 0.7))
+    assert abs(1 - kept.float().mean().item() - 0.3) < 0.01
 
 
 def test_requirements_declared():

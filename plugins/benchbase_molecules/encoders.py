@@ -36,7 +36,9 @@ class InputEmbedding(nn.Module):
     """Categorical columns -> sum of per-column embeddings (with a mask row each); floats -> Linear.
 
     All categorical tables live in one `nn.Embedding` with per-column offsets, so a lookup is a
-    single gather. With neither categorical nor float inputs the output is one learned vector.
+    single gather. The per-row sum over columns is one `embedding_bag` call: ``table(ids).sum(1)``
+    would materialise a (rows, columns, width) tensor and pay for large strided copies in backward.
+    With neither categorical nor float inputs the output is one learned vector.
     """
 
     def __init__(self, vocab: tuple[int, ...], float_dim: int, out_dim: int) -> None:
@@ -47,6 +49,7 @@ class InputEmbedding(nn.Module):
         if self.vocab:
             sizes = torch.tensor([v + 1 for v in self.vocab])  # +1: the mask token row
             self.register_buffer("offsets", torch.cumsum(sizes, 0) - sizes, persistent=False)
+            self.register_buffer("max_value", sizes - 1, persistent=False)  # = vocab[j], the mask token
             self.table = nn.Embedding(int(sizes.sum()), out_dim)
             nn.init.xavier_uniform_(self.table.weight)
         elif self.float_dim:
@@ -58,12 +61,39 @@ class InputEmbedding(nn.Module):
         if self.vocab:
             if values is None:
                 raise PluginError("this encoder was built for categorical features but the batch carries none")
-            return self.table(values + self.offsets).sum(1)
+            return F.embedding_bag(values + self.offsets, self.table.weight, mode="sum")
         if self.float_dim:
             if values is None:
                 raise PluginError("this encoder was built for float features but the batch carries none")
             return self.linear(values.float().reshape(rows, -1))
         return self.constant.expand(rows, -1)
+
+    def row_counts(self, values: torch.Tensor, index: torch.Tensor, rows: int) -> torch.Tensor:
+        """(rows, table rows) float counts: how often each row of `table` is looked up by the
+        categorical value rows that `index` sends to each output row. Since a lookup is linear in
+        its one-hot counts, ``row_counts(v, i, n) @ table.weight`` equals the embeddings of `v`
+        summed by `index` into `n` rows, without building one embedding per value row."""
+        if not self.vocab:
+            raise PluginError("row counts need categorical features; this embedding was built for floats or none")
+        if values.numel() and (values.min() < 0 or (values > self.max_value).any()):
+            # Out-of-range values would silently land in a neighbouring column's (or row's) counts.
+            raise PluginError(
+                f"categorical feature values must lie in [0, vocab[j]] (vocab {self.vocab}, vocab[j] = mask token); "
+                f"got values in [{int(values.min())}, {int(values.max())}]"
+            )
+        width = self.table.num_embeddings
+        flat = (index.unsqueeze(1) * width + values + self.offsets).reshape(-1)
+        return torch.bincount(flat, minlength=rows * width).reshape(rows, width).to(self.table.weight.dtype)
+
+
+def dropout(h: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout, the same distribution as `F.dropout`. On CPU, the ``bernoulli_`` that
+    `F.dropout` draws its mask with is about 3x slower than ``rand_like`` and a comparison (measured
+    on a 2300 x 300 float tensor, 1 thread, torch 2.13), and dropout after every layer made it a
+    visible share of a GIN training step. The random stream differs from `F.dropout`'s."""
+    if not training or p == 0.0:
+        return h
+    return h * (torch.rand_like(h) >= p) * (1.0 / (1.0 - p))
 
 
 def has_edge_features(features: FeatureSpec) -> bool:
@@ -128,7 +158,12 @@ class HuGINLayer(nn.Module):
     """One GIN layer of Hu et al. 2020 ("Strategies for Pre-training Graph Neural Networks"):
     messages ``h_j + e_ij`` summed over neighbours *and a self-loop* (whose bond embedding is its
     own learned vector), then an MLP ``hidden -> 2 hidden -> hidden``. Each layer has its own bond
-    embedding, as in their code."""
+    embedding, as in their code.
+
+    The bond part of the sum, ``sum_j e_ij``, is linear in the embedding lookup, so with categorical
+    bond features it is computed as ``bond_counts @ table`` from per-node counts of each bond-feature
+    value (`InputEmbedding.row_counts`, computed once per batch by `GIN`) instead of gathering one
+    embedding per edge: the same sum up to float rounding, with far less memory traffic."""
 
     def __init__(self, hidden: int, features: FeatureSpec) -> None:
         super().__init__()
@@ -136,13 +171,15 @@ class HuGINLayer(nn.Module):
         self.self_loop = nn.Parameter(torch.randn(hidden) * 0.1)
         self.mlp = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden))
 
-    def forward(self, h: torch.Tensor, batch: GraphBatch) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, batch: GraphBatch, bond_counts: torch.Tensor | None = None) -> torch.Tensor:
         src, dst = batch.edge_index
-        msg = h[src]
-        if self.edge is not None:
-            msg = msg + self.edge(batch.edge_attr, msg.shape[0])
-        agg = (h + self.self_loop).index_add(0, dst, msg)  # self-loop message + neighbour messages
-        return self.mlp(agg)
+        agg = (h + self.self_loop).index_add(0, dst, h[src])  # self-loop message + neighbours' h_j
+        if self.edge is None:
+            return self.mlp(agg)
+        if bond_counts is not None:  # categorical bonds: sum_j e_ij = counts @ table
+            return self.mlp(agg + bond_counts @ self.edge.table.weight)
+        bonds = self.edge(batch.edge_attr, src.numel())  # float bond features: one embedding per edge
+        return self.mlp(agg.index_add(0, dst, bonds))
 
 
 class GIN(BaseEncoder):
@@ -164,12 +201,18 @@ class GIN(BaseEncoder):
 
     def forward(self, batch: GraphBatch) -> Embeddings:
         h = self.node_embedding(batch.x, batch.x.shape[0])
+        bond_counts = None
+        edge = self.convs[0].edge
+        if edge is not None and edge.vocab:  # the same columns in every layer: count once per batch
+            if batch.edge_attr is None:
+                raise PluginError("this encoder was built for categorical bond features but the batch carries none")
+            bond_counts = edge.row_counts(batch.edge_attr, batch.edge_index[1], h.shape[0])
         last = len(self.convs) - 1
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            h = norm(conv(h, batch))
+            h = norm(conv(h, batch, bond_counts))
             if i < last:
                 h = F.relu(h)
-            h = F.dropout(h, self.hparams["dropout"], self.training)
+            h = dropout(h, self.hparams["dropout"], self.training)
         return Embeddings(node=h, graph=pool(h, batch, self.hparams["pooling"]))
 
 
@@ -201,7 +244,7 @@ class StackedEncoder(BaseEncoder):
             h = norm(conv(h, batch))
             if i < last:
                 h = F.relu(h)
-            h = F.dropout(h, self.hparams["dropout"], self.training)
+            h = dropout(h, self.hparams["dropout"], self.training)
         return Embeddings(node=h, graph=pool(h, batch, self.hparams["pooling"]))
 
 
