@@ -134,3 +134,27 @@ rebalancers = ["none", "focal", "inverse-frequency"]
     assert {r["spec"]["rebalancer"]["name"] for r in rows} == {"none", "focal", "inverse-frequency"}
     for row in rows:
         assert "test_rocauc" in row["metrics"]["hiv"]  # OGB's official split and metric
+
+
+def test_qm9_multitask_with_a_few_label_target(qm9_cache, tmp_path):
+    body = """
+seeds = [0]
+[train]
+epochs = 2
+batch_size = 64
+few_label = { task = "homo_lumo_gap", k = 20 }
+[params.dataset.qm9]
+subset = 150
+[params.encoder.gin]
+layers = 2
+hidden = 16
+[[study]]
+datasets = ["qm9"]
+protocols = ["iid"]
+encoders = ["gin"]
+"""
+    rows = _run_grid(tmp_path, body)
+    metrics = rows[0]["metrics"]
+    assert len(metrics) == 12 and all(np.isfinite(m["test_mae"]) for m in metrics.values())
+    tables = {p.name for p in (tmp_path / "lb").glob("qm9__*.md")}
+    assert "qm9__homo_lumo_gap__iid.md" in tables and len(tables) == 12
