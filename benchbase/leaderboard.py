@@ -86,13 +86,17 @@ def _differing(configs: list[dict[str, Any]]) -> list[str]:
     return differing
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value and not prefix.endswith("task_weights"):
-        out = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else k))
-        return out
-    return {prefix: value}
+def _flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys down to single settings; a setting's value stays whole even when it is a table
+    (``train.task_weights``), so that it reads as one setting in the table."""
+    out: dict[str, Any] = {}
+    for section, value in config.items():
+        if section in IDENTITY_KINDS:
+            out[f"{section}.name"] = value["name"]
+            out.update({f"{section}.params.{k}": v for k, v in value["params"].items()})
+        else:
+            out.update({f"{section}.{k}": v for k, v in value.items()})
+    return out
 
 
 def _config(spec: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -48,8 +49,6 @@ def hardware() -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    import os
-
     text = f"{cpu}, {os.cpu_count()} cores"
     if torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name(0)}"
