@@ -7,11 +7,10 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from ogb.utils import smiles2graph
-from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
 from rdkit import Chem
+from toy_molecules import SMILES, ToyMolecules
 
-from benchbase.api import Dataset, FeatureSpec, GraphArrays, PluginError, PretextContext
+from benchbase.api import GraphArrays, PluginError, PretextContext
 from benchbase.batching import TensorGraphs
 from benchbase_molecules.encoders import GIN
 from benchbase_molecules.motifs import FUNCTIONAL_GROUPS, GRAPH_PATTERNS
@@ -30,36 +29,6 @@ from benchbase_molecules.pretext import (
 )
 
 torch.set_num_threads(1)
-
-SMILES = ["CCO", "c1ccccc1O", "CC(=O)N", "C1CC1Cl", "FC(F)(F)C#N", "OC1CCCCC1S"]
-
-
-class ToyMolecules(Dataset):
-    """A handful of real molecules featurised the OGB way (the project's molecular convention)."""
-
-    name = "toy-molecules"
-    provides = frozenset({"x_categorical", "edge_attr", "smiles"})
-    features = FeatureSpec(node_vocab=tuple(get_atom_feature_dims()), edge_vocab=tuple(get_bond_feature_dims()))
-
-    def __init__(self, smiles: list[str] = SMILES) -> None:
-        self._smiles = list(smiles)
-        graphs = [smiles2graph(s) for s in self._smiles]
-        self._arrays = GraphArrays(
-            node_ptr=np.cumsum([0] + [g["num_nodes"] for g in graphs]),
-            edge_ptr=np.cumsum([0] + [g["edge_index"].shape[1] for g in graphs]),
-            edge_index=np.concatenate([g["edge_index"] for g in graphs], axis=1),
-            x=np.concatenate([g["node_feat"] for g in graphs]),
-            edge_attr=np.concatenate([g["edge_feat"] for g in graphs]),
-        )
-
-    def arrays(self) -> GraphArrays:
-        return self._arrays
-
-    def ids(self) -> np.ndarray:
-        return np.arange(len(self._smiles))
-
-    def smiles(self) -> list[str]:
-        return self._smiles
 
 
 @pytest.fixture(scope="module")
