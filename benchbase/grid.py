@@ -50,12 +50,11 @@ import copy
 import hashlib
 import itertools
 import json
+import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from benchbase.api import PluginError
 from benchbase.registry import Registry
