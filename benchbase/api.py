@@ -175,6 +175,10 @@ class Dataset(ABC):
                 return info
         raise PluginError(f"dataset {self.name!r} has no task {name!r}; tasks: {[t.name for t in self.tasks]}")
 
+    def check_available(self) -> None:
+        """Raise `PluginError` saying what is missing and how to obtain it when the data is not on
+        this machine and cannot be fetched; cheap (no loading). The grid skips such datasets."""
+
     def describe(self) -> dict[str, Any]:
         """Metadata for `benchbase datasets`: override to report size and local availability."""
         return {}

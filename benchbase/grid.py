@@ -40,8 +40,8 @@ Combinations that make no sense are skipped, with the reason, by these rules:
    choosing what to corrupt) needs a pretext task that ``uses_selection_weights``;
 4. an encoder with ``supports_pretext = False`` (it never sees the corrupted batch) runs with
    pretext ``none`` only;
-5. a dataset whose data is not available (its plugin raises a `PluginError` when built) is
-   skipped, with the plugin's message saying how to obtain it.
+5. a dataset whose data is not available (its plugin raises a `PluginError` when built or from
+   `Dataset.check_available`) is skipped, with the plugin's message saying how to obtain it.
 """
 
 from __future__ import annotations
@@ -245,6 +245,7 @@ def _skip_reason(registry: Registry, spec: dict, datasets_cache: dict) -> str | 
     if key not in datasets_cache:
         try:
             datasets_cache[key] = build_dataset(registry, dname, dparams)
+            datasets_cache[key].check_available()
         except PluginError as exc:  # data not on this machine: skip its runs, say why
             datasets_cache[key] = f"dataset {dname!r} is not available: {exc}"
     dataset = datasets_cache[key]

@@ -48,3 +48,14 @@ def test_default_grid_dry_run_covers_the_study():
     assert "grid 'quick'" in result.output
     for name in ("extrapolation-threshold", "imbalance", "node-masking", "graph-pattern", "motif", "focal"):
         assert name in result.output
+
+
+def test_a_grid_on_absent_data_says_where_to_get_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("BENCHBASE_CACHE", str(tmp_path / "cache"))
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[[study]]\ndatasets = ["ogbg-molhiv"]\nprotocols = ["iid"]\nencoders = ["gin"]\n')
+    result = runner.invoke(app, ["run", "--grid", str(grid), "--store", str(tmp_path / "store")])
+    assert result.exit_code == 2
+    assert "nothing to run" in result.output and "ogbg-molhiv" in result.output
+    assert str(tmp_path / "cache" / "ogb" / "ogbg_molhiv") in result.output
+    assert "Traceback" not in result.output

@@ -133,7 +133,7 @@ class OGBMolecules(MoleculeDataset):
             return "split/scaffold/"
         return None
 
-    def _check(self) -> None:
+    def check_available(self) -> None:
         missing = self._missing()
         if missing:
             raise PluginError(
@@ -144,14 +144,14 @@ class OGBMolecules(MoleculeDataset):
             )
 
     def _cache_meta(self) -> dict[str, Any]:
-        self._check()
+        self.check_available()
         return {"name": self.ogb_name, "files": _files_key(self.folder), "what": "ogb-graphs/1"}
 
     def _graph_file(self) -> Path:
         return cache_dir("ogb-cache") / f"{self.folder.name}-{digest(self._cache_meta())}.npz"
 
     def _build(self, progress: bool) -> dict[str, np.ndarray]:
-        self._check()
+        self.check_available()
         from ogb.graphproppred import GraphPropPredDataset
 
         with _ogb_torch_load():
@@ -242,7 +242,7 @@ class PCQM4Mv2(MoleculeDataset):
                 return rel
         return None
 
-    def _check(self) -> None:
+    def check_available(self) -> None:
         missing = self._missing()
         if missing:
             raise PluginError(
@@ -253,7 +253,7 @@ class PCQM4Mv2(MoleculeDataset):
             )
 
     def _cache_meta(self) -> dict[str, Any]:
-        self._check()
+        self.check_available()
         return {
             "files": _files_key(self.folder),
             "featurizer": FEATURIZER_VERSION,
@@ -265,7 +265,7 @@ class PCQM4Mv2(MoleculeDataset):
         return cache_dir("ogb-cache") / f"pcqm4mv2-{digest(self._cache_meta())}.npz"
 
     def _build(self, progress: bool) -> dict[str, np.ndarray]:
-        self._check()
+        self.check_available()
         from ogb.lsc import PCQM4Mv2Dataset
 
         with _ogb_torch_load():
