@@ -16,12 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchbase.errors import PluginError
+
 Level = Literal["graph", "node", "edge"]
 Kind = Literal["regression", "classification"]
-
-
-class PluginError(Exception):
-    """An error a user can act on: printed as one clear message, never as a traceback."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +217,9 @@ class PretextOutput:
     targets: torch.Tensor | None = None
     multilabel: bool = False
     loss: torch.Tensor | None = None
+    #: The batch-local graph of each row of `logits` (``batch.batch[masked]`` for masked nodes), so
+    #: that held-out evaluation can resample whole graphs; None makes each row its own unit.
+    item_graph: torch.Tensor | None = None
 
 
 @dataclass
@@ -245,6 +246,9 @@ class PretextTask(ABC):
     class_labelled: ClassVar[bool] = True
     #: True for tasks that choose which items to corrupt and honour `PretextContext.selection_weights`.
     uses_selection_weights: ClassVar[bool] = False
+    #: True for tasks that read the dataset's labels (a supervised "pretext"): they may only pretrain
+    #: on the train split (``pretrain_pool = "train"``), never on graphs whose labels are tested.
+    reads_labels: ClassVar[bool] = False
 
     def prepare(self, dataset: Dataset, pool: np.ndarray) -> None:
         """Compute labels or vocabularies from the pretraining pool (graph positions)."""
@@ -308,12 +312,29 @@ class Predictions:
     graph: np.ndarray
 
 
+@dataclass(frozen=True)
+class Column:
+    """A leaderboard column: `metric` on the rows of prediction slice `slice`; with `per`, the ratio
+    of that value to the same metric on slice `per` (an extrapolation gap, say). Leaderboards
+    recompute every column, with its confidence interval, from the stored predictions."""
+
+    slice: str
+    metric: str
+    per: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric}_ratio" if self.per else f"{self.slice}_{self.metric}"
+
+
 class Protocol(ABC):
     """A standard split of a dataset and the metrics reported on it. Built as ``cls(**params)``.
 
     `requires` names the graph properties (see `Dataset.graph_property`) it needs; the grid skips
     datasets that lack them. `split` returns graph positions for "train", "valid", "test" and any
-    extra named slices (an in-distribution test slice, say); slices are disjoint.
+    extra named slices (an in-distribution test slice, say); slices are disjoint. `derived_slices`
+    may name subsets of them (test graphs with a rare class, say): the harness predicts every slice,
+    keeps the predictions, and `report` turns them into metrics.
     """
 
     name: ClassVar[str] = ""
@@ -341,28 +362,34 @@ class Protocol(ABC):
         """The task whose labels define the split: the `task` parameter if given, else the first."""
         return dataset.task(self.params.get("task"))
 
-    def report_pretext(
-        self, logits: np.ndarray, targets: np.ndarray, class_names: list[str] | None
-    ) -> dict[str, float]:
-        """Metrics of a class-labelled pretext head on held-out graphs (see `evaluates_pretext`)."""
-        return {}
-
     @abstractmethod
     def split(self, dataset: Dataset, task: TaskInfo, seed: int) -> Split:
         """Deterministic for (dataset, parameters, seed)."""
 
-    def pretrain_pool(self, split: Split) -> np.ndarray:
-        """Which graphs self-supervised pretraining may see: all of the split, or only train and
-        valid when `pretrain_pool = "train"` (so the test region stays unseen)."""
-        if self.params.get("pretrain_pool", "all") == "train":
+    def derived_slices(self, dataset: Dataset, split: Split) -> dict[str, tuple[str, np.ndarray]]:
+        """Named subsets of slices, ``name -> (slice, graph positions)``, predicted and reported like
+        slices. Default: none."""
+        return {}
+
+    def pretrain_pool(self, split: Split, mode: str) -> np.ndarray:
+        """Which graphs self-supervised pretraining may see under the training setting
+        ``pretrain_pool``: every graph of the split (``"all"``), or only train and valid
+        (``"train"``: the test region stays unseen)."""
+        if mode == "train":
             return np.sort(np.concatenate([split["train"], split["valid"]]))
         return np.sort(np.concatenate(list(split.values())))
 
     def report(
-        self, task: TaskInfo, predictions: dict[str, Predictions], dataset: Dataset, split: Split
+        self,
+        task: TaskInfo,
+        predictions: dict[str, Predictions],
+        dataset: Dataset,
+        split: Split,
+        pretrain_pool: np.ndarray | None = None,
     ) -> dict[str, float]:
-        """Metrics from (label, prediction) pairs per slice. The default reports the task's standard
-        metrics on every slice as ``<slice>_<metric>``; protocols add their own."""
+        """Metrics from (label, prediction) pairs per slice (derived slices included);
+        `pretrain_pool` holds the graphs pretraining saw, None without pretraining. The default
+        reports the task's standard metrics on every slice as ``<slice>_<metric>``."""
         from benchbase.metrics import task_metrics
 
         out: dict[str, float] = {}
@@ -371,6 +398,11 @@ class Protocol(ABC):
                 out[f"{slice_name}_{key}"] = value
         return out
 
-    def leaderboard_metrics(self, task: TaskInfo) -> list[str]:
-        """The metric columns a leaderboard shows for this protocol, headline first."""
-        return [f"test_{task.metric}"]
+    def report_pretext(self, labels: Predictions, class_names: list[str] | None) -> dict[str, float]:
+        """Metrics of a class-labelled pretext head on held-out graphs (see `evaluates_pretext`):
+        `labels` holds the true and the predicted class of each held-out item."""
+        return {}
+
+    def leaderboard_columns(self, task: TaskInfo) -> list[Column]:
+        """The columns a leaderboard shows for this protocol, headline first."""
+        return [Column("test", task.metric)]

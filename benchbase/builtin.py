@@ -1,8 +1,9 @@
-"""The core's own plugin: generic protocols and rebalancers, registered like any third party's."""
+"""The core's own plugin: generic protocols, rebalancers and metrics, registered like any third
+party's."""
 
 from __future__ import annotations
 
-from benchbase import protocols, rebalancers
+from benchbase import metrics, protocols, rebalancers
 from benchbase.hookspecs import hookimpl
 
 PROTOCOLS = [
@@ -33,4 +34,10 @@ def register_protocols(register):
 @hookimpl
 def register_rebalancers(register):
     for cls in REBALANCERS:
+        register(cls)
+
+
+@hookimpl
+def register_metrics(register):
+    for cls in metrics.BUILTIN_METRICS:
         register(cls)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from benchbase.api import PluginError
+from benchbase.errors import GridError, PluginError
 from benchbase.registry import default_registry
 
 app = typer.Typer(
@@ -112,12 +112,9 @@ def run(
         return
     if not the_grid.runs:
         reasons = sorted({skipped.reason for skipped in the_grid.skipped})
-        raise PluginError("nothing to run: every combination is skipped:\n  " + "\n  ".join(reasons))
+        raise GridError("nothing to run: every combination is skipped:\n  " + "\n  ".join(reasons))
     results = Store(store)
-    try:
-        the_executor = make_executor(executor, jobs)
-    except ValueError as exc:
-        raise PluginError(str(exc)) from None
+    the_executor = make_executor(executor, jobs)
     typer.echo(
         f"grid {the_grid.name!r} ({the_grid.source}): {len(the_grid.runs)} runs, "
         f"{len(the_grid.skipped)} skipped combinations; store {store}",
@@ -132,7 +129,7 @@ def run(
         err=True,
     )
     if not no_leaderboard:
-        write_leaderboards(results.runs(), leaderboard_out)
+        write_leaderboards(results, leaderboard_out, registry.code_fingerprints())
         typer.echo(f"leaderboards written to {leaderboard_out}/", err=True)
     if summary.failed:
         for label, error in summary.failures:
@@ -159,32 +156,69 @@ def _print_dry_run(the_grid, store: Path) -> None:
     typer.echo(f"total: {len(the_grid.runs)} runs ({n_done} already finished), {len(the_grid.skipped)} skipped")
 
 
+def _open_store(store: Path) -> Any:
+    from benchbase.store import Store
+
+    if not (store / "benchbase.sqlite").exists():
+        raise GridError(f"no results store at {store} (run a grid first, or pass --store)")
+    return Store(store)
+
+
 @app.command()
 @friendly_errors
 def results(
     store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results"),
     format: Annotated[str, typer.Option(help="jsonl or csv.")] = "jsonl",
+    predictions: Annotated[
+        Path | None,
+        typer.Option(help="Also export each finished run's predictions to this directory (one .npz per run)."),
+    ] = None,
 ) -> None:
-    """Export every run (spec, status, metrics) from the store to standard output."""
+    """Export every run (spec, status, metrics; `stale` when computed by other code) to standard output."""
     from benchbase.leaderboard import export_rows
-    from benchbase.store import Store
 
-    if not (store / "benchbase.sqlite").exists():
-        raise PluginError(f"no results store at {store} (run a grid first, or pass --store)")
-    rows = export_rows(Store(store).runs())
+    the_store = _open_store(store)
+    if format not in ("jsonl", "csv"):
+        raise GridError(f"unknown format {format!r}; use jsonl or csv")
+    runs = the_store.runs()
+    rows = export_rows(runs, default_registry().code_fingerprints())
+    if predictions is not None:
+        _export_predictions(the_store, runs, predictions)
     if format == "jsonl":
         for row in rows:
             typer.echo(json.dumps(row, sort_keys=True, default=str))
-    elif format == "csv":
-        flat = [_flat_row(row) for row in rows]
-        columns = sorted(set().union(*flat)) if flat else []
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(flat)
-        typer.echo(buffer.getvalue(), nl=False)
-    else:
-        raise PluginError(f"unknown format {format!r}; use jsonl or csv")
+        return
+    flat = [_flat_row(row) for row in rows]
+    columns = sorted(set().union(*flat)) if flat else []
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(flat)
+    typer.echo(buffer.getvalue(), nl=False)
+
+
+def _export_predictions(store: Any, runs: list[dict[str, Any]], out: Path) -> None:
+    """Copy each finished run's verified predictions to `out`/<run id>.npz, with a manifest."""
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = []
+    for run in runs:
+        if run["status"] != "finished":
+            continue
+        if not store.has_verified_predictions(run):
+            typer.secho(f"warning: predictions of run {run['run_id']} are missing or damaged", err=True, fg="yellow")
+            continue
+        shutil.copyfile(store.root / run["predictions"], out / f"{run['run_id']}.npz")
+        manifest.append({"run_id": run["run_id"], "file": f"{run['run_id']}.npz", "spec": run["spec"]})
+    readme = (
+        "Each <run id>.npz holds arrays '<slice>/<task>/<field>': y_true, y_pred, graph (dataset position of "
+        "the row's graph) and graph_id (the dataset's native id). Node and edge tasks have one row per node "
+        "or edge; the slice 'pretext' holds a pretext head's true and predicted class per held-out item.\n"
+    )
+    (out / "README.txt").write_text(readme)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    typer.echo(f"exported the predictions of {len(manifest)} runs to {out}/", err=True)
 
 
 def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -206,14 +240,63 @@ def leaderboard(
     store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results"),
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("leaderboards"),
 ) -> None:
-    """Regenerate leaderboard markdown (one table per dataset, task and protocol) from the store."""
+    """Regenerate leaderboards, plots, FINDINGS.md and results.jsonl from the store."""
     from benchbase.leaderboard import write_leaderboards
+
+    written = write_leaderboards(_open_store(store), out, default_registry().code_fingerprints())
+    typer.echo(f"wrote {len(written)} tables, {out}/README.md and {out}/FINDINGS.md")
+
+
+@app.command()
+@friendly_errors
+def reproduce(
+    run_ids: Annotated[list[str] | None, typer.Argument(help="Run ids to re-run (default: a sample).")] = None,
+    from_: Annotated[Path, typer.Option("--from", help="The export to check.")] = Path("leaderboards/results.jsonl"),
+    sample: Annotated[int, typer.Option(min=1, help="How many runs to sample (one pretrained, one not).")] = 2,
+    store: Annotated[
+        Path | None, typer.Option(help="Store for the re-runs (default: a fresh temporary directory).")
+    ] = None,
+    tolerance: Annotated[float, typer.Option(min=0.0, help="Largest absolute difference allowed.")] = 0.0,
+) -> None:
+    """Re-run runs of an export with the code installed now; exit 1 if any metric differs."""
+    import tempfile
+
+    from benchbase.reproduce import choose, read_export
+    from benchbase.reproduce import reproduce as run_reproduce
     from benchbase.store import Store
 
-    if not (store / "benchbase.sqlite").exists():
-        raise PluginError(f"no results store at {store} (run a grid first, or pass --store)")
-    written = write_leaderboards(Store(store).runs(), out)
-    typer.echo(f"wrote {len(written)} tables and {out}/README.md")
+    registry = default_registry()
+    rows = choose(read_export(from_), run_ids or [], sample)
+    with tempfile.TemporaryDirectory(prefix="benchbase-reproduce-") as tmp:
+        the_store = Store(store or tmp)
+        typer.echo(f"re-running {len(rows)} run(s) of {from_} into {the_store.root}", err=True)
+        outcomes = run_reproduce(registry, rows, the_store, tolerance, _progress_printer())
+    failed = 0
+    for outcome in outcomes:
+        identity = "" if outcome.same_identity else f" (now {outcome.new_run_id}: other code or numerics)"
+        if outcome.ok:
+            typer.echo(f"{outcome.run_id} {outcome.label}: identical{identity}")
+            continue
+        failed += 1
+        if outcome.error:
+            typer.echo(f"{outcome.run_id} {outcome.label}: FAILED{identity}: {outcome.error}")
+            continue
+        typer.echo(f"{outcome.run_id} {outcome.label}: {len(outcome.differences)} metric(s) differ{identity}")
+        for key, old, new in outcome.differences[:10]:
+            typer.echo(f"    {key}: recorded {old!r}, now {new!r}")
+    typer.echo(f"{len(outcomes) - failed} of {len(outcomes)} run(s) reproduced within {tolerance:g}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def collect(store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results")) -> None:
+    """Load job records that never reached the database (the driver was killed, or detached)."""
+    from benchbase.collect import collect_records
+
+    loaded = collect_records(_open_store(store))
+    typer.echo(f"loaded {loaded} record(s) into {store}/benchbase.sqlite")
 
 
 @datasets_app.callback(invoke_without_command=True)
@@ -261,7 +344,7 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise PluginError(f"parameter {item!r} must look like key=value")
+            raise GridError(f"parameter {item!r} must look like key=value")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -1,103 +1,162 @@
-"""Executors run picklable jobs and yield their results as they complete.
+"""Executors run jobs and hand back their outcomes as they complete.
 
-`local` is the built-in: in-process for one job (fast start, easy debugging), a pool of spawned
-processes for several. Other executors (ray, slurm) implement the same `Executor` interface.
+The driver (`benchbase.runner`) decides what is ready to run - a run as soon as its pretraining
+stage is done, no barrier between stages and runs - and submits it; the executor decides where it
+runs. A job is a picklable module-level function and its payload; its outcome is the function's
+return value, or the exception it raised, or `WorkerDied` when its process vanished.
+
+`local` is the built-in: in-process for ``--jobs 1`` (fast start, easy debugging), else a pool of
+spawned worker processes kept for the executor's lifetime, so that pretraining stages and runs share
+warm workers (each imports torch and loads a dataset once).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from benchbase.errors import WorkerDied
+
+Job = Callable[[Any], Any]
 
 
-class Executor(Protocol):
-    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
-        """Yield (item, result) pairs as jobs finish. A job that raises yields its exception as the
-        result; a job whose process dies yields a RuntimeError saying so."""
-        ...
+@dataclass(frozen=True)
+class Resources:
+    """What one job asks of a worker."""
+
+    cpus: int = 1
+    gpus: int = 0
 
 
-def _init_worker(threads: int) -> None:
+class Executor(ABC):
+    """Runs submitted jobs; `completed` blocks until at least one has finished and yields
+    ``(key, outcome)`` pairs, the outcome being the job's result or the exception it raised."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def submit(self, key: str, fn: Job, payload: Any, resources: Resources = Resources()) -> None:
+        """Queue one job under a unique `key`."""
+
+    @abstractmethod
+    def completed(self) -> Iterator[tuple[str, Any]]:
+        """Outcomes of finished jobs; blocks until at least one job has finished."""
+
+    @abstractmethod
+    def in_flight(self) -> int:
+        """Jobs submitted whose outcome has not been yielded yet."""
+
+    def close(self) -> None:
+        """Release workers. Jobs still queued are abandoned."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _init_worker() -> None:
+    # Each job sets its own intra-op thread count (part of its identity); start from one.
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
 
 
-class LocalExecutor:
-    """In-process for one job; otherwise one pool of spawned workers, kept for the executor's
-    lifetime so that pretraining stages and fine-tuning runs share warm workers (each worker
-    imports torch and loads a dataset once)."""
+class LocalExecutor(Executor):
+    """In-process for one job at a time; otherwise a pool of `jobs` spawned worker processes."""
+
+    name = "local"
+    description = "this machine: in-process (--jobs 1) or a pool of worker processes"
 
     def __init__(self, jobs: int = 1) -> None:
         if jobs < 1:
             raise ValueError("jobs must be >= 1")
         self.jobs = jobs
         self._pool: ProcessPoolExecutor | None = None
-
-    def __enter__(self) -> LocalExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._queue: deque[tuple[str, Job, Any]] = deque()  # in-process jobs not run yet
+        self._futures: dict[Future, tuple[str, Job, Any]] = {}
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        self._queue.clear()
+        self._futures.clear()
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # One torch thread per worker: small graphs gain nothing from intra-op threads, and
-            # oversubscribed cores slow every worker down.
-            threads = max(1, (os.cpu_count() or 1) // self.jobs)
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(
-                self.jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)
-            )
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker)
         return self._pool
 
-    def map_unordered(self, fn, items):
-        items = list(items)
+    def submit(self, key: str, fn: Job, payload: Any, resources: Resources = Resources()) -> None:
         if self.jobs == 1:
-            for item in items:
+            self._queue.append((key, fn, payload))
+        else:
+            self._futures[self._get_pool().submit(fn, payload)] = (key, fn, payload)
+
+    def in_flight(self) -> int:
+        return len(self._queue) + len(self._futures)
+
+    def completed(self) -> Iterator[tuple[str, Any]]:
+        if self.jobs == 1:
+            if self._queue:
+                key, fn, payload = self._queue.popleft()
                 try:
-                    yield item, fn(item)
-                except Exception as exc:  # recorded by the caller; the grid goes on
-                    yield item, exc
+                    outcome = fn(payload)
+                except Exception as exc:  # recorded by the driver; the grid goes on
+                    outcome = exc
+                yield key, outcome
             return
-        remaining = items
-        while remaining:
-            futures = {self._get_pool().submit(fn, item): item for item in remaining}
-            remaining = []
-            pending = set(futures)
-            broken = False
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    item = futures[future]
-                    try:
-                        yield item, future.result()
-                    except BrokenProcessPool:
-                        # A worker died (killed, out of memory): every job in flight is lost.
-                        # Report one and retry the rest in a fresh pool.
-                        if not broken:
-                            yield item, RuntimeError("the worker process died (killed or out of memory)")
-                            broken = True
-                        else:
-                            remaining.append(item)
-                    except Exception as exc:
-                        yield item, exc
-            if broken:
-                self.close()
+        if not self._futures:
+            return
+        done, _ = wait(list(self._futures), return_when=FIRST_COMPLETED)
+        broken, retry = False, []
+        for future in done:
+            key, fn, payload = self._futures.pop(future)
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory) and took the pool down: every job in flight
+                # fails with it. One of them killed it; report the first, retry the others.
+                if broken:
+                    retry.append((key, fn, payload))
+                    continue
+                broken, outcome = True, WorkerDied("the worker process died (killed or out of memory)")
+            except Exception as exc:
+                outcome = exc
+            yield key, outcome
+        if broken:
+            self._restart(retry)
+
+    def _restart(self, retry: list[tuple[str, Job, Any]]) -> None:
+        waiting = retry + list(self._futures.values())
+        self._futures.clear()
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+        for key, fn, payload in waiting:
+            self.submit(key, fn, payload)
 
 
-def make_executor(name: str, jobs: int | None = None) -> LocalExecutor:
+def default_jobs() -> int:
+    return os.cpu_count() or 1
+
+
+def make_executor(name: str, jobs: int | None = None) -> Executor:
     """`jobs=None` means one job per CPU core."""
-    jobs = jobs or os.cpu_count() or 1
+    jobs = jobs or default_jobs()
     if name == "local":
         return LocalExecutor(jobs)
-    raise ValueError(f"unknown executor {name!r}; available: local")
+    from benchbase.errors import GridError
+
+    raise GridError(f"unknown executor {name!r}; available: local")

@@ -20,15 +20,28 @@ A grid file is TOML::
     encoders = ["gin"]
     pretext = ["none", "node-masking"]
     rebalancers = ["none", "inverse-frequency"]
+    [study.train]                     # training settings for this study only
+    pretrain_pool = "train"
     [study.params.encoder.gin]        # parameters for this study only
     layers = 3
     [study.sweep]                     # extra axes: dotted key -> list of values
     "encoder.gin.hidden" = [64, 128]
     "train.task_weights" = [{propensity = 0.4, bond_motion = 0.6}]
 
+    [analysis]                        # how leaderboards compare rows (see benchbase.findings)
+    rope = { mae = 0.01 }             # region of practical equivalence per metric
+    [[question]]                      # research questions answered in FINDINGS.md
+    ...
+
 Several ``[[study]]`` blocks are unioned (identical runs are kept once). Sweep keys are
 ``train.<setting>`` or ``<kind>.<name>.<parameter>`` with kind one of dataset, protocol, encoder,
 pretext, rebalancer.
+
+A run's spec is canonical JSON; its id is the spec's hash (`RunSpec.run_id`). Besides the plugins,
+their parameters, the training settings and the seed, the spec holds the run's ``code``
+fingerprints and ``numerics`` (see `benchbase.identity`). Settings that only pretraining reads
+(`PRETRAINING_SETTINGS`) are left out of the spec of a run without a pretext task, so changing them
+never re-runs the runs they cannot affect.
 
 Combinations that make no sense are skipped, with the reason, by these rules:
 1. an encoder or pretext task whose ``requires`` a dataset does not ``provide`` is skipped;
@@ -41,7 +54,9 @@ Combinations that make no sense are skipped, with the reason, by these rules:
 4. an encoder with ``supports_pretext = False`` (it never sees the corrupted batch) runs with
    pretext ``none`` only;
 5. a dataset whose data is not available (its plugin raises a `PluginError` when built or from
-   `Dataset.check_available`) is skipped, with the plugin's message saying how to obtain it.
+   `Dataset.check_available`) is skipped, with the plugin's message saying how to obtain it;
+6. a pretext task that reads labels (``reads_labels``) pretrains only with ``pretrain_pool =
+   "train"``: on the whole dataset it would see the test labels.
 """
 
 from __future__ import annotations
@@ -56,39 +71,39 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from benchbase.api import PluginError
+from benchbase.errors import GridError, PluginError
+from benchbase.identity import harness_distribution, numerics
 from benchbase.registry import Registry
 
+_COMMON: dict[str, Any] = {
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "pretrain_lr": 1e-3,
+    # "all": pretraining sees every graph of the dataset, labels unseen; "train": only the train and
+    # valid graphs of the run's split, so that the test region stays out of pretraining.
+    "pretrain_pool": "all",
+    "max_nodes": None,
+    "task_weights": None,
+    "few_label": None,
+    "head_hidden": None,
+    "grad_clip": None,
+    "threads": 1,  # intra-op threads of each run, whatever --jobs is: results depend on it
+    "device": "cpu",
+}
 PROFILES: dict[str, dict[str, Any]] = {
     # Sized for 2 CPU cores: small models, few epochs; tables made with it say "quick profile".
-    "quick": {
-        "epochs": 30,
-        "patience": 6,
-        "batch_size": 128,
-        "lr": 1e-3,
-        "weight_decay": 0.0,
-        "pretrain_epochs": 5,
-        "pretrain_lr": 1e-3,
-        "max_nodes": None,
-        "task_weights": None,
-        "few_label": None,
-        "head_hidden": None,
-    },
+    "quick": {**_COMMON, "epochs": 30, "patience": 6, "batch_size": 128, "pretrain_epochs": 5},
     # The literature's scale, meant for GPUs.
-    "paper": {
-        "epochs": 200,
-        "patience": 30,
-        "batch_size": 256,
-        "lr": 1e-3,
-        "weight_decay": 0.0,
-        "pretrain_epochs": 100,
-        "pretrain_lr": 1e-3,
-        "max_nodes": None,
-        "task_weights": None,
-        "few_label": None,
-        "head_hidden": None,
-    },
+    "paper": {**_COMMON, "epochs": 200, "patience": 30, "batch_size": 256, "pretrain_epochs": 100},
 }
+#: Settings that only pretraining reads: absent from the spec of a run without a pretext task.
+PRETRAINING_SETTINGS = ("pretrain_epochs", "pretrain_lr", "pretrain_pool")
+#: Settings of the machine rather than the method: they go to the spec's ``numerics``.
+NUMERICS_SETTINGS = ("threads", "device")
+#: What a pretraining stage reads of the training settings.
+STAGE_SETTINGS = ("pretrain_epochs", "pretrain_lr", "batch_size", "max_nodes", "grad_clip")
+POOLS = ("all", "train")
+
 KIND_OF_AXIS = {
     "datasets": "dataset",
     "protocols": "protocol",
@@ -99,6 +114,8 @@ KIND_OF_AXIS = {
 PLUGIN_KINDS = ("dataset", "protocol", "encoder", "pretext", "rebalancer")
 NO_PRETEXT = "none"
 NO_REBALANCER = "none"
+TOP_LEVEL_KEYS = {"name", "profile", "seeds", "train", "params", "study", "analysis", "question", "executor"}
+STUDY_KEYS = set(KIND_OF_AXIS) | {"params", "sweep", "train"}
 
 
 def _canonical(value: Any) -> str:
@@ -131,31 +148,34 @@ class RunSpec:
     def train(self) -> dict[str, Any]:
         return self.spec["train"]
 
+    @property
+    def threads(self) -> int:
+        return int(self.spec["numerics"]["threads"])
+
     def label(self) -> str:
         names = [self.spec[k]["name"] for k in PLUGIN_KINDS]
-        return " | ".join(names) + f" | seed {self.seed}"
+        pool = self.spec["train"].get("pretrain_pool")
+        return " | ".join(names) + (f" (pool {pool})" if pool == "train" else "") + f" | seed {self.seed}"
 
     def stage_spec(self) -> dict[str, Any] | None:
         """The pretraining stage this run needs (None without a pretext task). Runs whose stage
-        specs are equal share one checkpoint."""
+        specs are equal share one checkpoint: the stage depends on the protocol only when its pool
+        is the protocol's train split."""
         if self.spec["pretext"]["name"] == NO_PRETEXT:
             return None
-        protocol = self.spec["protocol"]
-        pool = "all"
-        if protocol["params"].get("pretrain_pool") == "train":
-            # The pool is the train+valid part of this protocol's split, which is a function of
-            # (dataset, protocol, parameters, seed).
-            pool = {"train_of": protocol, "seed": self.seed}
         train = self.spec["train"]
+        kinds = ["dataset", "encoder", "pretext", "rebalancer"]
+        pool: Any = "all"
+        if train["pretrain_pool"] == "train":
+            pool = {"train_of": self.spec["protocol"], "seed": self.seed}
+            kinds.append("protocol")
         return {
-            "dataset": self.spec["dataset"],
-            "encoder": self.spec["encoder"],
-            "pretext": self.spec["pretext"],
-            "rebalancer": self.spec["rebalancer"],
+            **{kind: self.spec[kind] for kind in kinds if kind != "protocol"},
             "pool": pool,
             "seed": self.seed,
-            "train": {k: train[k] for k in ("pretrain_epochs", "pretrain_lr", "batch_size", "max_nodes")},
-            "versions": {k: v for k, v in self.spec["versions"].items() if k != "protocol"},
+            "train": {k: train[k] for k in STAGE_SETTINGS},
+            "code": {k: v for k, v in self.spec["code"].items() if k in kinds or k == "harness"},
+            "numerics": self.spec["numerics"],
         }
 
     @property
@@ -178,27 +198,38 @@ class Grid:
     runs: list[RunSpec] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     source: str = ""
+    #: The ``[analysis]`` table and ``[[question]]`` blocks, kept for leaderboards and FINDINGS.md.
+    analysis: dict[str, Any] = field(default_factory=dict)
+    questions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def default_grid_path() -> Path:
-    return Path(str(resources.files("benchbase.grids").joinpath("quick.toml")))
+    return builtin_grid_path("quick.toml")
+
+
+def builtin_grid_path(name: str) -> Path:
+    return Path(str(resources.files("benchbase.grids").joinpath(name)))
 
 
 def read_grid_file(path: Path | str | None) -> tuple[dict[str, Any], str]:
     path = default_grid_path() if path is None else Path(path)
     if not path.is_file():
-        raise PluginError(f"grid file {path} does not exist")
+        raise GridError(f"grid file {path} does not exist")
     try:
         return tomllib.loads(path.read_text()), str(path)
     except tomllib.TOMLDecodeError as exc:
-        raise PluginError(f"grid file {path} is not valid TOML: {exc}") from None
+        raise GridError(f"grid file {path} is not valid TOML: {exc}") from None
 
 
-def _merge_params(base: dict, override: dict) -> dict:
+def _merge_params(base: dict, override: dict, where: str) -> dict:
     out = copy.deepcopy(base)
-    for kind, by_name in (override or {}).items():
+    if not isinstance(override, dict):
+        raise GridError(f"{where} must be a table of plugin kinds")
+    for kind, by_name in override.items():
         if kind not in PLUGIN_KINDS:
-            raise PluginError(f"unknown params kind {kind!r}; use one of {PLUGIN_KINDS}")
+            raise GridError(f"{where}: unknown plugin kind {kind!r}; use one of {list(PLUGIN_KINDS)}")
+        if not isinstance(by_name, dict) or not all(isinstance(p, dict) for p in by_name.values()):
+            raise GridError(f"{where}.{kind} must hold one table of parameters per {kind} name")
         for name, params in by_name.items():
             out.setdefault(kind, {}).setdefault(name, {}).update(params)
     return out
@@ -211,7 +242,7 @@ def _apply_sweep_value(params: dict, train: dict, key: str, value: Any) -> None:
         return
     name, _, param = rest.rpartition(".")
     if head not in PLUGIN_KINDS or not name or not param:
-        raise PluginError(f"sweep key {key!r} must be 'train.<setting>' or '<kind>.<name>.<parameter>'")
+        raise GridError(f"sweep key {key!r} must be 'train.<setting>' or '<kind>.<name>.<parameter>'")
     params.setdefault(head, {}).setdefault(name, {})[param] = value
 
 
@@ -220,7 +251,7 @@ def _sweep_points(sweep: dict[str, list]) -> list[dict[str, Any]]:
         return [{}]
     for key, values in sweep.items():
         if not isinstance(values, list) or not values:
-            raise PluginError(f"sweep {key!r} must be a non-empty list of values")
+            raise GridError(f"sweep {key!r} must be a non-empty list of values")
     keys = sorted(sweep)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(sweep[k] for k in keys))]
 
@@ -233,8 +264,18 @@ def _plugin_params(registry: Registry, kind: str, name: str, given: dict) -> dic
         return dict(sorted(given.items()))
     unknown = set(given) - set(defaults)
     if unknown:
-        raise PluginError(f"{kind} {name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(defaults)}")
+        raise GridError(f"{kind} {name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(defaults)}")
     return dict(sorted({**defaults, **given}.items()))
+
+
+def _check_train(train: dict, known: dict, where: str) -> None:
+    unknown = set(train) - set(known)
+    if unknown:
+        raise GridError(f"{where}: unknown training setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    if train.get("pretrain_pool", "all") not in POOLS:
+        raise GridError(f"{where}: pretrain_pool must be one of {list(POOLS)}, got {train['pretrain_pool']!r}")
+    if not isinstance(train.get("threads", 1), int) or train.get("threads", 1) < 1:
+        raise GridError(f"{where}: threads must be a positive integer, got {train['threads']!r}")
 
 
 def _skip_reason(registry: Registry, spec: dict, datasets_cache: dict) -> str | None:
@@ -261,8 +302,12 @@ def _skip_reason(registry: Registry, spec: dict, datasets_cache: dict) -> str | 
         if missing:
             return f"{kind} {name!r} needs {sorted(missing)}, which dataset {dname!r} does not provide"
     encoder_cls = registry.get("encoder", spec["encoder"]["name"]).obj
-    if spec["pretext"]["name"] != NO_PRETEXT and not getattr(encoder_cls, "supports_pretext", True):
+    pretext_name = spec["pretext"]["name"]
+    if pretext_name != NO_PRETEXT and not getattr(encoder_cls, "supports_pretext", True):
         return f"encoder {encoder_cls.name!r} never sees the corrupted input, so pretext tasks cannot train it"
+    if pretext_name != NO_PRETEXT and getattr(registry.get("pretext", pretext_name).obj, "reads_labels", False):
+        if spec["train"]["pretrain_pool"] != "train":
+            return f"pretext {pretext_name!r} reads labels, so it pretrains only with pretrain_pool = 'train'"
     protocol_cls = registry.get("protocol", spec["protocol"]["name"]).obj
     missing = set(protocol_cls.requires) - provides
     if missing:
@@ -271,7 +316,6 @@ def _skip_reason(registry: Registry, spec: dict, datasets_cache: dict) -> str | 
     if reason:
         return reason
     if spec["rebalancer"]["name"] != NO_REBALANCER:
-        pretext_name = spec["pretext"]["name"]
         labelled_pretext = pretext_name != NO_PRETEXT and registry.get("pretext", pretext_name).obj.class_labelled
         classification = any(t.kind == "classification" for t in dataset.tasks)
         if not (labelled_pretext or classification):
@@ -287,45 +331,58 @@ def _skip_reason(registry: Registry, spec: dict, datasets_cache: dict) -> str | 
 
 def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Grid:
     """Expand a parsed grid file into run specs and skipped combinations."""
+    where = source or "grid"
+    unknown = set(raw) - TOP_LEVEL_KEYS
+    if unknown:
+        raise GridError(f"{where}: unknown top-level key(s) {sorted(unknown)}; known: {sorted(TOP_LEVEL_KEYS)}")
     profile = raw.get("profile", "quick")
     if profile not in PROFILES:
-        raise PluginError(f"unknown profile {profile!r}; known: {sorted(PROFILES)}")
+        raise GridError(f"{where}: unknown profile {profile!r}; known: {sorted(PROFILES)}")
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
-        raise PluginError("'seeds' must be a non-empty list of integers")
-    unknown_train = set(raw.get("train", {})) - set(PROFILES[profile])
-    if unknown_train:
-        raise PluginError(f"unknown [train] setting(s) {sorted(unknown_train)}; known: {sorted(PROFILES[profile])}")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise GridError(f"{where}: 'seeds' must be a non-empty list of non-negative integers")
+    _check_train(raw.get("train", {}), PROFILES[profile], f"{where} [train]")
     base_train = {**PROFILES[profile], **raw.get("train", {})}
-    base_params = _merge_params({}, raw.get("params", {}))
+    base_params = _merge_params({}, raw.get("params", {}), f"{where} [params]")
     studies = raw.get("study", [])
     if not studies:
-        raise PluginError("the grid has no [[study]] block")
-    grid = Grid(name=raw.get("name", "grid"), profile=profile, seeds=seeds, source=source)
+        raise GridError(f"{where}: the grid has no [[study]] block")
+    grid = Grid(
+        name=raw.get("name", "grid"),
+        profile=profile,
+        seeds=seeds,
+        source=source,
+        analysis=raw.get("analysis", {}),
+        questions=raw.get("question", []),
+    )
     seen: set[str] = set()
     datasets_cache: dict = {}
     for number, study in enumerate(studies, 1):
+        here = f"{where} [[study]] {number}"
+        unknown = set(study) - STUDY_KEYS
+        if unknown:
+            raise GridError(f"{here}: unknown key(s) {sorted(unknown)}; known: {sorted(STUDY_KEYS)}")
         axes = {}
         for axis, kind in KIND_OF_AXIS.items():
             values = study.get(axis, ["none"] if kind in ("pretext", "rebalancer") else None)
-            if not values:
-                raise PluginError(f"study {number} lists no {axis}")
+            if not values or not isinstance(values, list):
+                raise GridError(f"{here} lists no {axis}")
             for value in values:
                 if not (kind == "pretext" and value == NO_PRETEXT):
                     registry.get(kind, value)  # unknown names are errors, listing what exists
             axes[kind] = values
-        params = _merge_params(base_params, study.get("params", {}))
+        params = _merge_params(base_params, study.get("params", {}), f"{here} params")
+        _check_train(study.get("train", {}), PROFILES[profile], f"{here} train")
+        study_train = {**base_train, **study.get("train", {})}
         for point in _sweep_points(study.get("sweep", {})):
-            point_params, train = copy.deepcopy(params), dict(base_train)
+            point_params, train = copy.deepcopy(params), dict(study_train)
             for key, value in point.items():
                 _apply_sweep_value(point_params, train, key, value)
-            unknown_train = set(train) - set(PROFILES[profile])
-            if unknown_train:
-                raise PluginError(f"unknown train setting(s) {sorted(unknown_train)} in sweep")
+            _check_train(train, PROFILES[profile], f"{here} sweep")
             for combo in itertools.product(*(axes[k] for k in PLUGIN_KINDS)):
                 chosen = dict(zip(PLUGIN_KINDS, combo, strict=True))
                 for seed in seeds:
-                    spec = _make_spec(registry, chosen, point_params, train, seed, profile)
+                    spec = make_spec(registry, chosen, point_params, train, seed, profile)
                     run = RunSpec(spec)
                     if run.run_id in seen:
                         continue
@@ -338,22 +395,37 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
     return grid
 
 
-def _make_spec(registry: Registry, chosen: dict, params: dict, train: dict, seed: int, profile: str) -> dict:
+def make_spec(registry: Registry, chosen: dict, params: dict, train: dict, seed: int, profile: str) -> dict:
+    """The canonical spec of one run: plugins with their full parameters, training settings, seed,
+    and the identity parts (code fingerprints and numerics)."""
     spec: dict[str, Any] = {}
-    versions = {}
+    code = {"harness": f"{harness_distribution()} {registry.harness_fingerprint()}"}
     for kind, name in chosen.items():
         if kind == "pretext" and name == NO_PRETEXT:  # "no pretraining" is not a plugin
             spec[kind] = {"name": name, "params": {}}
-            versions[kind] = "benchbase"
             continue
         given = params.get(kind, {}).get(name, {})
         spec[kind] = {"name": name, "params": _plugin_params(registry, kind, name, given)}
-        versions[kind] = registry.version_of(kind, name)
-    spec["train"] = dict(sorted(train.items()))
+        entry = registry.get(kind, name)
+        code[kind] = f"{entry.distribution} {entry.fingerprint}"
+    settings = {k: v for k, v in train.items() if k not in NUMERICS_SETTINGS}
+    if chosen["pretext"] == NO_PRETEXT:
+        settings = {k: v for k, v in settings.items() if k not in PRETRAINING_SETTINGS}
+    spec["train"] = dict(sorted(settings.items()))
     spec["seed"] = seed
     spec["profile"] = profile
-    spec["versions"] = versions
+    spec["code"] = dict(sorted(code.items()))
+    spec["numerics"] = numerics(train["device"], train["threads"])
     return spec
+
+
+def respec(registry: Registry, spec: dict[str, Any]) -> dict[str, Any]:
+    """The same run under the code and numerics of this process (for `benchbase reproduce`)."""
+    chosen = {kind: spec[kind]["name"] for kind in PLUGIN_KINDS}
+    params = {kind: {spec[kind]["name"]: spec[kind]["params"]} for kind in PLUGIN_KINDS}
+    train = {**PROFILES[spec["profile"]], **spec["train"]}
+    train.update({k: spec["numerics"][k] for k in NUMERICS_SETTINGS})
+    return make_spec(registry, chosen, params, train, int(spec["seed"]), spec["profile"])
 
 
 def load_grid(registry: Registry, path: Path | str | None) -> Grid:

@@ -20,6 +20,7 @@ encoder         ``register(EncoderSubclass)``                    ``cls(features,
 pretext         ``register(PretextTaskSubclass)``                ``cls(**params)``
 rebalancer      ``register(RebalancerSubclass)``                 ``cls(**params)``
 protocol        ``register(ProtocolSubclass)``                   ``cls(**params)``
+metric          ``register(MetricSubclass)``                     ``cls()``
 =============== ============================================== ==================================
 
 Classes carry ``name``, ``description`` and ``defaults`` (their parameters and default values);
@@ -66,6 +67,12 @@ def register_rebalancers(register: Callable[[type], None]) -> None:
 @hookspec
 def register_protocols(register: Callable[[type], None]) -> None:
     """Register `benchbase.api.Protocol` subclasses: ``register(TimeProtocol)``."""
+
+
+@hookspec
+def register_metrics(register: Callable[[type], None]) -> None:
+    """Register `benchbase.metrics.Metric` subclasses: ``register(PearsonPerGraph)``. A task names
+    its headline metric (`benchbase.api.TaskInfo.metric`); leaderboards look metrics up by name."""
 
 
 @hookspec

@@ -1,114 +1,371 @@
 """Metrics on (label, prediction) rows. Generic: they know tasks, not domains.
 
+A metric is a `Metric` subclass registered like any plugin (``register_metrics``); the core
+registers the ones below. Each computes a value on a slice's `Predictions` and, for confidence
+intervals, its values on resamples of the slice's graphs (`Metric.resampled`): the resampling unit
+is the graph, so the rows of a node- or edge-level task stay together with their graph.
+
 Regression: MAE, RMSE, R^2, Pearson r and the rank metrics Spearman rho and Kendall tau (Takashige
 et al. 2023, arXiv 2308.08129, find that pretraining helps the *ranking* beyond a label threshold
-more than the absolute error, so both are reported). Classification: ROC-AUC and average precision,
-computed by `ogb.graphproppred.Evaluator`'s own code when the task's metric is an OGB one
-(``rocauc`` / ``ap``) so that numbers match the OGB leaderboards, by scikit-learn otherwise.
-Pretext heads: per-class accuracy, macro-F1 and balanced accuracy (Wang et al. 2023, arXiv
-2308.08934, on the imbalance of masked-atom prediction).
+more than the absolute error, so both are reported). Classification (binary, scores): ROC-AUC
+(the Mann-Whitney statistic) and average precision, equal to scikit-learn's and to OGB's Evaluator
+(tested). Class labels (a pretext head's predicted class against the true one): accuracy, balanced
+accuracy and macro-F1 (Wang et al. 2023, arXiv 2308.08934: overall accuracy of masked-atom
+prediction hides that rare elements are never predicted).
 """
 
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 import numpy as np
 from scipy import stats
 
 from benchbase.api import Predictions, TaskInfo
+from benchbase.errors import PluginError
 
-#: Task metric names that OGB's graph-property Evaluator computes.
-OGB_CLASSIFICATION_METRICS = ("rocauc", "ap")
-
-
-def _finite(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    keep = np.isfinite(y_true)
-    return y_true[keep], y_pred[keep]
+#: Task kinds a metric applies to; "labels" are predicted classes of a class-labelled pretext head.
+METRIC_KINDS = ("regression", "classification", "labels")
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """mae, rmse, r2 (NaN for constant labels) and, with at least 3 rows and non-constant labels and
-    predictions, spearman, kendall (tau-b) and pearson. Rows with a NaN label are ignored."""
-    y_true, y_pred = _finite(np.asarray(y_true, float), np.asarray(y_pred, float))
-    if len(y_true) == 0:
-        return {}
-    err = y_pred - y_true
-    out = {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2)))}
-    var = float(np.sum((y_true - y_true.mean()) ** 2))
-    out["r2"] = float(1.0 - np.sum(err**2) / var) if var > 0 else float("nan")
-    if len(y_true) > 2 and np.ptp(y_true) > 0 and np.ptp(y_pred) > 0:
-        out["spearman"] = float(stats.spearmanr(y_true, y_pred).statistic)
-        out["kendall"] = float(stats.kendalltau(y_true, y_pred).statistic)
-        out["pearson"] = float(stats.pearsonr(y_true, y_pred).statistic)
-    return out
+def _finite(pred: Predictions) -> Predictions:
+    keep = np.isfinite(np.asarray(pred.y_true, float))
+    if keep.all():
+        return pred
+    return Predictions(pred.y_true[keep], pred.y_pred[keep], pred.graph[keep])
 
 
-def per_graph_pearson(pred: Predictions) -> float:
-    """Pearson r computed within each graph, then averaged (the glass-dynamics convention)."""
-    values = []
-    for g in np.unique(pred.graph):
-        rows = (pred.graph == g) & np.isfinite(pred.y_true)
-        y, p = pred.y_true[rows], pred.y_pred[rows]
-        if len(y) > 2 and np.ptp(y) > 0 and np.ptp(p) > 0:
-            values.append(stats.pearsonr(y, p).statistic)
-    return float(np.mean(values)) if values else float("nan")
+class Metric:
+    """A metric: `__call__` on one slice's predictions, `resampled` on resamples of its graphs.
 
-
-def classification_metrics(y_true: np.ndarray, y_score: np.ndarray, ogb: bool = False) -> dict[str, float]:
-    """Binary ROC-AUC and average precision (scores are logits or probabilities; both metrics only
-    depend on their order). Empty when the rows hold a single class (both are undefined then).
-
-    ``ogb=True`` computes them with `ogb.graphproppred.Evaluator` (one task column), the reference
-    implementation of OGB's leaderboards; otherwise with scikit-learn.
+    Metrics that are functions of per-graph sums (`graph_sums` and `finish`) are computed for all
+    resamples at once; rank metrics give a vectorised `on_rows` for one row per graph; any other
+    metric is recomputed on each resample (`compute`).
     """
-    y_true, y_score = _finite(np.asarray(y_true, float), np.asarray(y_score, float))
-    if len(np.unique(y_true)) < 2:
-        return {}
-    if ogb:
-        return {metric: _ogb_evaluate(metric, y_true, y_score) for metric in OGB_CLASSIFICATION_METRICS}
-    from sklearn.metrics import average_precision_score, roc_auc_score
 
-    return {
-        "rocauc": float(roc_auc_score(y_true, y_score)),
-        "ap": float(average_precision_score(y_true, y_score)),
-    }
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = False
+    kinds: ClassVar[frozenset[str]] = frozenset({"regression"})
+
+    def __call__(self, pred: Predictions) -> float:
+        pred = _finite(pred)
+        if len(pred.y_true) == 0:
+            return float("nan")
+        _, row_unit = np.unique(pred.graph, return_inverse=True)
+        sums = self.graph_sums(pred, row_unit.reshape(-1), int(row_unit.max()) + 1)
+        if sums is None:
+            return self.compute(pred)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return float(self.finish(sums.sum(axis=0, keepdims=True))[0])
+
+    def compute(self, pred: Predictions) -> float:  # pragma: no cover - interface
+        """The value on rows with finite labels (metrics without `graph_sums`)."""
+        raise NotImplementedError
+
+    def graph_sums(self, pred: Predictions, row_unit: np.ndarray, n_units: int) -> np.ndarray | None:
+        """Sufficient statistics per graph (n_units, k), `row_unit` giving each row's graph, or None."""
+        return None
+
+    def finish(self, totals: np.ndarray) -> np.ndarray:
+        """Metric values from summed statistics (R, k) -> (R,)."""
+        raise NotImplementedError
+
+    def on_rows(self, pred: Predictions, rows: np.ndarray) -> np.ndarray | None:
+        """Optional vectorised form for one row per graph: values on row resamples (R, n)."""
+        return None
+
+    def resampled(self, pred: Predictions, weights: np.ndarray) -> np.ndarray:
+        """Values on R resamples of the graphs: `weights` (R, G) is how often each graph of
+        ``np.unique(pred.graph)`` is drawn (`benchbase.stats.unit_weights`)."""
+        units, row_unit = np.unique(pred.graph, return_inverse=True)
+        row_unit = row_unit.reshape(-1)
+        keep = np.isfinite(np.asarray(pred.y_true, float))
+        finite = _finite(pred)
+        if len(finite.y_true) == 0:
+            return np.full(len(weights), np.nan)
+        sums = self.graph_sums(finite, row_unit[keep], len(units))
+        if sums is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return self.finish(weights @ sums)
+        counts = weights.astype(np.int64)
+        if keep.all() and len(units) == len(row_unit) and len(set(counts.sum(axis=1).tolist())) == 1:
+            row_of_unit = np.empty(len(units), dtype=np.int64)
+            row_of_unit[row_unit] = np.arange(len(row_unit))
+            flat = np.repeat(np.tile(row_of_unit, len(counts)), counts.ravel())
+            vectorised = self.on_rows(pred, flat.reshape(len(counts), -1))
+            if vectorised is not None:
+                return vectorised
+        out = np.empty(len(counts))
+        for r in range(len(counts)):
+            rows = np.repeat(np.arange(len(finite.y_true)), counts[r, row_unit[keep]])
+            out[r] = self(Predictions(finite.y_true[rows], finite.y_pred[rows], finite.graph[rows]))
+        return out
 
 
-def _ogb_evaluate(metric: str, y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """One OGB Evaluator metric on one task column.
-
-    OGB's Evaluator is keyed by dataset name only to look up the metric and the number of task
-    columns; the harness must not know dataset names, so the evaluator is built for the metric with
-    one column and OGB's own evaluation code does the rest.
-    """
-    from ogb.graphproppred import Evaluator
-
-    evaluator = Evaluator.__new__(Evaluator)
-    evaluator.name, evaluator.eval_metric, evaluator.num_tasks = f"benchbase-{metric}", metric, 1
-    result = evaluator.eval({"y_true": y_true.reshape(-1, 1), "y_pred": y_score.reshape(-1, 1)})
-    return float(result[metric])
+def _sum_by_graph(row_unit: np.ndarray, n_units: int, columns: list[np.ndarray]) -> np.ndarray:
+    return np.stack([np.bincount(row_unit, weights=c, minlength=n_units) for c in columns], axis=1)
 
 
-def task_metrics(task: TaskInfo, pred: Predictions) -> dict[str, float]:
-    """The standard metrics of one task on one slice (keys without the slice prefix)."""
-    if task.kind == "classification":
-        return classification_metrics(pred.y_true, pred.y_pred, ogb=task.metric in OGB_CLASSIFICATION_METRICS)
-    out = regression_metrics(pred.y_true, pred.y_pred)
-    if task.level != "graph" and len(pred.y_true):
-        out["pearson_per_graph"] = per_graph_pearson(pred)
-    return out
+class MAE(Metric):
+    name = "mae"
+    description = "mean absolute error"
+
+    def graph_sums(self, pred, row_unit, n_units):
+        err = np.abs(np.asarray(pred.y_pred, float) - np.asarray(pred.y_true, float))
+        return _sum_by_graph(row_unit, n_units, [err, np.ones_like(err)])
+
+    def finish(self, totals):
+        return totals[:, 0] / totals[:, 1]
+
+
+class RMSE(Metric):
+    name = "rmse"
+    description = "root mean squared error"
+
+    def graph_sums(self, pred, row_unit, n_units):
+        err = np.asarray(pred.y_pred, float) - np.asarray(pred.y_true, float)
+        return _sum_by_graph(row_unit, n_units, [err**2, np.ones_like(err)])
+
+    def finish(self, totals):
+        return np.sqrt(totals[:, 0] / totals[:, 1])
+
+
+class R2(Metric):
+    name = "r2"
+    description = "coefficient of determination (NaN for constant labels)"
+    higher_is_better = True
+
+    def graph_sums(self, pred, row_unit, n_units):
+        y = np.asarray(pred.y_true, float)
+        err = np.asarray(pred.y_pred, float) - y
+        return _sum_by_graph(row_unit, n_units, [err**2, y, y**2, np.ones_like(y)])
+
+    def finish(self, totals):
+        sse, sy, syy, n = totals.T
+        sst = syy - sy**2 / n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(sst > 1e-12 * np.maximum(syy, 1e-300), 1.0 - sse / sst, np.nan)
+
+
+class Pearson(Metric):
+    name = "pearson"
+    description = "Pearson correlation of labels and predictions over all rows"
+    higher_is_better = True
+
+    def graph_sums(self, pred, row_unit, n_units):
+        y, p = np.asarray(pred.y_true, float), np.asarray(pred.y_pred, float)
+        return _sum_by_graph(row_unit, n_units, [y, p, y * p, y * y, p * p, np.ones_like(y)])
+
+    def finish(self, totals):
+        sy, sp, syp, syy, spp, n = totals.T
+        cov = syp - sy * sp / n
+        var = (syy - sy**2 / n) * (spp - sp**2 / n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(var > 0, cov / np.sqrt(np.maximum(var, 0)), np.nan)
+
+
+def weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Average ranks (R, G) of G values in R resamples where value g appears ``weights[r, g]``
+    times: the ranks `scipy.stats.rankdata` gives the expanded sample, without expanding it."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    group = np.cumsum(np.r_[True, ordered[1:] != ordered[:-1]]) - 1
+    totals = np.add.reduceat(weights[:, order], starts, axis=1)
+    group_rank = np.cumsum(totals, axis=1) - totals + (totals + 1) / 2
+    ranks = np.empty_like(weights)
+    ranks[:, order] = group_rank[:, group]
+    return ranks
+
+
+def weighted_pearson(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Row-wise Pearson r of x and y (R, G) with multiplicities `weights` (R, G)."""
+    total = weights.sum(axis=1, keepdims=True)
+    mx = (weights * x).sum(axis=1, keepdims=True) / total
+    my = (weights * y).sum(axis=1, keepdims=True) / total
+    dx, dy = x - mx, y - my
+    cov = (weights * dx * dy).sum(axis=1)
+    var = (weights * dx * dx).sum(axis=1) * (weights * dy * dy).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var > 0, cov / np.sqrt(var), np.nan)
+
+
+def _correlation_ok(y: np.ndarray, p: np.ndarray) -> bool:
+    return len(y) > 2 and np.ptp(y) > 0 and np.ptp(p) > 0
+
+
+class Spearman(Metric):
+    name = "spearman"
+    description = "Spearman rank correlation"
+    higher_is_better = True
+
+    def compute(self, pred):
+        y, p = np.asarray(pred.y_true, float), np.asarray(pred.y_pred, float)
+        return float(stats.spearmanr(y, p).statistic) if _correlation_ok(y, p) else float("nan")
+
+    def resampled(self, pred, weights):
+        units, first = np.unique(pred.graph, return_index=True)
+        y = np.asarray(pred.y_true, float)
+        if len(units) != len(y) or not np.isfinite(y).all():  # several rows per graph: the generic way
+            return super().resampled(pred, weights)
+        y, p = y[first], np.asarray(pred.y_pred, float)[first]
+        return weighted_pearson(weighted_ranks(y, weights), weighted_ranks(p, weights), weights)
+
+
+class Kendall(Metric):
+    name = "kendall"
+    description = "Kendall rank correlation (tau-b)"
+    higher_is_better = True
+
+    def compute(self, pred):
+        y, p = np.asarray(pred.y_true, float), np.asarray(pred.y_pred, float)
+        return float(stats.kendalltau(y, p).statistic) if _correlation_ok(y, p) else float("nan")
+
+
+def _binary(pred: Predictions) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(pred.y_true, float)
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise PluginError("binary classification metrics need labels 0 and 1")
+    return y, np.asarray(pred.y_pred, float)
+
+
+class ROCAUC(Metric):
+    name = "rocauc"
+    description = "area under the ROC curve (binary; NaN when one class is absent)"
+    higher_is_better = True
+    kinds = frozenset({"classification"})
+
+    def compute(self, pred):
+        y, score = _binary(pred)
+        return float(self.on_rows(Predictions(y, score, np.arange(len(y))), np.arange(len(y))[None, :])[0])
+
+    def on_rows(self, pred, rows):
+        y = np.asarray(pred.y_true, float)[rows]
+        ranks = stats.rankdata(np.asarray(pred.y_pred, float)[rows], axis=1)
+        positives = y.sum(axis=1)
+        negatives = y.shape[1] - positives
+        u = (ranks * y).sum(axis=1) - positives * (positives + 1) / 2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((positives > 0) & (negatives > 0), u / (positives * negatives), np.nan)
+
+
+class AveragePrecision(Metric):
+    name = "ap"
+    description = "average precision (binary; NaN without positives), scikit-learn's definition"
+    higher_is_better = True
+    kinds = frozenset({"classification"})
+
+    def compute(self, pred):
+        y, score = _binary(pred)
+        if y.sum() == 0 or y.sum() == len(y):
+            return float("nan")
+        order = np.argsort(-score, kind="stable")
+        y, score = y[order], score[order]
+        # One threshold per distinct score: precision and recall where the score changes.
+        last = np.r_[np.flatnonzero(np.diff(score)), len(y) - 1]
+        true_pos = np.cumsum(y)[last]
+        precision = true_pos / (last + 1)
+        recall = true_pos / y.sum()
+        return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+class _ClassLabels(Metric):
+    """Metrics of predicted classes against true classes (integers stored as floats)."""
+
+    higher_is_better = True
+    kinds = frozenset({"labels"})
+
+    def graph_sums(self, pred, row_unit, n_units):
+        y = np.asarray(pred.y_true).astype(np.int64)
+        p = np.asarray(pred.y_pred).astype(np.int64)
+        classes = np.unique(np.concatenate([y, p]))  # only the classes that occur: few of many
+        # Per graph: per class, the true count, the predicted count and the hits.
+        columns = [y == c for c in classes] + [p == c for c in classes]
+        columns += [(y == c) & (p == c) for c in classes]
+        return _sum_by_graph(row_unit, n_units, [c.astype(float) for c in columns])
+
+    @staticmethod
+    def _split(totals):
+        classes = totals.shape[1] // 3
+        return totals[:, :classes], totals[:, classes : 2 * classes], totals[:, 2 * classes :]
+
+
+class Accuracy(_ClassLabels):
+    name = "acc"
+    description = "accuracy"
+
+    def finish(self, totals):
+        true, _, hits = self._split(totals)
+        return hits.sum(axis=1) / true.sum(axis=1)
+
+
+class BalancedAccuracy(_ClassLabels):
+    name = "balanced_acc"
+    description = "mean per-class recall over the classes present"
+
+    def finish(self, totals):
+        true, _, hits = self._split(totals)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.where(true > 0, hits / true, np.nan)
+        return np.nanmean(recall, axis=1)
+
+
+class MacroF1(_ClassLabels):
+    name = "macro_f1"
+    description = "mean F1 over the classes present (a class never predicted has precision 0)"
+
+    def finish(self, totals):
+        true, predicted, hits = self._split(totals)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.where(true > 0, 2 * hits / (true + predicted), np.nan)
+        return np.nanmean(f1, axis=1)
+
+
+BUILTIN_METRICS: list[type[Metric]] = [
+    MAE,
+    RMSE,
+    R2,
+    Pearson,
+    Spearman,
+    Kendall,
+    ROCAUC,
+    AveragePrecision,
+    Accuracy,
+    BalancedAccuracy,
+    MacroF1,
+]
+#: The standard metrics reported for a task of each kind, besides the task's headline metric.
+STANDARD = {
+    "regression": ["mae", "rmse", "r2", "spearman", "kendall", "pearson"],
+    "classification": ["rocauc", "ap"],
+}
+
+
+def get_metric(name: str) -> Metric:
+    """A registered metric by name (core metrics and those of plugins)."""
+    from benchbase.registry import default_registry
+
+    return default_registry().get("metric", name).obj()
 
 
 def standard_metric_names(task: TaskInfo) -> list[str]:
     """The metrics `task_metrics` reports for this task, headline (`task.metric`) first."""
-    if task.kind == "classification":
-        names = ["rocauc", "ap"]
-    else:
-        names = ["mae", "rmse", "r2", "spearman", "kendall"]
-        if task.level != "graph":
-            names.insert(0, "pearson_per_graph")
-    return [task.metric] + [n for n in names if n != task.metric]
+    return [task.metric] + [n for n in STANDARD[task.kind] if n != task.metric]
+
+
+def task_metrics(task: TaskInfo, pred: Predictions) -> dict[str, float]:
+    """The standard metrics of one task on one slice (keys without the slice prefix). Metrics that
+    are undefined on the slice (a single class, constant labels) are left out."""
+    if len(_finite(pred).y_true) == 0:
+        return {}
+    out = {}
+    for name in standard_metric_names(task):
+        value = get_metric(name)(pred)
+        if np.isfinite(value):
+            out[name] = float(value)
+    return out
 
 
 def subset(pred: Predictions, graph_mask: np.ndarray) -> Predictions:
@@ -160,39 +417,32 @@ def metric_key(name: str) -> str:
     return re.sub(r"\W", "_", str(name))
 
 
-def pretext_class_metrics(
-    logits: np.ndarray, targets: np.ndarray, class_names: list[str] | None = None
-) -> dict[str, float]:
-    """How well a class-labelled pretext head predicts held-out items, class by class.
-
-    Over the classes present in `targets` (rows whose target is outside ``[0, C)`` are ignored):
-    ``pretext_acc`` (overall accuracy), ``pretext_acc_<class>`` (per-class accuracy, i.e. recall),
-    ``pretext_balanced_acc`` (their mean) and ``pretext_macro_f1`` (the mean F1 over the present
-    classes; a class never predicted has precision 0). Classes are named by `class_names` where
-    given, else by index. This is the view of Wang et al. 2023 (arXiv 2308.08934): overall
-    accuracy of masked-atom prediction hides that rare elements are never predicted.
-    """
+def pretext_labels(logits: np.ndarray, targets: np.ndarray, graph: np.ndarray) -> Predictions:
+    """A class-labelled pretext head's held-out items as predictions: the true class, the predicted
+    class (argmax) and the graph of each item; items whose target is outside ``[0, C)`` are dropped."""
     logits = np.asarray(logits, float)
     targets = np.asarray(targets).astype(np.int64).reshape(-1)
-    if logits.ndim != 2 or len(logits) != len(targets):
-        raise ValueError(f"logits {logits.shape} and targets {targets.shape} do not match (need (M, C) and (M,))")
-    n_classes = logits.shape[1]
-    valid = (targets >= 0) & (targets < n_classes)
-    logits, targets = logits[valid], targets[valid]
-    if len(targets) == 0:
+    if logits.ndim != 2 or len(logits) != len(targets) or len(graph) != len(targets):
+        raise ValueError(f"logits {logits.shape}, targets {targets.shape} and graphs {np.shape(graph)} do not match")
+    valid = (targets >= 0) & (targets < logits.shape[1])
+    predicted = logits[valid].argmax(axis=1) if valid.any() else np.zeros(0, np.int64)
+    return Predictions(targets[valid].astype(np.float32), predicted.astype(np.float32), np.asarray(graph)[valid])
+
+
+def pretext_class_metrics(labels: Predictions, class_names: list[str] | None = None) -> dict[str, float]:
+    """How well a class-labelled pretext head predicts held-out items, class by class.
+
+    ``pretext_acc`` (overall accuracy), ``pretext_acc_<class>`` (per-class accuracy, i.e. recall,
+    for the classes present), ``pretext_balanced_acc`` (their mean), ``pretext_macro_f1`` (the mean
+    F1 over the present classes) and ``pretext_items``. Classes are named by `class_names` where
+    given, else by index. This is the view of Wang et al. 2023 (arXiv 2308.08934).
+    """
+    if len(labels.y_true) == 0:
         return {}
-    predicted = logits.argmax(axis=1)
-    out = {"pretext_acc": float(np.mean(predicted == targets)), "pretext_items": float(len(targets))}
-    recalls, f1s = [], []
+    out = {f"pretext_{cls.name}": float(cls()(labels)) for cls in (Accuracy, BalancedAccuracy, MacroF1)}
+    out["pretext_items"] = float(len(labels.y_true))
+    targets, predicted = labels.y_true.astype(np.int64), labels.y_pred.astype(np.int64)
     for c in np.unique(targets):
-        true_c, pred_c = targets == c, predicted == c
-        hits = float(np.sum(true_c & pred_c))
-        recall = hits / float(true_c.sum())
-        precision = hits / float(pred_c.sum()) if pred_c.any() else 0.0
-        f1s.append(2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0)
-        recalls.append(recall)
         name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
-        out[f"pretext_acc_{metric_key(name)}"] = recall
-    out["pretext_balanced_acc"] = float(np.mean(recalls))
-    out["pretext_macro_f1"] = float(np.mean(f1s))
+        out[f"pretext_acc_{metric_key(name)}"] = float(np.mean(predicted[targets == c] == c))
     return out

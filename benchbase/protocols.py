@@ -14,8 +14,9 @@ Every split is a pure function of (dataset, parameters, seed): random parts use
 ``numpy.random.default_rng(seed)`` (PCG64, identical on every platform), and every slice is sorted.
 The held-out-region protocols (threshold, tails, size) carve train / valid / ``test_id`` at random
 from the in-distribution graphs; ``test_id`` measures the in-distribution error that the
-extrapolation error is compared with (``mae_ratio``). Every protocol takes ``pretrain_pool = "all" |
-"train"``: whether self-supervised pretraining may see the unlabeled graphs outside train + valid.
+extrapolation error is compared with (``mae_ratio``). Whether self-supervised pretraining may see
+the unlabeled graphs outside train + valid is the training setting ``pretrain_pool``
+(`Protocol.pretrain_pool`).
 """
 
 from __future__ import annotations
@@ -25,15 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from benchbase.api import Dataset, PluginError, Predictions, Protocol, Split, TaskInfo
-from benchbase.metrics import (
-    binned_errors,
-    metric_key,
-    pretext_class_metrics,
-    standard_metric_names,
-    subset,
-    task_metrics,
-)
+from benchbase.api import Column, Dataset, PluginError, Predictions, Protocol, Split, TaskInfo
+from benchbase.metrics import binned_errors, metric_key, pretext_class_metrics, standard_metric_names
 
 #: Equal-count bins of the distance beyond the threshold (quartiles): ``test_mae_bin1`` is nearest.
 DISTANCE_BINS = 4
@@ -70,7 +64,7 @@ class _Checked(Protocol):
         self.validate()
 
     def validate(self) -> None:
-        self._choice("pretrain_pool", ("all", "train"))
+        """Check parameter values (subclasses extend it)."""
 
     def _choice(self, key: str, allowed: tuple[str, ...]) -> None:
         if key in self.params and self.params[key] not in allowed:
@@ -87,14 +81,14 @@ class _Checked(Protocol):
         if sum(values) >= 1:
             raise PluginError(f"protocol {self.name!r}: {' + '.join(keys)} = {sum(values):g} leaves no training graphs")
 
-    def leaderboard_metrics(self, task: TaskInfo) -> list[str]:
-        return [f"test_{name}" for name in standard_metric_names(task)[:4]]
+    def leaderboard_columns(self, task: TaskInfo) -> list[Column]:
+        return [Column("test", name) for name in standard_metric_names(task)[:4]]
 
 
 class IID(_Checked):
     name = "iid"
     description = "Random split (80/10/10), or the dataset's official split when it has one."
-    defaults = {"valid_fraction": 0.1, "test_fraction": 0.1, "use_official": True, "pretrain_pool": "all"}
+    defaults = {"valid_fraction": 0.1, "test_fraction": 0.1, "use_official": True}
 
     def validate(self) -> None:
         super().validate()
@@ -167,9 +161,14 @@ class _HeldOutRegion(_Checked):
         return {"train": train, "valid": valid, "test": np.sort(usable[beyond]), "test_id": test_id}
 
     def report(
-        self, task: TaskInfo, predictions: dict[str, Predictions], dataset: Dataset, split: Split
+        self,
+        task: TaskInfo,
+        predictions: dict[str, Predictions],
+        dataset: Dataset,
+        split: Split,
+        pretrain_pool: np.ndarray | None = None,
     ) -> dict[str, float]:
-        out = super().report(task, predictions, dataset, split)
+        out = super().report(task, predictions, dataset, split, pretrain_pool)
         for metric in ("mae", "rmse"):
             if f"test_{metric}" in out and out.get(f"test_id_{metric}"):
                 out[f"{metric}_ratio"] = out[f"test_{metric}"] / out[f"test_id_{metric}"]
@@ -180,12 +179,14 @@ class _HeldOutRegion(_Checked):
             out.update(binned_errors(predictions["test"], per_graph, "test", DISTANCE_BINS))
         return out
 
-    def leaderboard_metrics(self, task: TaskInfo) -> list[str]:
+    def leaderboard_columns(self, task: TaskInfo) -> list[Column]:
         m = task.metric
         if task.kind != "regression":
-            return [f"test_{m}", f"test_id_{m}"] + [f"test_{n}" for n in standard_metric_names(task)[1:]]
-        ratio = [f"{m}_ratio"] if m in ("mae", "rmse") else []
-        columns = [f"test_{m}", "test_spearman", "test_kendall", *ratio, f"test_id_{m}"]
+            return [Column("test", m), Column("test_id", m)] + [
+                Column("test", n) for n in standard_metric_names(task)[1:]
+            ]
+        ratio = [Column("test", m, per="test_id")] if m in ("mae", "rmse") else []
+        columns = [Column("test", m), Column("test", "spearman"), *ratio, Column("test_id", m)]
         return list(dict.fromkeys(columns))
 
 
@@ -201,7 +202,6 @@ class ExtrapolationThreshold(_HeldOutRegion):
         "side": "upper",
         "valid_fraction": 0.1,
         "id_test_fraction": 0.1,
-        "pretrain_pool": "all",
     }
 
     def validate(self) -> None:
@@ -241,7 +241,6 @@ class ExtrapolationTails(_HeldOutRegion):
         "bandwidth": "scott",
         "valid_fraction": 0.1,
         "id_test_fraction": 0.1,
-        "pretrain_pool": "all",
     }
     #: Up to this many labels the density is evaluated exactly at each label; above it (exact
     #: evaluation is quadratic in the count) by linear binning on an even grid of `GRID_POINTS`,
@@ -321,7 +320,6 @@ class Size(_HeldOutRegion):
         "quantile": 0.8,
         "valid_fraction": 0.1,
         "id_test_fraction": 0.1,
-        "pretrain_pool": "all",
     }
 
     def validate(self) -> None:
@@ -364,7 +362,7 @@ class Scaffold(_Checked):
         "largest first, fill train to 80%, then valid to 10%, the rest is test (OGB's rule; no randomness)."
     )
     requires = frozenset({"group"})
-    defaults = {"train_fraction": 0.8, "valid_fraction": 0.1, "pretrain_pool": "all"}
+    defaults = {"train_fraction": 0.8, "valid_fraction": 0.1}
 
     def validate(self) -> None:
         super().validate()
@@ -397,9 +395,9 @@ class Scaffold(_Checked):
         where = destination[inverse.reshape(-1)]
         return {name: np.sort(usable[where == i]) for i, name in enumerate(("train", "valid", "test"))}
 
-    def leaderboard_metrics(self, task: TaskInfo) -> list[str]:
+    def leaderboard_columns(self, task: TaskInfo) -> list[Column]:
         names = standard_metric_names(task)
-        return [f"test_{names[0]}", f"valid_{names[0]}"] + [f"test_{n}" for n in names[1:4]]
+        return [Column("test", names[0]), Column("valid", names[0])] + [Column("test", n) for n in names[1:4]]
 
 
 # --- imbalance --------------------------------------------------------------------------------
@@ -413,7 +411,7 @@ class Imbalance(_Checked):
         "accuracy, macro-F1 and balanced accuracy on the test graphs (Wang et al. 2023)."
     )
     requires = frozenset({"node_class_counts"})
-    defaults = {"valid_fraction": 0.1, "test_fraction": 0.1, "rare_share": 0.05, "pretrain_pool": "all"}
+    defaults = {"valid_fraction": 0.1, "test_fraction": 0.1, "rare_share": 0.05}
     evaluates_pretext = True
 
     def validate(self) -> None:
@@ -441,42 +439,57 @@ class Imbalance(_Checked):
         share = (counts[graphs] > 0).mean(axis=0) if len(graphs) else np.zeros(counts.shape[1])
         return (share > 0) & (share < self.params["rare_share"])
 
-    def report(
-        self, task: TaskInfo, predictions: dict[str, Predictions], dataset: Dataset, split: Split
-    ) -> dict[str, float]:
-        """Adds ``pool_nodes_<class>`` (nodes of the class in the pretraining pool), ``pool_graphs_<class>``
-        (pool graphs containing it), ``rare_classes`` (how many are rare), ``rare_test_graphs``, and the
-        task's metrics on test graphs with a rare class (``rare_<metric>``) and without (``common_<metric>``)."""
-        out = super().report(task, predictions, dataset, split)
+    def _counts(self, dataset: Dataset) -> np.ndarray:
         counts = _property(dataset, "node_class_counts", self.name)
         if counts.ndim != 2:
             raise PluginError(f"{dataset.name!r}: node_class_counts must be (graphs, classes), got {counts.shape}")
-        names = self.class_names(dataset, counts.shape[1])
-        pool = self.pretrain_pool(split)
-        in_pool = counts[pool]
-        for name, nodes, graphs in zip(names, in_pool.sum(axis=0), (in_pool > 0).sum(axis=0), strict=True):
-            out[f"pool_nodes_{name}"] = float(nodes)
-            out[f"pool_graphs_{name}"] = float(graphs)
+        return counts
+
+    def _has_rare(self, dataset: Dataset, split: Split) -> tuple[np.ndarray, np.ndarray]:
+        """(rare classes, per graph: whether it holds a node of a rare class)."""
+        counts = self._counts(dataset)
         everything = np.unique(np.concatenate([np.asarray(v) for v in split.values()]))
         rare = self.rare_classes(counts, everything)
+        return rare, (counts[:, rare] > 0).any(axis=1)
+
+    def derived_slices(self, dataset: Dataset, split: Split) -> dict[str, tuple[str, np.ndarray]]:
+        """``rare``: the test graphs holding a node of a rare class; ``common``: the others."""
+        _, has_rare = self._has_rare(dataset, split)
+        test = np.asarray(split["test"])
+        return {"rare": ("test", test[has_rare[test]]), "common": ("test", test[~has_rare[test]])}
+
+    def report(
+        self,
+        task: TaskInfo,
+        predictions: dict[str, Predictions],
+        dataset: Dataset,
+        split: Split,
+        pretrain_pool: np.ndarray | None = None,
+    ) -> dict[str, float]:
+        """Adds ``rare_classes`` (how many are rare), ``rare_test_graphs`` and, with pretraining,
+        ``pool_nodes_<class>`` (nodes of the class in the pretraining pool) and ``pool_graphs_<class>``
+        (pool graphs containing it); the rare and common slices report the task's metrics as
+        ``rare_<metric>`` and ``common_<metric>``."""
+        out = super().report(task, predictions, dataset, split, pretrain_pool)
+        counts = self._counts(dataset)
+        if pretrain_pool is not None:
+            names = self.class_names(dataset, counts.shape[1])
+            in_pool = counts[np.asarray(pretrain_pool)]
+            for name, nodes, graphs in zip(names, in_pool.sum(axis=0), (in_pool > 0).sum(axis=0), strict=True):
+                out[f"pool_nodes_{name}"] = float(nodes)
+                out[f"pool_graphs_{name}"] = float(graphs)
+        rare, has_rare = self._has_rare(dataset, split)
         out["rare_classes"] = float(rare.sum())
-        has_rare = (counts[:, rare] > 0).any(axis=1)
-        if "test" in predictions:
-            out["rare_test_graphs"] = float(has_rare[np.asarray(split["test"])].sum())
-            for prefix, mask in (("rare", has_rare), ("common", ~has_rare)):
-                part = subset(predictions["test"], mask)
-                if len(part.y_true):
-                    out.update({f"{prefix}_{k}": v for k, v in task_metrics(task, part).items()})
+        out["rare_test_graphs"] = float(has_rare[np.asarray(split["test"])].sum())
         return out
 
-    def report_pretext(
-        self, logits: np.ndarray, targets: np.ndarray, class_names: list[str] | None
-    ) -> dict[str, float]:
-        return pretext_class_metrics(logits, targets, class_names)
+    def report_pretext(self, labels: Predictions, class_names: list[str] | None) -> dict[str, float]:
+        return pretext_class_metrics(labels, class_names)
 
-    def leaderboard_metrics(self, task: TaskInfo) -> list[str]:
+    def leaderboard_columns(self, task: TaskInfo) -> list[Column]:
         m = task.metric
-        return [f"test_{m}", f"rare_{m}", f"common_{m}", "pretext_macro_f1", "pretext_balanced_acc", "pretext_acc"]
+        columns = [Column("test", m), Column("rare", m), Column("common", m)]
+        return columns + [Column("pretext", name) for name in ("macro_f1", "balanced_acc", "acc")]
 
 
 ALL = [IID, ExtrapolationThreshold, ExtrapolationTails, Size, Scaffold, Imbalance]

@@ -20,16 +20,20 @@ from typing import Any
 import pluggy
 
 from benchbase import hookspecs
-from benchbase.api import PluginError
+from benchbase.errors import DuplicateName, GridError, PluginError
+from benchbase.identity import distribution_fingerprint, harness_distribution, module_fingerprint
 
 ENTRY_POINT_GROUP = "benchbase"
-KINDS = ("dataset", "encoder", "pretext", "rebalancer", "protocol")
+#: The pseudo-distribution of plugin modules loaded without one (tests, development).
+LOCAL = "local"
+KINDS = ("dataset", "encoder", "pretext", "rebalancer", "protocol", "metric")
 _HOOK_OF_KIND = {
     "dataset": "register_datasets",
     "encoder": "register_encoders",
     "pretext": "register_pretext_tasks",
     "rebalancer": "register_rebalancers",
     "protocol": "register_protocols",
+    "metric": "register_metrics",
 }
 
 
@@ -44,6 +48,13 @@ class Entry:
     distribution: str
     version: str
     description: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """The code fingerprint of what provides this entry (see `benchbase.identity`)."""
+        if self.distribution == LOCAL:
+            return module_fingerprint(self.plugin)
+        return distribution_fingerprint(self.distribution)
 
     def info(self) -> dict[str, str]:
         return {
@@ -75,7 +86,7 @@ class Registry:
             return self.entries[(kind, name)]
         except KeyError:
             known = ", ".join(self.names(kind)) or "none"
-            raise PluginError(f"unknown {kind} {name!r}; registered {kind}s: {known}") from None
+            raise GridError(f"unknown {kind} {name!r}; registered {kind}s: {known}") from None
 
     def names(self, kind: str) -> list[str]:
         return sorted(name for (k, name) in self.entries if k == kind)
@@ -86,6 +97,16 @@ class Registry:
     def version_of(self, kind: str, name: str) -> str:
         entry = self.get(kind, name)
         return f"{entry.distribution}=={entry.version}"
+
+    def harness_fingerprint(self) -> str:
+        return distribution_fingerprint(harness_distribution())
+
+    def code_fingerprints(self) -> dict[str, set[str]]:
+        """Distribution -> fingerprints of the code installed now (the harness and every plugin)."""
+        out: dict[str, set[str]] = {harness_distribution(): {self.harness_fingerprint()}}
+        for entry in self.entries.values():
+            out.setdefault(entry.distribution, set()).add(entry.fingerprint)
+        return out
 
 
 @dataclass(frozen=True)
@@ -126,7 +147,7 @@ def _make_register(registry: Registry, kind: str, source: _Source) -> Callable[.
         key = (kind, name)
         if key in registry.entries:
             other = registry.entries[key]
-            raise PluginError(
+            raise DuplicateName(
                 f"duplicate {kind} name {name!r}: provided by {other.distribution} (plugin {other.plugin!r}) "
                 f"and by {source.distribution} (plugin {source.plugin!r})"
             )
@@ -162,18 +183,18 @@ def load_registry(extra_modules: list[ModuleType] | None = None) -> Registry:
         if allowed is None or source.plugin in allowed:
             candidates.append((ep.load, source))
     for module in extra_modules or []:
-        candidates.append((lambda m=module: m, _Source(module.__name__, "local", "0")))
+        candidates.append((lambda m=module: m, _Source(module.__name__, LOCAL, "0")))
     for path in filter(None, (p.strip() for p in os.environ.get("BENCHBASE_EXTRA_PLUGINS", "").split(","))):
-        candidates.append((lambda p=path: importlib.import_module(p), _Source(path, "local", "0")))
+        candidates.append((lambda p=path: importlib.import_module(p), _Source(path, LOCAL, "0")))
     for load, source in candidates:
         try:
             module = load()
             if isinstance(module, str):  # an entry point may name a module path as a string
                 module = importlib.import_module(module)
             _register_module(registry, manager, module, source)
+        except DuplicateName:
+            raise
         except PluginError as exc:
-            if "duplicate" in str(exc):
-                raise
             registry.failures.append(LoadFailure(source.plugin, source.distribution, source.version, str(exc)))
         except Exception as exc:  # a broken third-party plugin must not take the others down
             registry.failures.append(

@@ -1,7 +1,11 @@
-"""Runs a grid: shared pretraining stages first, then fine-tuning runs, skipping what is done.
+"""Runs a grid: pretraining stages and fine-tuning runs, pipelined, skipping what is done.
 
-Every job records itself in the store when it ends, so killing the grid at any moment loses at
-most the jobs in flight; starting it again with the same command redoes exactly those.
+The driver plans, submits and records; jobs compute. A fine-tuning run is submitted as soon as its
+pretraining stage (if it has one) has finished - runs without pretraining at once - so no core
+waits for all stages to end. Jobs write their files (checkpoint, predictions, split, and their
+record as JSON) into the store's directory and return the record; the driver alone writes it into
+SQLite. Killing the grid at any moment loses at most the jobs in flight: the same command redoes
+exactly those.
 """
 
 from __future__ import annotations
@@ -14,17 +18,20 @@ import subprocess
 import sys
 import time
 import traceback
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from benchbase.api import PluginError
-from benchbase.executors import Executor
+from benchbase.cache import atomic_path
+from benchbase.errors import PluginError, StageFailed
+from benchbase.executors import Executor, Resources
 from benchbase.grid import Grid, RunSpec
 from benchbase.registry import default_registry
 from benchbase.splits import split_hash, split_lists
-from benchbase.store import FAILED, FINISHED, Store
+from benchbase.store import FAILED, FINISHED, Store, file_sha256, verified, write_predictions
 
 
 @dataclass
@@ -37,6 +44,7 @@ class Summary:
     stages_reused: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    redone: int = 0  # finished runs whose prediction file was missing or damaged
 
 
 def hardware() -> str:
@@ -56,11 +64,30 @@ def hardware() -> str:
 
 
 @functools.cache
-def environment() -> dict[str, str]:
-    versions = {"python": sys.version.split()[0]}
-    for package in ("benchbase", "torch", "torch_geometric", "numpy", "ogb", "rdkit", "openmm"):
+def _requirements(distribution: str) -> list[str]:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        requires = metadata.requires(distribution) or []
+    except metadata.PackageNotFoundError:
+        return []
+    names = []
+    for text in requires:
         try:
-            versions[package] = metadata.version(package)
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            names.append(requirement.name)
+    return names
+
+
+def environment(distributions: list[str]) -> dict[str, str]:
+    """Python and the installed versions of what the run's distributions require."""
+    versions = {"python": sys.version.split()[0]}
+    for name in sorted({req for dist in distributions for req in _requirements(dist)}):
+        try:
+            versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
     return versions
@@ -85,128 +112,245 @@ def git_commit() -> str | None:
         return None
 
 
-def _error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
+    """One line for the record: a user-actionable message as it is, anything else with its type."""
     if isinstance(exc, PluginError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
-# Jobs: module-level functions so that spawned worker processes can run them. ----------------
+def _versions(spec: dict[str, Any]) -> dict[str, Any]:
+    """The distribution (and code fingerprint) behind each plugin of the run, and the environment."""
+    components = {kind: spec["code"].get(kind) for kind in ("dataset", "protocol", "encoder", "pretext", "rebalancer")}
+    distributions = sorted({value.split(" ", 1)[0] for value in spec["code"].values()})
+    return {"components": components, "harness": spec["code"]["harness"], "environment": environment(distributions)}
 
 
-def stage_job(args: tuple[str, str, dict]) -> dict:
+# Jobs: module-level functions, run in the driver (--jobs 1) or in worker processes. -------------
+
+
+class _Threads:
+    """The run's intra-op thread count for the duration of a job (restored after, in-process)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self.before)
+
+
+def _write_record(root: Path, job_id: str, record: dict[str, Any]) -> None:
+    with atomic_path(root / "records" / f"{job_id}.json") as tmp:
+        tmp.write_text(json.dumps(record, sort_keys=True, default=str))
+
+
+def stage_job(payload: dict[str, Any]) -> dict[str, Any]:
+    """Pretrain one stage; writes its checkpoint and returns its record."""
     from benchbase.train import pretrain
 
-    store_root, stage_id, stage = args
-    store = Store(store_root)
-    try:
-        details = pretrain(default_registry(), stage, store.checkpoint_path(stage_id))
-    except Exception as exc:
-        store.record_stage(stage_id, stage, FAILED, _error_text(exc), {"traceback": traceback.format_exc()})
-        raise
-    store.record_stage(stage_id, stage, FINISHED, details=details)
-    return details
+    root, stage_id, spec = Path(payload["root"]), payload["stage_id"], payload["spec"]
+    relative = f"stages/{stage_id}.pt"
+    with _Threads(int(spec["numerics"]["threads"])):
+        details = pretrain(default_registry(), spec, root / relative)
+    record = {
+        "stage_id": stage_id,
+        "spec": spec,
+        "status": FINISHED,
+        "details": details,
+        "checkpoint": relative,
+        "checkpoint_sha256": file_sha256(root / relative),
+    }
+    _write_record(root, f"stage-{stage_id}", record)
+    return record
 
 
-def run_job(args: tuple[str, str, dict]) -> dict:
+def run_job(payload: dict[str, Any]) -> dict[str, Any]:
+    """Fine-tune and evaluate one run; writes its predictions and split, returns its record."""
+    from benchbase.loading import build_dataset
     from benchbase.train import run_finetune
 
-    store_root, grid_name, spec = args
-    run = RunSpec(spec)
-    store = Store(store_root)
-    stage_id = run.stage_id
-    store.mark_running(run.run_id, grid_name, spec, stage_id)
-    common = {"hardware": hardware(), "versions": environment(), "git_commit": git_commit(), "stage_id": stage_id}
+    root, run = Path(payload["root"]), RunSpec(payload["spec"])
     started = time.perf_counter()
-    try:
-        checkpoint = None
-        if stage_id is not None:
-            status, error = store.stage_status(stage_id)
-            checkpoint = store.checkpoint_path(stage_id)
-            if status != FINISHED or not checkpoint.exists():
-                raise PluginError(f"its pretraining stage {stage_id} failed: {error or 'no checkpoint'}")
-        result = run_finetune(default_registry(), run, checkpoint)
-    except Exception as exc:
-        store.record_run(
-            run.run_id,
-            grid_name,
-            spec,
-            FAILED,
-            error=_error_text(exc),
-            details={"traceback": traceback.format_exc()},
-            seconds=time.perf_counter() - started,
-            **common,
-        )
-        raise
-    split = result.pop("split")
-    digest = split_hash(split)
-    path = store.split_path(digest)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(split_lists(split)))
-    store.record_run(
-        run.run_id,
-        grid_name,
-        spec,
-        FINISHED,
-        metrics=result.pop("metrics"),
-        n_params=result.pop("n_params"),
-        seconds=result["seconds"]["total"],
-        split_hash=digest,
-        details=result,
-        **common,
-    )
-    return result
+    checkpoint = None
+    if run.stage_id is not None:
+        checkpoint = root / payload["checkpoint"]
+        if not verified(checkpoint, payload["checkpoint_sha256"]):
+            raise StageFailed(f"the checkpoint of its pretraining stage {run.stage_id} is missing or damaged")
+    with _Threads(run.threads):
+        outcome = run_finetune(default_registry(), run, checkpoint)
+    digest = split_hash(outcome.split)
+    split_file = root / "splits" / f"{digest}.json"
+    if not split_file.exists():
+        with atomic_path(split_file) as tmp:
+            tmp.write_text(json.dumps(split_lists(outcome.split)))
+    dataset = build_dataset(default_registry(), *run.component("dataset"))
+    relative = f"predictions/{run.run_id}.npz"
+    sha = write_predictions(root / relative, outcome.predictions, dataset.ids())
+    record = {
+        "run_id": run.run_id,
+        "grid": payload["grid"],
+        "spec": run.spec,
+        "status": FINISHED,
+        "metrics": outcome.metrics,
+        "details": outcome.details,
+        "n_params": outcome.details.pop("n_params"),
+        "seconds": time.perf_counter() - started,
+        "hardware": hardware(),
+        "versions": _versions(run.spec),
+        "git_commit": git_commit(),
+        "split_hash": digest,
+        "stage_id": run.stage_id,
+        "predictions": relative,
+        "predictions_sha256": sha,
+    }
+    _write_record(root, run.run_id, record)
+    return record
 
 
-# The grid. ------------------------------------------------------------------------------------
-
+# The driver. ----------------------------------------------------------------------------------
 
 Progress = Callable[[int, int, str], None]
 
 
+def _failure_details(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, PluginError):
+        return {}
+    return {"traceback": "".join(traceback.format_exception(exc))}
+
+
+class _Driver:
+    def __init__(self, grid: Grid, store: Store, executor: Executor, progress: Progress) -> None:
+        self.grid, self.store, self.executor, self.progress = grid, store, executor, progress
+        self.waiting: dict[str, list[RunSpec]] = defaultdict(list)  # stage id -> runs waiting for it
+        self.stage_specs: dict[str, dict] = {}
+        self.done = 0
+        self.steps = 0
+        self.summary = Summary(total=len(grid.runs), already_finished=0)
+
+    def plan(self) -> list[RunSpec]:
+        statuses = self.store.status_of([r.run_id for r in self.grid.runs])
+        pending = []
+        for run in self.grid.runs:
+            if statuses.get(run.run_id) == FINISHED:
+                record = self.store.run(run.run_id)
+                if record is not None and self.store.has_verified_predictions(record):
+                    self.summary.already_finished += 1
+                    continue
+                self.summary.redone += 1  # finished, but its predictions file is gone or damaged
+            pending.append(run)
+        self.store.plan(self.grid.name, {r.run_id: r.spec for r in pending})
+        self.store.record_grid(
+            self.grid.name, self.grid.source, {"analysis": self.grid.analysis, "questions": self.grid.questions}
+        )
+        return pending
+
+    def start(self) -> None:
+        pending = self.plan()
+        ready = []
+        for run in pending:
+            stage_id = run.stage_id
+            if stage_id is None or self.store.stage_ready(stage_id):
+                ready.append(run)
+                continue
+            if stage_id not in self.stage_specs:
+                self.stage_specs[stage_id] = run.stage_spec()
+                payload = {"root": str(self.store.root), "stage_id": stage_id, "spec": self.stage_specs[stage_id]}
+                self.executor.submit(f"stage:{stage_id}", stage_job, payload, self._resources(run))
+                self.steps += 1
+            self.waiting[stage_id].append(run)
+        self.summary.stages_reused = len({r.stage_id for r in ready if r.stage_id is not None})
+        for run in ready:
+            self._submit_run(run)
+        self.steps += len(pending)
+        message = f"{len(pending)} runs to do, {self.summary.already_finished} already finished"
+        if self.summary.redone:
+            message += f" ({self.summary.redone} finished runs have missing or damaged predictions: redone)"
+        self.progress(0, self.steps, message)
+
+    def _resources(self, run: RunSpec) -> Resources:
+        return Resources(cpus=run.threads, gpus=0 if run.spec["numerics"]["device"] == "cpu" else 1)
+
+    def _submit_run(self, run: RunSpec) -> None:
+        payload: dict[str, Any] = {"root": str(self.store.root), "grid": self.grid.name, "spec": run.spec}
+        if run.stage_id is not None:
+            stage = self.store.stage(run.stage_id)
+            payload["checkpoint"], payload["checkpoint_sha256"] = stage["checkpoint"], stage["checkpoint_sha256"]
+        self.executor.submit(f"run:{run.run_id}", run_job, payload, self._resources(run))
+
+    def loop(self) -> None:
+        runs = {r.run_id: r for r in self.grid.runs}
+        while self.executor.in_flight():
+            for key, outcome in self.executor.completed():
+                self.done += 1
+                kind, _, ident = key.partition(":")
+                if kind == "stage":
+                    self._stage_done(ident, outcome)
+                else:
+                    self._run_done(runs[ident], outcome)
+
+    def _stage_done(self, stage_id: str, outcome: Any) -> None:
+        spec = self.stage_specs[stage_id]
+        label = f"{spec['pretext']['name']} on {spec['encoder']['name']}, seed {spec['seed']}"
+        if isinstance(outcome, BaseException):
+            error = error_text(outcome)
+            self.store.record_stage(stage_id, spec, FAILED, error, _failure_details(outcome))
+            self.progress(self.done, self.steps, f"pretraining FAILED ({label}): {error}")
+            for run in self.waiting.pop(stage_id, []):
+                self.done += 1
+                failure = StageFailed(f"its pretraining stage {stage_id} failed: {error}")
+                self._run_done(run, failure)
+            return
+        self.store.record_stage(
+            stage_id,
+            spec,
+            FINISHED,
+            details=outcome["details"],
+            checkpoint=outcome["checkpoint"],
+            checkpoint_sha256=outcome["checkpoint_sha256"],
+        )
+        self.summary.stages_computed += 1
+        self.progress(self.done, self.steps, f"pretrained {label} in {outcome['details']['seconds']:.1f}s")
+        for run in self.waiting.pop(stage_id, []):
+            self._submit_run(run)
+
+    def _run_done(self, run: RunSpec, outcome: Any) -> None:
+        if isinstance(outcome, BaseException):
+            error = error_text(outcome)
+            self.summary.failed += 1
+            self.summary.failures.append((run.label(), error))
+            self.store.record_run(
+                run.run_id,
+                self.grid.name,
+                run.spec,
+                FAILED,
+                error=error,
+                details=_failure_details(outcome),
+                stage_id=run.stage_id,
+                hardware=hardware(),
+                git_commit=git_commit(),
+            )
+            self.progress(self.done, self.steps, f"FAILED {run.label()}: {error}")
+            return
+        record = dict(outcome)
+        self.store.record_run(
+            record.pop("run_id"), record.pop("grid"), record.pop("spec"), record.pop("status"), **record
+        )
+        self.summary.finished += 1
+        self.progress(self.done, self.steps, f"finished {run.label()} in {outcome['seconds']:.1f}s")
+
+
 def run_grid(grid: Grid, store: Store, executor: Executor, progress: Progress) -> Summary:
     started = time.perf_counter()
-    statuses = store.status_of([r.run_id for r in grid.runs])
-    pending = [r for r in grid.runs if statuses.get(r.run_id) != FINISHED]
-    summary = Summary(total=len(grid.runs), already_finished=len(grid.runs) - len(pending))
-    stages = {}
-    for run in pending:
-        if run.stage_id is not None:
-            stages.setdefault(run.stage_id, run.stage_spec())
-    todo_stages = []
-    for stage_id, spec in stages.items():
-        status, _ = store.stage_status(stage_id)
-        if status == FINISHED and store.checkpoint_path(stage_id).exists():
-            summary.stages_reused += 1
-        else:
-            todo_stages.append((str(store.root), stage_id, spec))
-    steps_total = len(todo_stages) + len(pending)
-    done = 0
-    progress(done, steps_total, f"{len(pending)} runs to do, {summary.already_finished} already finished")
-    for (_, stage_id, spec), result in executor.map_unordered(stage_job, todo_stages):
-        done += 1
-        label = f"{spec['pretext']['name']} on {spec['encoder']['name']}, seed {spec['seed']}"
-        if isinstance(result, BaseException):
-            if isinstance(result, RuntimeError) and "worker process died" in str(result):
-                store.record_stage(stage_id, spec, FAILED, str(result))
-            progress(done, steps_total, f"pretraining FAILED ({label}): {_error_text(result)}")
-        else:
-            summary.stages_computed += 1
-            progress(done, steps_total, f"pretrained {label} in {result['seconds']:.1f}s")
-    jobs = [(str(store.root), grid.name, run.spec) for run in pending]
-    for (_, _, spec), result in executor.map_unordered(run_job, jobs):
-        done += 1
-        run = RunSpec(spec)
-        if isinstance(result, BaseException):
-            summary.failed += 1
-            error = _error_text(result)
-            summary.failures.append((run.label(), error))
-            if "worker process died" in error:
-                store.record_run(run.run_id, grid.name, spec, FAILED, error=error, stage_id=run.stage_id)
-            progress(done, steps_total, f"FAILED {run.label()}: {error}")
-        else:
-            summary.finished += 1
-            progress(done, steps_total, f"finished {run.label()} in {result['seconds']['total']:.1f}s")
-    summary.seconds = time.perf_counter() - started
-    return summary
+    driver = _Driver(grid, store, executor, progress)
+    driver.start()
+    driver.loop()
+    driver.summary.seconds = time.perf_counter() - started
+    return driver.summary

@@ -1,13 +1,27 @@
-"""The results store: SQLite in WAL mode at ``<store>/benchbase.sqlite``.
+"""The results store: SQLite in WAL mode at ``<store>/benchbase.sqlite``, and files beside it.
 
-Every run is one row keyed by its run id; a row is written when the run starts ("running") and
-again when it ends ("finished" or "failed" with the error). A run is complete only once it says
-"finished", so a grid killed at any moment restarts by redoing exactly the unfinished runs.
-Pretraining checkpoints live beside it in ``<store>/stages/`` and splits in ``<store>/splits/``.
+Only the driver (the `benchbase run` process) writes the database; jobs write files and return their
+records, so the database can stay on the driver's local disk (SQLite's locking is not safe on
+network filesystems). Every planned run is a row: "pending" when planned, "finished" or "failed"
+with the error when its job ends. A run is complete only once it says "finished", so a grid killed
+at any moment restarts by redoing exactly the unfinished runs.
+
+Files (under the store, or a shared directory that all workers reach):
+- ``stages/<stage id>.pt``: pretraining checkpoints;
+- ``predictions/<run id>.npz``: each finished run's predictions per slice and task (labels,
+  predictions, the graph of each row and its native id), compressed;
+- ``splits/<hash>.json``: splits as graph positions, by content hash;
+- ``records/<id>.json``: each job's record as the job wrote it (`benchbase collect` reads them).
+Checkpoints and predictions carry their SHA-256 in the database and are verified before use.
+
+The schema is versioned (``PRAGMA user_version``); an older store is migrated on open, a newer one
+is refused with a message naming both versions.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import sqlite3
 import time
@@ -16,6 +30,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from benchbase.api import Predictions
+from benchbase.cache import atomic_path
+from benchbase.errors import StoreError
+
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -32,6 +53,9 @@ CREATE TABLE IF NOT EXISTS runs (
     git_commit TEXT,
     split_hash TEXT,
     stage_id TEXT,
+    predictions TEXT,
+    predictions_sha256 TEXT,
+    created_at REAL,
     updated_at REAL
 );
 CREATE TABLE IF NOT EXISTS stages (
@@ -40,10 +64,40 @@ CREATE TABLE IF NOT EXISTS stages (
     status TEXT NOT NULL,
     error TEXT,
     details TEXT,
+    checkpoint TEXT,
+    checkpoint_sha256 TEXT,
+    updated_at REAL
+);
+CREATE TABLE IF NOT EXISTS grids (
+    name TEXT PRIMARY KEY,
+    source TEXT,
+    analysis TEXT,
     updated_at REAL
 );
 """
-FINISHED, FAILED, RUNNING = "finished", "failed", "running"
+#: Columns added since version 1 (the first release): (table, column, type).
+_ADDED = [
+    ("runs", "predictions", "TEXT"),
+    ("runs", "predictions_sha256", "TEXT"),
+    ("runs", "created_at", "REAL"),
+    ("stages", "checkpoint", "TEXT"),
+    ("stages", "checkpoint_sha256", "TEXT"),
+]
+PENDING, RUNNING, FINISHED, FAILED = "pending", "running", "finished", "failed"
+JSON_COLUMNS = ("spec", "metrics", "details", "versions", "analysis")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified(path: Path, sha256: str | None) -> bool:
+    """True when `path` exists and its content has the recorded SHA-256."""
+    return sha256 is not None and path.is_file() and file_sha256(path) == sha256
 
 
 class Store:
@@ -51,8 +105,7 @@ class Store:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "benchbase.sqlite"
-        with self._connect() as db:
-            db.executescript(SCHEMA)
+        self._migrate()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -66,26 +119,57 @@ class Store:
         finally:
             db.close()
 
+    def _migrate(self) -> None:
+        with self._connect() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store at {self.root} has schema version {version}, newer than this benchbase "
+                    f"understands ({SCHEMA_VERSION}); upgrade benchbase to read it"
+                )
+            existing = {r["name"] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            db.executescript(SCHEMA)
+            if "runs" in existing and version < SCHEMA_VERSION:  # a version-1 store: add what is new
+                for table, column, kind in _ADDED:
+                    columns = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+                    if column not in columns:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def schema_version(self) -> int:
+        with self._connect() as db:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+    # paths -------------------------------------------------------------------------------------
+
     def checkpoint_path(self, stage_id: str) -> Path:
         return self.root / "stages" / f"{stage_id}.pt"
+
+    def predictions_path(self, run_id: str) -> Path:
+        return self.root / "predictions" / f"{run_id}.npz"
 
     def split_path(self, split_hash: str) -> Path:
         return self.root / "splits" / f"{split_hash}.json"
 
-    # runs ----------------------------------------------------------------------------------
+    def record_path(self, job_id: str) -> Path:
+        return self.root / "records" / f"{job_id}.json"
+
+    # runs --------------------------------------------------------------------------------------
 
     def status_of(self, run_ids: list[str]) -> dict[str, str]:
+        wanted = set(run_ids)
         with self._connect() as db:
             rows = db.execute("SELECT run_id, status FROM runs").fetchall()
-        wanted = set(run_ids)
         return {r["run_id"]: r["status"] for r in rows if r["run_id"] in wanted}
 
-    def mark_running(self, run_id: str, grid: str, spec: dict, stage_id: str | None) -> None:
+    def plan(self, grid: str, specs: dict[str, dict]) -> None:
+        """Record planned runs as pending (runs already in the store keep their row)."""
+        now = time.time()
         with self._connect() as db:
-            db.execute(
-                "INSERT INTO runs (run_id, grid, spec, status, stage_id, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, error=NULL, updated_at=excluded.updated_at",
-                (run_id, grid, json.dumps(spec, sort_keys=True), RUNNING, stage_id, time.time()),
+            db.executemany(
+                "INSERT OR IGNORE INTO runs (run_id, grid, spec, status, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, grid, json.dumps(spec, sort_keys=True), PENDING, now, now) for run_id, spec in specs.items()],
             )
 
     def record_run(self, run_id: str, grid: str, spec: dict, status: str, **fields: Any) -> None:
@@ -104,12 +188,19 @@ class Store:
             "git_commit": fields.get("git_commit"),
             "split_hash": fields.get("split_hash"),
             "stage_id": fields.get("stage_id"),
+            "predictions": fields.get("predictions"),
+            "predictions_sha256": fields.get("predictions_sha256"),
             "updated_at": time.time(),
         }
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in values if c != "run_id")
         with self._connect() as db:
-            db.execute(f"INSERT OR REPLACE INTO runs ({columns}) VALUES ({marks})", tuple(values.values()))
+            db.execute(
+                f"INSERT INTO runs ({columns}, created_at) VALUES ({marks}, ?) "
+                f"ON CONFLICT(run_id) DO UPDATE SET {updates}",
+                (*values.values(), values["updated_at"]),
+            )
 
     def runs(self, status: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT * FROM runs" + (" WHERE status = ?" if status else "") + " ORDER BY run_id"
@@ -117,25 +208,124 @@ class Store:
             rows = db.execute(query, (status,) if status else ()).fetchall()
         return [_decode(dict(r)) for r in rows]
 
-    # stages --------------------------------------------------------------------------------
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return _decode(dict(row)) if row else None
+
+    def has_verified_predictions(self, run: dict[str, Any]) -> bool:
+        return run.get("predictions") is not None and verified(
+            self.root / run["predictions"], run.get("predictions_sha256")
+        )
+
+    def load_predictions(self, run: dict[str, Any]) -> dict[str, dict[str, Predictions]]:
+        """A finished run's predictions, verified against their recorded checksum."""
+        path = self.root / (run.get("predictions") or "")
+        if not self.has_verified_predictions(run):
+            raise StoreError(f"the predictions of run {run['run_id']} ({path}) are missing or damaged")
+        return read_predictions(path)
+
+    # stages ------------------------------------------------------------------------------------
+
+    def stage(self, stage_id: str) -> dict[str, Any] | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM stages WHERE stage_id = ?", (stage_id,)).fetchone()
+        return _decode(dict(row)) if row else None
 
     def stage_status(self, stage_id: str) -> tuple[str | None, str | None]:
-        with self._connect() as db:
-            row = db.execute("SELECT status, error FROM stages WHERE stage_id = ?", (stage_id,)).fetchone()
+        row = self.stage(stage_id)
         return (row["status"], row["error"]) if row else (None, None)
 
-    def record_stage(self, stage_id: str, spec: dict, status: str, error: str | None = None, details=None) -> None:
+    def stage_ready(self, stage_id: str) -> bool:
+        """Finished, and its checkpoint on disk with the recorded checksum."""
+        row = self.stage(stage_id)
+        return bool(
+            row
+            and row["status"] == FINISHED
+            and verified(self.root / (row["checkpoint"] or ""), row["checkpoint_sha256"])
+        )
+
+    def record_stage(
+        self,
+        stage_id: str,
+        spec: dict,
+        status: str,
+        error: str | None = None,
+        details: dict | None = None,
+        checkpoint: str | None = None,
+        checkpoint_sha256: str | None = None,
+    ) -> None:
         with self._connect() as db:
             db.execute(
-                "INSERT OR REPLACE INTO stages (stage_id, spec, status, error, details, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (stage_id, json.dumps(spec, sort_keys=True), status, error, _dump(details), time.time()),
+                "INSERT OR REPLACE INTO stages (stage_id, spec, status, error, details, checkpoint, "
+                "checkpoint_sha256, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    stage_id,
+                    json.dumps(spec, sort_keys=True),
+                    status,
+                    error,
+                    _dump(details),
+                    checkpoint,
+                    checkpoint_sha256,
+                    time.time(),
+                ),
             )
 
     def stages(self) -> list[dict[str, Any]]:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM stages ORDER BY stage_id").fetchall()
         return [_decode(dict(r)) for r in rows]
+
+    # grids -------------------------------------------------------------------------------------
+
+    def record_grid(self, name: str, source: str, analysis: dict[str, Any]) -> None:
+        """The analysis settings of a grid (``[analysis]``, ``[[question]]``), for leaderboards."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO grids (name, source, analysis, updated_at) VALUES (?, ?, ?, ?)",
+                (name, source, _dump(analysis), time.time()),
+            )
+
+    def grids(self) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM grids ORDER BY name").fetchall()
+        return [_decode(dict(r)) for r in rows]
+
+
+# prediction files ----------------------------------------------------------------------------
+
+
+def write_predictions(
+    path: Path, predictions: dict[str, dict[str, Predictions]], native_ids: np.ndarray | None = None
+) -> str:
+    """Write predictions as a compressed npz (atomically); returns its SHA-256. Keys are
+    ``<slice>/<task>/<field>`` with fields y_true, y_pred, graph (positions) and graph_id (native
+    ids, when given and the graph is a real position)."""
+    arrays: dict[str, np.ndarray] = {}
+    for slice_name, tasks in sorted(predictions.items()):
+        for task, pred in sorted(tasks.items()):
+            key = f"{slice_name}/{task}"
+            arrays[f"{key}/y_true"] = np.asarray(pred.y_true, dtype=np.float32)
+            arrays[f"{key}/y_pred"] = np.asarray(pred.y_pred, dtype=np.float32)
+            arrays[f"{key}/graph"] = np.asarray(pred.graph, dtype=np.int64)
+            if native_ids is not None and len(pred.graph) and pred.graph.min() >= 0:
+                arrays[f"{key}/graph_id"] = np.asarray(native_ids)[pred.graph]
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def read_predictions(path: Path) -> dict[str, dict[str, Predictions]]:
+    out: dict[str, dict[str, Predictions]] = {}
+    with np.load(path, allow_pickle=False) as data:
+        keys = sorted({k.rsplit("/", 1)[0] for k in data.files})
+        for key in keys:
+            slice_name, task = key.split("/", 1)
+            pred = Predictions(data[f"{key}/y_true"], data[f"{key}/y_pred"], data[f"{key}/graph"])
+            out.setdefault(slice_name, {})[task] = pred
+    return out
 
 
 def _dump(value: Any) -> str | None:
@@ -149,7 +339,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    for key in ("spec", "metrics", "details", "versions"):
+    for key in JSON_COLUMNS:
         if row.get(key):
             row[key] = json.loads(row[key])
     return row

@@ -4,6 +4,7 @@ early stopping on the validation split, evaluated at the best validation epoch."
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ from benchbase.api import (
 )
 from benchbase.batching import TensorGraphs, concat_ranges, iterate_batches
 from benchbase.cache import atomic_path
+from benchbase.errors import TrainingDiverged
 from benchbase.grid import RunSpec
+from benchbase.metrics import pretext_labels, subset
 from benchbase.registry import Registry
 from benchbase.splits import check_split
 
@@ -44,10 +47,6 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def count_parameters(*modules: nn.Module) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite: the run is recorded as failed with this message."""
 
 
 def _check_finite(loss: torch.Tensor, where: str) -> None:
@@ -124,7 +123,7 @@ def _pool_indices(registry: Registry, stage: dict[str, Any], dataset: Dataset, g
         return np.arange(graphs.num_graphs)
     spec = {"protocol": stage["pool"]["train_of"], "seed": stage["pool"]["seed"]}
     protocol, _, split = make_split(registry, spec, dataset)
-    return protocol.pretrain_pool(split)
+    return protocol.pretrain_pool(split, "train")
 
 
 def _pretext_loss(pretext, rebalancer, encoder, head, batch: GraphBatch, ctx: PretextContext) -> torch.Tensor:
@@ -374,8 +373,9 @@ def evaluate_pretext(
     checkpoint: Path,
     indices: np.ndarray,
     pool: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, list[str] | None] | None:
-    """The pretrained pretext head's logits and targets on held-out graphs (class-labelled tasks)."""
+) -> tuple[Predictions, list[str] | None] | None:
+    """The pretrained pretext head's predicted classes on held-out graphs (class-labelled,
+    multiclass tasks), with the graph position of each item; None when there is nothing to score."""
     name, params = run.component("pretext")
     pretext = loading.build_pretext(registry, name, params)
     if not pretext.class_labelled or pretext.is_multilabel():
@@ -392,7 +392,8 @@ def evaluate_pretext(
     generator = torch.Generator()
     generator.manual_seed(run.seed + 1_000_003)  # held-out masks differ from training masks
     ctx = PretextContext(generator=generator, training=False)
-    logits, targets = [], []
+    logits, targets, graph_of_item = [], [], []
+    items = 0
     with torch.no_grad():
         for batch in iterate_batches(graphs, indices, run.train["batch_size"], max_nodes=run.train["max_nodes"]):
             out = pretext.step(encoder, head, batch, ctx)
@@ -400,13 +401,42 @@ def evaluate_pretext(
                 continue
             logits.append(out.logits.numpy())
             targets.append(out.targets.numpy())
+            if out.item_graph is not None:
+                graph_of_item.append(batch.graph_index[out.item_graph.cpu()].numpy())
+            else:  # no graph per item: each item is its own resampling unit
+                graph_of_item.append(-1 - np.arange(items, items + len(out.logits)))
+            items += len(out.logits)
     if not logits:
         return None
-    return np.concatenate(logits), np.concatenate(targets), pretext.class_names()
+    labels = pretext_labels(np.concatenate(logits), np.concatenate(targets), np.concatenate(graph_of_item))
+    return labels, pretext.class_names()
 
 
-def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> dict[str, Any]:
-    """Fine-tune and evaluate one run; returns the record's metrics, timings and details."""
+@dataclass
+class RunOutcome:
+    """What a fine-tuning run produced: metrics per task, predictions per slice and task (derived
+    slices and the pretext head's held-out items, slice ``pretext``, included), its split."""
+
+    metrics: dict[str, dict[str, float]]
+    predictions: dict[str, dict[str, Predictions]]
+    split: Split
+    details: dict[str, Any]
+
+
+def with_derived_slices(
+    protocol: Protocol, dataset: Dataset, split: Split, by_slice: dict[str, Predictions]
+) -> dict[str, Predictions]:
+    """One task's predictions per slice, with the protocol's derived slices (subsets) added."""
+    out = dict(by_slice)
+    for name, (parent, graphs) in protocol.derived_slices(dataset, split).items():
+        mask = np.zeros(dataset.arrays().num_graphs, dtype=bool)
+        mask[np.asarray(graphs, dtype=np.int64)] = True
+        out[name] = subset(by_slice[parent], mask)
+    return out
+
+
+def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> RunOutcome:
+    """Fine-tune and evaluate one run."""
     started = time.perf_counter()
     dataset, graphs = loading.dataset_tensors(registry, *run.component("dataset"))
     protocol, split_task, split = make_split(registry, run.spec, dataset)
@@ -415,33 +445,33 @@ def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> d
         tuner.load_pretrained(checkpoint)
     fit_info = tuner.fit(split)
     train_seconds = time.perf_counter() - started
-    predictions = {name: tuner.predict(indices) for name, indices in split.items() if name not in ("train",)}
+    by_slice = {name: tuner.predict(indices) for name, indices in split.items() if name != "train"}
+    pool = protocol.pretrain_pool(split, run.train["pretrain_pool"]) if checkpoint is not None else None
     metrics: dict[str, dict[str, float]] = {}
+    predictions: dict[str, dict[str, Predictions]] = {}
     for task in dataset.tasks:
         if tuner.weights[task.name] == 0:  # an untrained head: its numbers would mean nothing
             continue
-        per_slice = {slice_name: preds[task.name] for slice_name, preds in predictions.items()}
-        metrics[task.name] = protocol.report(task, per_slice, dataset, split)
-    if protocol.evaluates_pretext and checkpoint is not None:
-        pool = protocol.pretrain_pool(split)
+        per_slice = {slice_name: preds[task.name] for slice_name, preds in by_slice.items()}
+        per_slice = with_derived_slices(protocol, dataset, split, per_slice)
+        metrics[task.name] = protocol.report(task, per_slice, dataset, split, pool)
+        for slice_name, pred in per_slice.items():
+            predictions.setdefault(slice_name, {})[task.name] = pred
+    if protocol.evaluates_pretext and checkpoint is not None and split_task.name in metrics:
         evaluated = evaluate_pretext(registry, run, dataset, graphs, checkpoint, split["test"], pool)
         if evaluated is not None:
-            metrics[split_task.name].update(protocol.report_pretext(*evaluated))
-    return {
-        "metrics": metrics,
-        "split": split,
+            labels, class_names = evaluated
+            metrics[split_task.name].update(protocol.report_pretext(labels, class_names))
+            predictions["pretext"] = {split_task.name: labels}
+    details = {
         "split_task": split_task.name,
         "n_params": count_parameters(tuner.encoder, tuner.heads),
         "fit": fit_info,
         "seconds": {"train": train_seconds, "total": time.perf_counter() - started},
+        "tasks": {t.name: dataclasses.asdict(t) for t in dataset.tasks if t.name in metrics},
         **_skipped_inputs(dataset),
-        "headline": {
-            t.name: {"metric": t.metric, "higher_is_better": t.higher_is_better, "unit": t.unit}
-            for t in dataset.tasks
-            if t.name in metrics
-        },
-        "leaderboard_metrics": {t.name: protocol.leaderboard_metrics(t) for t in dataset.tasks if t.name in metrics},
     }
+    return RunOutcome(metrics=metrics, predictions=predictions, split=split, details=details)
 
 
 def _skipped_inputs(dataset: Dataset) -> dict[str, Any]:

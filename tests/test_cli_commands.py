@@ -18,7 +18,7 @@ def test_protocols_lists_parameters_and_defaults():
     assert {"iid", "extrapolation-threshold", "extrapolation-tails", "size", "scaffold", "imbalance"} <= set(rows)
     assert rows["extrapolation-threshold"]["params"]["quantile"] == 0.8
     text = runner.invoke(app, ["protocols"]).output
-    assert "pretrain_pool" in text
+    assert "quantile = 0.8" in text and "pretrain_pool" not in text  # a training setting now
 
 
 def test_split_writes_native_ids(synthetic_env, tmp_path):
@@ -45,9 +45,10 @@ def test_datasets_lists_tasks_and_availability():
 def test_default_grid_dry_run_covers_the_study():
     result = runner.invoke(app, ["run", "--grid", "--dry-run", "--store", "/nonexistent-store"])
     assert result.exit_code == 0, result.output
-    assert "grid 'quick'" in result.output
+    assert "grid 'quick'" in result.output and "seeds [0, 1, 2, 3, 4, 5]" in result.output
     for name in ("extrapolation-threshold", "imbalance", "node-masking", "graph-pattern", "motif", "focal"):
         assert name in result.output
+    assert "(pool train)" in result.output  # the pretraining-pool study
 
 
 def test_a_grid_on_absent_data_says_where_to_get_it(monkeypatch, tmp_path):

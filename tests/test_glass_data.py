@@ -171,10 +171,10 @@ def test_glass_time_protocol(tmp_path):
     assert set(split["train"]).isdisjoint(split["valid"])
     default = GlassTime().split(ds, ds.task(), seed=0)  # lowest temperature, latest time
     assert np.all(np.isclose(temps[default["test"]], 0.5)) and np.all(times[default["test"]] == 1)
-    assert GlassTime().pretrain_pool(split).tolist() == split["train"].tolist()
+    assert GlassTime().pretrain_pool(split, "train").tolist() == split["train"].tolist()
     with pytest.raises(PluginError, match="time_index = 9"):
         GlassTime(time_index=9).split(ds, ds.task(), seed=0)
-    assert GlassTime().leaderboard_metrics(ds.task())[0] == "test_pearson_per_graph"
+    assert GlassTime().leaderboard_columns(ds.task())[0].name == "test_pearson_per_graph"
 
 
 def test_temperature_transfer_protocol(tmp_path):

@@ -1,4 +1,5 @@
-"""Every metric against a direct computation with scipy / scikit-learn / OGB."""
+"""Every metric against a direct computation with scipy / scikit-learn / OGB, and every metric's
+vectorised bootstrap (`Metric.resampled`) against recomputing it on explicit resamples."""
 
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ from sklearn import metrics as skm
 
 from benchbase.api import Predictions, TaskInfo
 from benchbase.metrics import (
+    BUILTIN_METRICS,
     binned_errors,
-    classification_metrics,
     distance_bins,
-    per_graph_pearson,
+    get_metric,
     pretext_class_metrics,
-    regression_metrics,
+    pretext_labels,
     standard_metric_names,
     subset,
     task_metrics,
+    weighted_ranks,
 )
+from benchbase.stats import draw_units, unit_weights
 
 
 @pytest.fixture
@@ -29,9 +32,13 @@ def rows():
     return y, p
 
 
+def regression(y, p):
+    return task_metrics(TaskInfo("t"), Predictions(y, p, np.arange(len(y))))
+
+
 def test_regression_metrics_against_scipy_and_sklearn(rows):
     y, p = rows
-    out = regression_metrics(y, p)
+    out = regression(y, p)
     assert out["mae"] == pytest.approx(skm.mean_absolute_error(y, p))
     assert out["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, p)))
     assert out["r2"] == pytest.approx(skm.r2_score(y, p))
@@ -45,50 +52,81 @@ def test_regression_metrics_ignore_nan_labels_and_degenerate_cases(rows):
     y_nan = y.copy()
     y_nan[::7] = np.nan
     keep = np.isfinite(y_nan)
-    assert regression_metrics(y_nan, p) == pytest.approx(regression_metrics(y[keep], p[keep]))
-    assert regression_metrics(np.array([np.nan]), np.array([1.0])) == {}
-    const = regression_metrics(np.ones(5), np.arange(5.0))
-    assert np.isnan(const["r2"]) and "spearman" not in const
+    assert regression(y_nan, p) == pytest.approx(regression(y[keep], p[keep]))
+    assert regression(np.array([np.nan]), np.array([1.0])) == {}
+    const = regression(np.ones(5), np.arange(5.0))
+    assert "r2" not in const and "spearman" not in const and const["mae"] == pytest.approx(1.4)
 
 
-def test_classification_metrics_sklearn_and_ogb_agree():
-    rng = np.random.default_rng(1)
-    y = (rng.random(300) < 0.2).astype(float)
-    score = y + rng.normal(size=300)
-    y[::11] = np.nan
-    keep = np.isfinite(y)
-    expected = {
-        "rocauc": skm.roc_auc_score(y[keep], score[keep]),
-        "ap": skm.average_precision_score(y[keep], score[keep]),
-    }
-    assert classification_metrics(y, score) == pytest.approx(expected)
-    assert classification_metrics(y, score, ogb=True) == pytest.approx(expected)
-    assert classification_metrics(np.zeros(5), np.arange(5.0)) == {}
-
-
-def test_ogb_metric_matches_ogbs_evaluator_for_a_real_dataset_name():
+def test_classification_metrics_agree_with_sklearn_and_ogbs_evaluator():
     from ogb.graphproppred import Evaluator
 
-    rng = np.random.default_rng(2)
-    y = (rng.random(100) < 0.3).astype(float)
-    score = rng.normal(size=100) + y
-    reference = Evaluator("ogbg-molhiv").eval({"y_true": y[:, None], "y_pred": score[:, None]})["rocauc"]
-    task = TaskInfo("hiv", kind="classification", metric="rocauc", higher_is_better=True)
-    assert task_metrics(task, Predictions(y, score, np.arange(100)))["rocauc"] == pytest.approx(reference)
+    rng = np.random.default_rng(1)
+    y = (rng.random(300) < 0.2).astype(float)
+    score = np.round(y + rng.normal(size=300), 1)  # rounded: ties in the scores
+    y[::11] = np.nan
+    keep = np.isfinite(y)
+    task = TaskInfo("c", kind="classification", metric="rocauc", higher_is_better=True)
+    out = task_metrics(task, Predictions(y, score, np.arange(300)))
+    assert out["rocauc"] == pytest.approx(skm.roc_auc_score(y[keep], score[keep]))
+    assert out["ap"] == pytest.approx(skm.average_precision_score(y[keep], score[keep]))
+    reference = Evaluator("ogbg-molhiv").eval({"y_true": y[keep][:, None], "y_pred": score[keep][:, None]})
+    assert out["rocauc"] == pytest.approx(reference["rocauc"])
+    assert task_metrics(task, Predictions(np.zeros(5), np.arange(5.0), np.arange(5))) == {}
 
 
-def test_task_metrics_adds_per_graph_pearson_for_node_tasks():
-    rng = np.random.default_rng(3)
-    graph = np.repeat(np.arange(4), 25)
-    y = rng.normal(size=100)
-    p = y + rng.normal(size=100)
-    pred = Predictions(y, p, graph)
-    expected = np.mean([stats.pearsonr(y[graph == g], p[graph == g])[0] for g in range(4)])
-    assert per_graph_pearson(pred) == pytest.approx(expected)
-    out = task_metrics(TaskInfo("prop", level="node", metric="pearson_per_graph"), pred)
-    assert out["pearson_per_graph"] == pytest.approx(expected)
-    assert standard_metric_names(TaskInfo("prop", level="node", metric="pearson_per_graph"))[0] == "pearson_per_graph"
+def test_standard_metric_names_put_the_headline_first():
     assert standard_metric_names(TaskInfo("g", metric="rmse"))[:3] == ["rmse", "mae", "r2"]
+    assert standard_metric_names(TaskInfo("c", kind="classification", metric="ap")) == ["ap", "rocauc"]
+
+
+def _expanded(pred: Predictions, drawn_units: np.ndarray) -> Predictions:
+    """The rows of the drawn graphs, each as often as drawn (what `resampled` must equal)."""
+    units = np.unique(pred.graph)
+    rows = np.concatenate([np.flatnonzero(pred.graph == units[u]) for u in drawn_units])
+    return Predictions(pred.y_true[rows], pred.y_pred[rows], pred.graph[rows])
+
+
+@pytest.mark.parametrize("cls", BUILTIN_METRICS, ids=lambda c: c.name)
+@pytest.mark.parametrize("rows_per_graph", [1, 3])
+def test_resampled_equals_recomputing_on_each_resample(cls, rows_per_graph):
+    rng = np.random.default_rng(5)
+    n = 60 * rows_per_graph
+    graph = np.repeat(np.arange(10, 70), rows_per_graph)
+    if "labels" in cls.kinds:
+        y = rng.integers(0, 4, n).astype(float)
+        p = np.where(rng.random(n) < 0.6, y, rng.integers(0, 4, n)).astype(float)
+    elif "classification" in cls.kinds:
+        y = (rng.random(n) < 0.4).astype(float)
+        p = np.round(y + rng.normal(size=n), 1)
+    else:
+        y = np.round(rng.normal(size=n), 1)
+        p = y + rng.normal(scale=0.7, size=n)
+    pred = Predictions(y, p, graph)
+    metric = cls()
+    drawn = draw_units(60, rng, replicates=20)
+    weights = unit_weights(np.unique(graph), drawn, np.unique(graph))
+    fast = metric.resampled(pred, weights)
+    slow = np.array([metric(_expanded(pred, drawn[r])) for r in range(20)])
+    np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
+
+
+def test_unit_weights_drop_units_a_run_lacks():
+    units = np.array([3, 5, 9])
+    drawn = np.array([[0, 1, 2], [2, 2, 0]])
+    np.testing.assert_array_equal(unit_weights(units, drawn, units), [[1, 1, 1], [1, 0, 2]])
+    np.testing.assert_array_equal(unit_weights(units, drawn, np.array([5, 9])), [[1, 1], [0, 2]])
+
+
+def test_weighted_ranks_equal_rankdata_of_the_expanded_sample():
+    values = np.array([3.0, 1.0, 3.0, 2.0, 1.0])
+    weights = np.array([[1, 2, 0, 1, 1], [0, 1, 1, 3, 0]], dtype=float)
+    ranks = weighted_ranks(values, weights)
+    for r in range(2):
+        expanded = np.repeat(values, weights[r].astype(int))
+        reference = dict(zip(expanded, stats.rankdata(expanded), strict=True))
+        for g in np.flatnonzero(weights[r]):
+            assert ranks[r, g] == pytest.approx(reference[values[g]])
 
 
 def test_distance_bins_are_quartiles():
@@ -126,7 +164,8 @@ def test_pretext_class_metrics_against_sklearn():
     logits = rng.normal(size=(400, n_classes))
     logits[np.arange(400), targets] += rng.normal(1.0, 1.0, size=400)
     names = ["C", "N", "O", "F", "S", "Cl"]
-    out = pretext_class_metrics(logits, targets, names)
+    graph = np.arange(400) // 3
+    out = pretext_class_metrics(pretext_labels(logits, targets, graph), names)
     predicted = logits.argmax(1)
     present = np.unique(targets)
     assert out["pretext_acc"] == pytest.approx(skm.accuracy_score(targets, predicted))
@@ -138,7 +177,13 @@ def test_pretext_class_metrics_against_sklearn():
         assert out[f"pretext_acc_{names[c]}"] == pytest.approx(r)
     assert "pretext_acc_Cl" not in out
     # Out-of-range targets (an ignore index) are dropped; unnamed classes are named by index.
-    more = pretext_class_metrics(np.vstack([logits, logits[:1]]), np.append(targets, -100), None)
+    labels = pretext_labels(np.vstack([logits, logits[:1]]), np.append(targets, -100), np.append(graph, 0))
+    more = pretext_class_metrics(labels, None)
     assert more["pretext_acc_0"] == out["pretext_acc_C"] and more["pretext_items"] == 400
     with pytest.raises(ValueError, match="do not match"):
-        pretext_class_metrics(logits[:3], targets, names)
+        pretext_labels(logits[:3], targets, graph)
+
+
+def test_metrics_are_registered_plugins():
+    assert get_metric("mae").name == "mae"
+    assert get_metric("pearson_per_graph").higher_is_better  # the glass plugin's

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from benchbase import protocols as P
 from benchbase.api import Dataset, GraphArrays, PluginError, Predictions, TaskInfo
+from benchbase.metrics import pretext_labels
 from benchbase.splits import check_split, protocol_table, split_from_native, split_hash, split_lists, split_to_native
+from benchbase.train import with_derived_slices
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -351,13 +353,8 @@ def test_threshold_report_ratio_and_distance_bins():
         assert out[f"test_mae_bin{k + 1}"] == pytest.approx(test_err[rows].mean())
     assert out["test_mae_bin1"] < out["test_mae_bin2"] < out["test_mae_bin3"] < out["test_mae_bin4"]
     assert out["test_bin4_distance"] == pytest.approx(dist.max())
-    assert protocol.leaderboard_metrics(ds.task()) == [
-        "test_mae",
-        "test_spearman",
-        "test_kendall",
-        "mae_ratio",
-        "test_id_mae",
-    ]
+    names = [c.name for c in protocol.leaderboard_columns(ds.task())]
+    assert names == ["test_mae", "test_spearman", "mae_ratio", "test_id_mae"]
 
 
 def test_imbalance_report_counts_and_rare_errors():
@@ -368,11 +365,12 @@ def test_imbalance_report_counts_and_rare_errors():
     counts[::25, 2] = 1  # class 2 in 4%: rare
     labels = np.arange(n, dtype=float)
     ds = Table(labels, counts=counts)
-    protocol = P.Imbalance(pretrain_pool="train")
+    protocol = P.Imbalance()
     split = protocol.split(ds, ds.task(), 0)
     noise = np.where(counts[:, 2] > 0, 3.0, 1.0)
-    out = protocol.report(ds.task(), _perfect_but(ds, split, noise), ds, split)
-    pool = np.concatenate([split["train"], split["valid"]])
+    pool = protocol.pretrain_pool(split, "train")
+    predictions = with_derived_slices(protocol, ds, split, _perfect_but(ds, split, noise))
+    out = protocol.report(ds.task(), predictions, ds, split, pool)
     assert out["pool_nodes_c0"] == 4 * len(pool)
     assert out["pool_graphs_c1"] == (counts[pool, 1] > 0).sum()
     assert out["pool_nodes_c2"] == counts[pool, 2].sum()
@@ -382,27 +380,26 @@ def test_imbalance_report_counts_and_rare_errors():
     if rare_test:
         assert out["rare_mae"] == pytest.approx(3.0)
     assert out["common_mae"] == pytest.approx(1.0)
-    assert protocol.leaderboard_metrics(ds.task())[:3] == ["test_mae", "rare_mae", "common_mae"]
+    assert [c.name for c in protocol.leaderboard_columns(ds.task())][:3] == ["test_mae", "rare_mae", "common_mae"]
     assert P.Imbalance.evaluates_pretext
+    assert "pool_nodes_c0" not in protocol.report(ds.task(), predictions, ds, split)  # no pretraining, no pool
 
 
 def test_imbalance_report_pretext():
     logits = np.eye(3)[[0, 0, 1, 2, 2, 0]]
     targets = np.array([0, 0, 1, 1, 2, 2])
-    out = P.Imbalance().report_pretext(logits, targets, ["C", "N", "O"])
+    out = P.Imbalance().report_pretext(pretext_labels(logits, targets, np.arange(6)), ["C", "N", "O"])
     assert out["pretext_acc_C"] == 1.0 and out["pretext_acc_N"] == 0.5 and out["pretext_acc_O"] == 0.5
     assert out["pretext_balanced_acc"] == pytest.approx(2 / 3)
 
 
-def test_pretrain_pool_switch():
+def test_pretrain_pool_by_mode():
     ds = Table(np.arange(100.0))
-    for cls in (P.ExtrapolationThreshold, P.ExtrapolationTails, P.Size, P.Scaffold, P.Imbalance, P.IID):
-        assert "pretrain_pool" in cls.defaults
-    protocol = P.ExtrapolationThreshold(pretrain_pool="train")
+    protocol = P.ExtrapolationThreshold()
     split = protocol.split(ds, ds.task(), 0)
-    pool = protocol.pretrain_pool(split)
+    pool = protocol.pretrain_pool(split, "train")
     assert not np.isin(split["test"], pool).any() and not np.isin(split["test_id"], pool).any()
-    assert len(P.ExtrapolationThreshold().pretrain_pool(split)) == 100
+    assert len(protocol.pretrain_pool(split, "all")) == 100
 
 
 @pytest.mark.parametrize(
@@ -413,7 +410,7 @@ def test_pretrain_pool_switch():
         (P.ExtrapolationThreshold, {"quantile": 1.5}, "quantile"),
         (P.ExtrapolationTails, {"bandwidth": -1}, "bandwidth"),
         (P.Size, {"max_size": "big"}, "max_size"),
-        (P.Imbalance, {"pretrain_pool": "test"}, "pretrain_pool"),
+        (P.Imbalance, {"pretrain_pool": "train"}, "no parameter"),
         (P.Scaffold, {"shuffle": True}, "no parameter"),
     ],
 )
@@ -531,7 +528,7 @@ def test_every_core_protocol_on_qm9(qm9_small):
     split = protocol.split(data, task, 0)
     gap = data.labels("homo_lumo_gap")
     preds = {k: Predictions(gap[v], gap[v] + 0.1, v) for k, v in split.items() if k != "train"}
-    out = protocol.report(task, preds, data, split)
+    out = protocol.report(task, with_derived_slices(protocol, data, split, preds), data, split, np.arange(n))
     assert out["pool_nodes_C"] == data.graph_property("node_class_counts")[:, 0].sum() > 0
     names = data.node_class_names()
     counts = data.graph_property("node_class_counts")

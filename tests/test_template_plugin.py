@@ -102,5 +102,9 @@ def test_template_is_listed_and_runs_in_a_grid(installed_template, synthetic_env
     rows = [json.loads(line) for line in exported.stdout.splitlines()]
     example = [r for r in rows if r["spec"]["encoder"]["name"] == "example-deepsets"]
     assert example and example[0]["status"] == "finished"
-    assert example[0]["spec"]["versions"]["encoder"] == "benchbase-example==0.1.0"
+    assert example[0]["spec"]["code"]["encoder"].startswith("benchbase-example 0.1.0")
+    versions = example[0]["versions"]
+    assert versions["components"]["encoder"] == example[0]["spec"]["code"]["encoder"]
+    assert versions["components"]["pretext"] is None  # no pretraining: no plugin, no version
+    assert "torch" in versions["environment"]
     assert "example-deepsets" in (tmp_path / "lb" / "synthetic-chains__count__iid.md").read_text()

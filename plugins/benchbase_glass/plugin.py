@@ -43,6 +43,13 @@ def register_protocols(register):
 
 
 @hookimpl
+def register_metrics(register):
+    from benchbase_glass.metrics import PearsonPerGraph
+
+    register(PearsonPerGraph)
+
+
+@hookimpl
 def register_commands(app):
     from benchbase_glass.cli import glass_app
 

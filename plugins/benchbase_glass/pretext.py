@@ -36,6 +36,7 @@ class EdgePretraining(PretextTask):
     requires = frozenset({"glass"})
     defaults: dict[str, Any] = {"target": "bond_motion"}
     class_labelled = False
+    reads_labels = True
 
     def __init__(self, target: str = "bond_motion") -> None:
         self.target = target

@@ -3,15 +3,15 @@
 Both select graphs (configuration, time index) by the dataset's ``temperature`` and ``time_index``
 graph properties and use its official train/test directories; a validation slice is carved from
 the training configurations by seed. Self-supervised pretraining that reads dynamical targets (the
-`edge-pretraining` pretext task) must never see test configurations, so the default pretraining
-pool is the training slice only (``pretrain_pool = "train"``).
+`edge-pretraining` pretext task) must never see test configurations: such tasks pretrain only with
+``pretrain_pool = "train"``, which here is the training slice alone (validation excluded too).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from benchbase.api import Dataset, PluginError, Protocol, Split, TaskInfo
+from benchbase.api import Column, Dataset, PluginError, Protocol, Split, TaskInfo
 
 
 def _pick(values: np.ndarray, wanted: float | int | None, what: str, dataset: Dataset, rows: np.ndarray) -> np.ndarray:
@@ -55,13 +55,13 @@ class _GlassProtocol(Protocol):
         missing = getattr(dataset, "missing_reason", None)
         return missing() if missing is not None else None
 
-    def pretrain_pool(self, split: Split) -> np.ndarray:
-        if self.params.get("pretrain_pool", "train") == "train":
+    def pretrain_pool(self, split: Split, mode: str) -> np.ndarray:
+        if mode == "train":
             return np.sort(split["train"])
-        return super().pretrain_pool(split)
+        return super().pretrain_pool(split, mode)
 
-    def leaderboard_metrics(self, task: TaskInfo) -> list[str]:
-        return ["test_pearson_per_graph", "test_mae"]
+    def leaderboard_columns(self, task: TaskInfo) -> list[Column]:
+        return [Column("test", "pearson_per_graph"), Column("test", "mae")]
 
     def _rows(self, dataset: Dataset, temperature, time_index) -> np.ndarray:
         all_rows = np.arange(dataset.arrays().num_graphs)
@@ -77,7 +77,6 @@ class GlassTime(_GlassProtocol):
         "temperature": None,
         "valid_fraction": 0.2,
         "test_fraction": 0.25,
-        "pretrain_pool": "train",
     }
 
     def split(self, dataset: Dataset, task: TaskInfo, seed: int) -> Split:
@@ -99,7 +98,6 @@ class GlassTemperatureTransfer(_GlassProtocol):
         "time_index": None,
         "valid_fraction": 0.2,
         "test_fraction": 0.25,
-        "pretrain_pool": "train",
     }
 
     def incompatibility(self, dataset: Dataset) -> str | None:
@@ -127,8 +125,8 @@ class GlassTemperatureTransfer(_GlassProtocol):
         train, valid = _train_valid(train, self.params["valid_fraction"], seed)
         return {"train": train, "valid": valid, "test": test, "test_id": test_id}
 
-    def leaderboard_metrics(self, task: TaskInfo) -> list[str]:
-        return ["test_pearson_per_graph", "test_mae", "test_id_pearson_per_graph"]
+    def leaderboard_columns(self, task: TaskInfo) -> list[Column]:
+        return [Column("test", "pearson_per_graph"), Column("test", "mae"), Column("test_id", "pearson_per_graph")]
 
 
 PROTOCOLS = [GlassTime, GlassTemperatureTransfer]

@@ -157,7 +157,7 @@ class NodeMasking(MolecularPretext):
         x = batch.x.clone()
         x[masked] = self.mask_token.to(x.device)
         emb = encoder(batch.replace(x=x))
-        return PretextOutput(logits=head(emb.node[masked]), targets=batch.x[masked, 0])
+        return PretextOutput(logits=head(emb.node[masked]), targets=batch.x[masked, 0], item_graph=batch.batch[masked])
 
 
 def induced_subbatch(batch: GraphBatch, keep_nodes: torch.Tensor, keep_edges: torch.Tensor | None = None) -> GraphBatch:
@@ -364,7 +364,11 @@ class EdgeMasking(MolecularPretext):
         emb = encoder(batch.replace(edge_attr=edge_attr))
         reps = first[chosen].to(device)
         src, dst = batch.edge_index[:, reps]
-        return PretextOutput(logits=head(emb.node[src] + emb.node[dst]), targets=bond_type[chosen].to(device))
+        return PretextOutput(
+            logits=head(emb.node[src] + emb.node[dst]),
+            targets=bond_type[chosen].to(device),
+            item_graph=bond_graph[chosen].to(device),
+        )
 
 
 def _fresh_copy(encoder: Encoder) -> Encoder:
@@ -461,7 +465,7 @@ class ContextPrediction(MolecularPretext):
         scores = torch.cat([(centre_vec * own).sum(1), (centre_vec * other).sum(1)])
         logits = torch.stack([torch.zeros_like(scores), scores], dim=1)
         targets = torch.cat([torch.ones(len(graphs)), torch.zeros(len(graphs))]).long().to(device)
-        return PretextOutput(logits=logits, targets=targets)
+        return PretextOutput(logits=logits, targets=targets, item_graph=torch.cat([graphs, graphs]))
 
 
 def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,0 +1,55 @@
+"""`benchbase collect`: job records that never reached the database are loaded into it.
+
+Every job leaves its record as ``records/<id>.json`` beside its outputs (written atomically) before
+it returns. When the driver is killed after a job ended but before it recorded it, or when a user
+detached from a cluster submission, the record is on disk only: collecting inserts it, checking that
+the files it names are there with their checksums.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchbase.store import FINISHED, Store, verified
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # a half-written file cannot exist (atomic writes); a foreign one is ignored
+
+
+def collect_records(store: Store) -> int:
+    """Insert finished stage and run records missing from the database; returns how many."""
+    loaded = 0
+    for path in sorted((store.root / "records").glob("*.json")):
+        record = _load(path)
+        if record is None or record.get("status") != FINISHED:
+            continue
+        if "stage_id" in record and "run_id" not in record:
+            if store.stage_ready(record["stage_id"]):
+                continue
+            if not verified(store.root / record["checkpoint"], record["checkpoint_sha256"]):
+                continue
+            store.record_stage(
+                record["stage_id"],
+                record["spec"],
+                FINISHED,
+                details=record.get("details"),
+                checkpoint=record["checkpoint"],
+                checkpoint_sha256=record["checkpoint_sha256"],
+            )
+            loaded += 1
+            continue
+        existing = store.run(record["run_id"])
+        if existing is not None and existing["status"] == FINISHED:
+            continue
+        if not verified(store.root / record["predictions"], record["predictions_sha256"]):
+            continue
+        fields = dict(record)
+        store.record_run(fields.pop("run_id"), fields.pop("grid"), fields.pop("spec"), fields.pop("status"), **fields)
+        loaded += 1
+    return loaded

@@ -1,0 +1,143 @@
+"""Results that reproduce and say what is real, through the real CLI: `reproduce`, kept and
+exported predictions, `collect`, and leaderboards whose comparisons find a planted effect and
+nothing where there is none."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+from typer.testing import CliRunner
+
+from benchbase.api import Predictions
+from benchbase.cli import app
+from benchbase.grid import PROFILES, RunSpec, make_spec
+from benchbase.leaderboard import write_leaderboards
+from benchbase.registry import default_registry
+from benchbase.store import FINISHED, Store, read_predictions, write_predictions
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _run_grid(grid, store, out):
+    result = invoke("run", "--grid", grid, "--store", store, "--leaderboard-out", out, "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_reproduce_passes_on_its_own_export_and_fails_on_a_doctored_one(synthetic_env, synthetic_grid, tmp_path):
+    out = tmp_path / "lb"
+    rows = _run_grid(synthetic_grid, tmp_path / "store", out)
+    result = invoke("reproduce", "--from", out / "results.jsonl", "--sample", "2")
+    assert result.exit_code == 0, result.output
+    assert "2 of 2 run(s) reproduced within 0" in result.output
+    assert result.output.count(": identical") == 2
+    pretrained = [r for r in rows if r["stage_id"]][0]
+    doctored = dict(pretrained, metrics={"count": {**pretrained["metrics"]["count"], "test_mae": 123.0}})
+    export = tmp_path / "doctored.jsonl"
+    export.write_text(json.dumps(doctored) + "\n")
+    failed = invoke("reproduce", "--from", export)
+    assert failed.exit_code == 1
+    assert "count/test_mae: recorded 123.0" in failed.output and "0 of 1 run(s) reproduced" in failed.output
+    assert invoke("reproduce", "--from", tmp_path / "missing.jsonl").exit_code == 2
+
+
+def test_predictions_are_kept_checksummed_and_exported(synthetic_env, synthetic_grid, tmp_path):
+    store_dir = tmp_path / "store"
+    _run_grid(synthetic_grid, store_dir, tmp_path / "lb")
+    store = Store(store_dir)
+    run = next(r for r in store.runs(FINISHED) if r["spec"]["protocol"]["name"] == "extrapolation-threshold")
+    predictions = store.load_predictions(run)
+    assert {"valid", "test", "test_id"} <= set(predictions)
+    test = predictions["test"]["count"]
+    assert len(test.y_true) == len(test.y_pred) == len(test.graph) > 0
+    # The stored predictions give back the recorded metric.
+    assert np.mean(np.abs(test.y_pred - test.y_true)) == run["metrics"]["count"]["test_mae"]
+    exported = tmp_path / "predictions"
+    result = invoke("results", "--store", store_dir, "--predictions", exported)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert len(manifest) == 12
+    with np.load(exported / f"{run['run_id']}.npz") as data:
+        assert (data["test/count/graph_id"] == test.graph + 1000).all()  # native ids of the dataset
+    # A damaged prediction file is detected, never read silently, and the run is redone.
+    (store_dir / run["predictions"]).write_bytes(b"damaged")
+    again = invoke("run", "--grid", tmp_path / "grid.toml", "--store", store_dir, "--no-leaderboard", "--jobs", "1")
+    assert again.exit_code == 0, again.output
+    assert "1 finished runs have missing or damaged predictions: redone" in again.output
+    assert "1 finished, 0 failed, 11 were already finished" in again.output
+
+
+def test_collect_loads_records_that_never_reached_the_database(synthetic_env, synthetic_grid, tmp_path):
+    store_dir = tmp_path / "store"
+    _run_grid(synthetic_grid, store_dir, tmp_path / "lb")
+    with sqlite3.connect(store_dir / "benchbase.sqlite") as db:  # the driver died before recording them
+        db.execute("DELETE FROM runs WHERE run_id IN (SELECT run_id FROM runs ORDER BY run_id LIMIT 5)")
+        db.execute("DELETE FROM stages")
+    result = invoke("collect", "--store", store_dir)
+    assert result.exit_code == 0, result.output
+    assert "loaded 9 record(s)" in result.output  # 5 runs and 4 stages
+    rerun = invoke("run", "--grid", tmp_path / "grid.toml", "--store", store_dir, "--no-leaderboard", "--jobs", "1")
+    assert "0 finished, 0 failed, 12 were already finished" in rerun.output
+
+
+def _synthetic_store(tmp_path, effects: dict[str, float], seeds: int = 6, graphs: int = 400) -> Store:
+    """A store with runs of the synthetic plugin whose predictions are planted: the baseline
+    (rebalancer none) errs by a per-graph amount; each rebalancer by that plus its effect."""
+    registry = default_registry()
+    store = Store(tmp_path / "store")
+    rng = np.random.default_rng(0)
+    graph = np.arange(graphs)
+    for seed in range(seeds):
+        base_error = rng.exponential(size=graphs)
+        for method, effect in {"none": 0.0, **effects}.items():
+            chosen = {
+                "dataset": "synthetic/chains",
+                "protocol": "iid",
+                "encoder": "tiny",
+                "pretext": "tiny-masking",
+                "rebalancer": method,
+            }
+            spec = make_spec(registry, chosen, {}, PROFILES["quick"], seed, "quick")
+            run = RunSpec(spec)
+            noise = rng.normal(scale=0.1, size=graphs)
+            y = rng.normal(size=graphs)
+            pred = Predictions(y, y + np.maximum(base_error + effect + noise, 0), graph)
+            path = store.predictions_path(run.run_id)
+            sha = write_predictions(path, {"test": {"count": pred}})
+            mae = float(np.mean(np.abs(pred.y_pred - pred.y_true)))
+            store.record_run(
+                run.run_id,
+                "synthetic",
+                spec,
+                FINISHED,
+                metrics={"count": {"test_mae": mae}},
+                details={"tasks": {"count": {"name": "count", "unit": "nodes"}}},
+                predictions=str(path.relative_to(store.root)),
+                predictions_sha256=sha,
+                stage_id=run.stage_id,
+            )
+            assert read_predictions(path)["test"]["count"].y_pred.dtype == np.float32
+    return store
+
+
+def test_a_planted_effect_is_better_and_no_effect_is_no_detectable_difference(synthetic_env, tmp_path):
+    store = _synthetic_store(tmp_path, {"inverse-frequency": -0.2, "focal": 0.0})
+    out = tmp_path / "lb"
+    write_leaderboards(store, out)
+    table = (out / "synthetic-chains__count__iid.md").read_text()
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| tiny /")}
+    planted = lines["tiny / tiny-masking / inverse-frequency"]
+    null = lines["tiny / tiny-masking / focal"]
+    assert "**better**" in planted and "| 6 " in planted
+    assert "no detectable difference" in null
+    # The planted method ranks first, every cell has its interval.
+    assert "| 1      | tiny      | tiny-masking | inverse-frequency |" in table and "[" in table
+    first = (out / "README.md").read_bytes()
+    write_leaderboards(store, tmp_path / "lb2")
+    assert (tmp_path / "lb2" / "README.md").read_bytes() == first
