@@ -45,6 +45,12 @@ def seed_everything(seed: int) -> torch.Generator:
     return generator
 
 
+def adam(params: list[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam with its fused kernel: one pass over all parameters per step instead of a loop of small
+    operations per tensor (3x faster on CPU for the quick profile's many small tensors)."""
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def count_parameters(*modules: nn.Module) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
 
@@ -93,7 +99,7 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dic
     )
     train = stage["train"]
     params = list(encoder.parameters()) + list(head.parameters())
-    optimizer = torch.optim.Adam(params, lr=train["pretrain_lr"])
+    optimizer = adam(params, lr=train["pretrain_lr"])
     losses = []
     for epoch in range(train["pretrain_epochs"]):
         encoder.train()
@@ -269,7 +275,7 @@ class FineTuner:
             self.rebalancer.fit(np.array(positives), num_samples=len(train_idx))
         cfg = self.train_cfg
         params = list(self.encoder.parameters()) + list(self.heads.parameters())
-        optimizer = torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+        optimizer = adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
         best = (float("inf"), -1, None)
         history = []
         for epoch in range(cfg["epochs"]):
@@ -334,12 +340,20 @@ class FineTuner:
         self.encoder.eval()
         self.heads.eval()
         total, count = 0.0, 0
-        for batch in iterate_batches(
-            self.graphs, indices, self.train_cfg["batch_size"], max_nodes=self.train_cfg["max_nodes"]
-        ):
+        for batch in self._fixed_batches(indices):
             total += float(self._loss(batch, training=False)) * batch.num_graphs
             count += batch.num_graphs
         return total / max(count, 1)
+
+    def _fixed_batches(self, indices: np.ndarray) -> list[GraphBatch]:
+        """Evaluation batches in a fixed order, assembled once per run: the validation slice is
+        evaluated every epoch."""
+        key = (len(indices), hash(np.asarray(indices).tobytes()))
+        cache = self.__dict__.setdefault("_batches", {})
+        if key not in cache:
+            cfg = self.train_cfg
+            cache[key] = list(iterate_batches(self.graphs, indices, cfg["batch_size"], max_nodes=cfg["max_nodes"]))
+        return cache[key]
 
     @torch.no_grad()
     def predict(self, indices: np.ndarray) -> dict[str, Predictions]:
