@@ -1,128 +1,78 @@
-"""The types that plugins implement and the harness consumes.
+"""The interfaces that plugins implement and the harness consumes: `Dataset`, `Encoder`,
+`PretextTask`, `Rebalancer`, `Protocol` (metrics: `benchbase.metrics.Metric`; executors:
+`benchbase.executors.Executor`). The plain types they exchange live in `benchbase.types` and are
+re-exported here.
 
 The harness knows graphs, tasks, labels and class counts - never atoms or particles. Everything
 domain-specific (what a node feature means, how a pretext label is made) lives in plugins.
-
-Shapes use G graphs, N nodes and E directed edges in total.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from benchbase.errors import PluginError
+from benchbase.metrics import task_metrics
+from benchbase.params import Param, declare, spec_of, validate
+from benchbase.types import (
+    CAPABILITIES,
+    EDGE_ATTR,
+    GROUP,
+    NODE_CLASS_COUNTS,
+    OFFICIAL_SPLIT,
+    POS,
+    SIZE,
+    SMILES,
+    X_CATEGORICAL,
+    Column,
+    Embeddings,
+    FeatureSpec,
+    GraphArrays,
+    GraphBatch,
+    Kind,
+    Level,
+    Predictions,
+    PretextContext,
+    PretextOutput,
+    Split,
+    TaskInfo,
+)
 
-Level = Literal["graph", "node", "edge"]
-Kind = Literal["regression", "classification"]
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    """One prediction target of a dataset.
-
-    `metric` names the headline metric of leaderboards (see `benchbase.metrics`);
-    `higher_is_better` orders them.
-    """
-
-    name: str
-    level: Level = "graph"
-    kind: Kind = "regression"
-    unit: str = ""
-    metric: str = "mae"
-    higher_is_better: bool = False
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """What an encoder can expect in a batch of this dataset.
-
-    Categorical columns are given by their vocabulary sizes (`x[:, j]` lies in `[0, node_vocab[j])`);
-    float inputs by their width. Exactly one of each pair is used by a dataset.
-    """
-
-    node_vocab: tuple[int, ...] = ()
-    node_dim: int = 0
-    edge_vocab: tuple[int, ...] = ()
-    edge_dim: int = 0
-    has_pos: bool = False
-
-
-@dataclass
-class GraphArrays:
-    """Many graphs stored as contiguous arrays (no Python object per graph).
-
-    Graph i owns node rows `node_ptr[i]:node_ptr[i+1]` and edge columns `edge_ptr[i]:edge_ptr[i+1]`;
-    `edge_index` holds node indices local to each graph. `targets` maps a task name to its labels,
-    shaped by the task's level: (G,), (N,) or (E,); NaN marks a missing label. `target_masks`
-    optionally restricts, per task, which rows are trained on and evaluated. `graph_attr` carries
-    per-graph arrays (G, ...) that encoders may need (a simulation box, for instance).
-    """
-
-    node_ptr: np.ndarray
-    edge_ptr: np.ndarray
-    edge_index: np.ndarray
-    x: np.ndarray
-    edge_attr: np.ndarray | None = None
-    pos: np.ndarray | None = None
-    targets: dict[str, np.ndarray] = field(default_factory=dict)
-    target_masks: dict[str, np.ndarray] = field(default_factory=dict)
-    graph_attr: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def num_graphs(self) -> int:
-        return len(self.node_ptr) - 1
-
-
-@dataclass
-class GraphBatch:
-    """A mini-batch as torch tensors; `edge_index` is global within the batch.
-
-    `graph_index` holds the dataset positions of the batch's graphs, so that a pretext task can
-    look up labels it computed per graph in `PretextTask.prepare`.
-    """
-
-    x: torch.Tensor
-    edge_index: torch.Tensor
-    batch: torch.Tensor
-    ptr: torch.Tensor
-    num_graphs: int
-    graph_index: torch.Tensor
-    edge_attr: torch.Tensor | None = None
-    pos: torch.Tensor | None = None
-    edge_batch: torch.Tensor | None = None
-    targets: dict[str, torch.Tensor] = field(default_factory=dict)
-    target_masks: dict[str, torch.Tensor] = field(default_factory=dict)
-    graph_attr: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def to(self, device: torch.device | str) -> GraphBatch:
-        def move(value: Any) -> Any:
-            if isinstance(value, torch.Tensor):
-                return value.to(device)
-            if isinstance(value, dict):
-                return {k: move(v) for k, v in value.items()}
-            return value
-
-        return GraphBatch(**{k: move(v) for k, v in self.__dict__.items()})
-
-    def replace(self, **changes: Any) -> GraphBatch:
-        """A shallow copy with some fields replaced (pretext tasks corrupt inputs this way)."""
-        return GraphBatch(**{**self.__dict__, **changes})
-
-
-@dataclass
-class Embeddings:
-    """What an encoder returns. `edge` may be None: edge heads then use the endpoints' nodes."""
-
-    node: torch.Tensor
-    graph: torch.Tensor
-    edge: torch.Tensor | None = None
+__all__ = [
+    "CAPABILITIES",
+    "EDGE_ATTR",
+    "GROUP",
+    "NODE_CLASS_COUNTS",
+    "OFFICIAL_SPLIT",
+    "POS",
+    "SIZE",
+    "SMILES",
+    "X_CATEGORICAL",
+    "Column",
+    "Dataset",
+    "Embeddings",
+    "Encoder",
+    "FeatureSpec",
+    "GraphArrays",
+    "GraphBatch",
+    "Kind",
+    "Level",
+    "Param",
+    "PluginError",
+    "Predictions",
+    "PretextContext",
+    "PretextOutput",
+    "PretextTask",
+    "Protocol",
+    "Rebalancer",
+    "Split",
+    "TaskInfo",
+]
 
 
 class Dataset(ABC):
@@ -157,6 +107,12 @@ class Dataset(ABC):
         """
         return None
 
+    @property
+    def skipped(self) -> list[tuple[Any, str]]:
+        """Inputs the plugin could not use (an unparsable record, say): ``(native id, why)`` each.
+        Counted and listed in every run record, so that nothing is dropped silently."""
+        return []
+
     def node_class_names(self) -> list[str] | None:
         """Names of the node classes counted by ``node_class_counts`` (elements, particle types)."""
         return None
@@ -190,9 +146,15 @@ class Encoder(nn.Module):
     """batch -> Embeddings. Subclasses are registered as classes and built as
     ``cls(features: FeatureSpec, **params)``; `out_dim` is the embedding width."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declare(cls)
+
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     requires: ClassVar[frozenset[str]] = frozenset()
+    #: Typed parameters (see `benchbase.params`); `defaults` follows from them.
+    param_spec: ClassVar[dict[str, Param]] = {}
     defaults: ClassVar[dict[str, Any]] = {}
     #: False for encoders that never see the corrupted batch (precomputed fingerprints, say):
     #: pretraining them with a pretext task would mean nothing, so the grid skips it.
@@ -207,31 +169,6 @@ class Encoder(nn.Module):
         raise NotImplementedError
 
 
-@dataclass
-class PretextOutput:
-    """One pretext step. Class-labelled tasks return logits and integer targets (multiclass) or 0/1
-    targets (multilabel) and the harness applies the rebalancer's loss; other tasks (contrastive)
-    return `loss` themselves."""
-
-    logits: torch.Tensor | None = None
-    targets: torch.Tensor | None = None
-    multilabel: bool = False
-    loss: torch.Tensor | None = None
-    #: The batch-local graph of each row of `logits` (``batch.batch[masked]`` for masked nodes), so
-    #: that held-out evaluation can resample whole graphs; None makes each row its own unit.
-    item_graph: torch.Tensor | None = None
-
-
-@dataclass
-class PretextContext:
-    """Handed to every pretext step. `selection_weights` (per class, or None) is the rebalancer's
-    data-side answer: how much likelier an item of each class should be picked for corruption."""
-
-    generator: torch.Generator
-    selection_weights: torch.Tensor | None = None
-    training: bool = True
-
-
 class PretextTask(ABC):
     """Self-supervised labels from unlabeled graphs, a head, and one step of prediction.
 
@@ -239,9 +176,14 @@ class PretextTask(ABC):
     rebalancer to act on (contrastive tasks).
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declare(cls)
+
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     requires: ClassVar[frozenset[str]] = frozenset()
+    param_spec: ClassVar[dict[str, Param]] = {}
     defaults: ClassVar[dict[str, Any]] = {}
     class_labelled: ClassVar[bool] = True
     #: True for tasks that choose which items to corrupt and honour `PretextContext.selection_weights`.
@@ -276,8 +218,13 @@ class Rebalancer(ABC):
     """Turns class counts into a class-labelled loss (weights, logit offsets, focusing) and,
     optionally, per-class selection weights for data-side resampling. Built as ``cls(**params)``."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declare(cls)
+
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    param_spec: ClassVar[dict[str, Param]] = {}
     defaults: ClassVar[dict[str, Any]] = {}
     #: True for strategies that act only through `selection_weights` (data side): they need a
     #: pretext task that `uses_selection_weights`, and do nothing for a downstream loss.
@@ -299,34 +246,6 @@ class Rebalancer(ABC):
         return None
 
 
-Split = dict[str, np.ndarray]
-
-
-@dataclass
-class Predictions:
-    """Labelled rows of one slice and one task: labels, predictions and the graph position each row
-    belongs to (for per-graph metrics such as a per-configuration Pearson r)."""
-
-    y_true: np.ndarray
-    y_pred: np.ndarray
-    graph: np.ndarray
-
-
-@dataclass(frozen=True)
-class Column:
-    """A leaderboard column: `metric` on the rows of prediction slice `slice`; with `per`, the ratio
-    of that value to the same metric on slice `per` (an extrapolation gap, say). Leaderboards
-    recompute every column, with its confidence interval, from the stored predictions."""
-
-    slice: str
-    metric: str
-    per: str | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.metric}_ratio" if self.per else f"{self.slice}_{self.metric}"
-
-
 class Protocol(ABC):
     """A standard split of a dataset and the metrics reported on it. Built as ``cls(**params)``.
 
@@ -337,18 +256,18 @@ class Protocol(ABC):
     keeps the predictions, and `report` turns them into metrics.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declare(cls)
+
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     requires: ClassVar[frozenset[str]] = frozenset()
+    param_spec: ClassVar[dict[str, Param]] = {}
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise PluginError(
-                f"protocol {self.name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(self.defaults)}"
-            )
-        self.params = {**self.defaults, **params}
+        self.params = validate(spec_of(type(self)), params, f"protocol {self.name!r}")
 
     #: Protocols that set this get the pretrained pretext head's predictions on the test slice
     #: through `report_pretext` (per-class accuracy of a masking task, say).
@@ -390,8 +309,6 @@ class Protocol(ABC):
         """Metrics from (label, prediction) pairs per slice (derived slices included);
         `pretrain_pool` holds the graphs pretraining saw, None without pretraining. The default
         reports the task's standard metrics on every slice as ``<slice>_<metric>``."""
-        from benchbase.metrics import task_metrics
-
         out: dict[str, float] = {}
         for slice_name, pred in predictions.items():
             for key, value in task_metrics(task, pred).items():

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from benchbase.api import GraphArrays, GraphBatch
+from benchbase.types import GraphArrays, GraphBatch
 
 
 def concat_ranges(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

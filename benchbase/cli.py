@@ -364,8 +364,8 @@ def protocols(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON
         return
     for row in table:
         typer.echo(f"{row['name']}: {row['description']}")
-        for key, value in sorted(row["params"].items()):
-            typer.echo(f"    {key} = {json.dumps(value, default=str)}")
+        for key, info in row["parameters"].items():
+            typer.echo(f"    {key} = {json.dumps(info['default'], default=str)}  ({info['allowed']}) {info['help']}")
 
 
 @app.command()

@@ -71,30 +71,41 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from benchbase.errors import GridError, PluginError
+from benchbase.errors import DataUnavailable, GridError, PluginError
 from benchbase.identity import harness_distribution, numerics
+from benchbase.params import Param, defaults_of, validate
 from benchbase.registry import Registry
 
-_COMMON: dict[str, Any] = {
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "pretrain_lr": 1e-3,
-    # "all": pretraining sees every graph of the dataset, labels unseen; "train": only the train and
-    # valid graphs of the run's split, so that the test region stays out of pretraining.
-    "pretrain_pool": "all",
-    "max_nodes": None,
-    "task_weights": None,
-    "few_label": None,
-    "head_hidden": None,
-    "grad_clip": None,
-    "threads": 1,  # intra-op threads of each run, whatever --jobs is: results depend on it
-    "device": "cpu",
+POOLS = ("all", "train")
+#: The training settings of ``[train]`` (defaults: the quick profile).
+TRAINING: dict[str, Param] = {
+    "epochs": Param(30, "int", "fine-tuning epochs at most", min=1),
+    "patience": Param(6, "int", "epochs without a better validation loss before stopping", min=1),
+    "batch_size": Param(128, "int", "graphs per batch", min=1),
+    "lr": Param(1e-3, "number", "fine-tuning learning rate (Adam)", min=0.0, min_open=True),
+    "weight_decay": Param(0.0, "number", "fine-tuning weight decay", min=0.0),
+    "pretrain_epochs": Param(5, "int", "pretraining epochs", min=1),
+    "pretrain_lr": Param(1e-3, "number", "pretraining learning rate (Adam)", min=0.0, min_open=True),
+    "pretrain_pool": Param(
+        "all",
+        "str",
+        "all: pretraining sees every graph of the dataset, labels unseen; train: only the train and valid "
+        "graphs of the run's split, so that the test region stays out of pretraining",
+        choices=POOLS,
+    ),
+    "max_nodes": Param(None, "int", "cap on nodes per batch (large graphs)", min=1),
+    "task_weights": Param(None, "dict", "loss weight per task name (unnamed tasks: 0)"),
+    "few_label": Param(None, "dict", "{task, k}: keep only k labelled training graphs of a task"),
+    "head_hidden": Param(None, "int", "width of two-layer MLP task heads (default: linear heads)", min=1),
+    "grad_clip": Param(None, "number", "gradient-norm clipping", min=0.0, min_open=True),
+    "threads": Param(1, "int", "intra-op threads of each run, whatever --jobs is: results depend on it", min=1),
+    "device": Param("cpu", "str", "where runs train"),
 }
 PROFILES: dict[str, dict[str, Any]] = {
     # Sized for 2 CPU cores: small models, few epochs; tables made with it say "quick profile".
-    "quick": {**_COMMON, "epochs": 30, "patience": 6, "batch_size": 128, "pretrain_epochs": 5},
+    "quick": defaults_of(TRAINING),
     # The literature's scale, meant for GPUs.
-    "paper": {**_COMMON, "epochs": 200, "patience": 30, "batch_size": 256, "pretrain_epochs": 100},
+    "paper": {**defaults_of(TRAINING), "epochs": 200, "patience": 30, "batch_size": 256, "pretrain_epochs": 100},
 }
 #: Settings that only pretraining reads: absent from the spec of a run without a pretext task.
 PRETRAINING_SETTINGS = ("pretrain_epochs", "pretrain_lr", "pretrain_pool")
@@ -102,7 +113,6 @@ PRETRAINING_SETTINGS = ("pretrain_epochs", "pretrain_lr", "pretrain_pool")
 NUMERICS_SETTINGS = ("threads", "device")
 #: What a pretraining stage reads of the training settings.
 STAGE_SETTINGS = ("pretrain_epochs", "pretrain_lr", "batch_size", "max_nodes", "grad_clip")
-POOLS = ("all", "train")
 
 KIND_OF_AXIS = {
     "datasets": "dataset",
@@ -221,7 +231,12 @@ def read_grid_file(path: Path | str | None) -> tuple[dict[str, Any], str]:
         raise GridError(f"grid file {path} is not valid TOML: {exc}") from None
 
 
-def _merge_params(base: dict, override: dict, where: str) -> dict:
+Origins = dict[tuple[str, str, str], str]
+
+
+def _merge_params(base: dict, override: Any, where: str, origins: Origins) -> dict:
+    """`override` (``{kind: {name: {key: value}}}`` from table `where`) over `base`; records in
+    `origins` which table each value came from, for error messages."""
     out = copy.deepcopy(base)
     if not isinstance(override, dict):
         raise GridError(f"{where} must be a table of plugin kinds")
@@ -232,53 +247,49 @@ def _merge_params(base: dict, override: dict, where: str) -> dict:
             raise GridError(f"{where}.{kind} must hold one table of parameters per {kind} name")
         for name, params in by_name.items():
             out.setdefault(kind, {}).setdefault(name, {}).update(params)
+            for key in params:
+                origins[(kind, name, key)] = f'{where}.{kind}."{name}"]'
     return out
 
 
-def _apply_sweep_value(params: dict, train: dict, key: str, value: Any) -> None:
+def _apply_sweep_value(params: dict, train: dict, key: str, value: Any, where: str, origins: Origins) -> None:
     head, _, rest = key.partition(".")
     if head == "train":
         train[rest] = value
         return
     name, _, param = rest.rpartition(".")
     if head not in PLUGIN_KINDS or not name or not param:
-        raise GridError(f"sweep key {key!r} must be 'train.<setting>' or '<kind>.<name>.<parameter>'")
+        raise GridError(f"{where}: sweep key {key!r} must be 'train.<setting>' or '<kind>.<name>.<parameter>'")
     params.setdefault(head, {}).setdefault(name, {})[param] = value
+    origins[(head, name, param)] = f'{where} "{key}"'
 
 
-def _sweep_points(sweep: dict[str, list]) -> list[dict[str, Any]]:
+def _sweep_points(sweep: Any, where: str) -> list[dict[str, Any]]:
     if not sweep:
         return [{}]
+    if not isinstance(sweep, dict):
+        raise GridError(f"{where} must be a table of dotted keys to lists of values")
     for key, values in sweep.items():
         if not isinstance(values, list) or not values:
-            raise GridError(f"sweep {key!r} must be a non-empty list of values")
+            raise GridError(f"{where}: {key!r} must be a non-empty list of values")
     keys = sorted(sweep)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(sweep[k] for k in keys))]
 
 
-def _plugin_params(registry: Registry, kind: str, name: str, given: dict) -> dict:
-    """Defaults filled in and unknown keys rejected, so a typo is an error, not a silent no-op."""
-    entry = registry.get(kind, name)
-    defaults = getattr(entry.obj, "defaults", None)
-    if defaults is None:  # dataset factories take whatever their plugin documents
-        return dict(sorted(given.items()))
-    unknown = set(given) - set(defaults)
-    if unknown:
-        raise GridError(f"{kind} {name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(defaults)}")
-    return dict(sorted({**defaults, **given}.items()))
+def _plugin_params(registry: Registry, kind: str, name: str, given: dict, where: str, origins: Origins) -> dict:
+    """Defaults filled in; unknown keys, wrong types and values out of range rejected, naming the
+    table each value came from - a typo is an error, never a silent no-op."""
+    by_key = {key: origins.get((kind, name, key), where) for key in given}
+    return validate(registry.get(kind, name).param_spec, given, f"{where}: {kind} {name!r}", by_key)
 
 
-def _check_train(train: dict, known: dict, where: str) -> None:
-    unknown = set(train) - set(known)
-    if unknown:
-        raise GridError(f"{where}: unknown training setting(s) {sorted(unknown)}; known: {sorted(known)}")
-    if train.get("pretrain_pool", "all") not in POOLS:
-        raise GridError(f"{where}: pretrain_pool must be one of {list(POOLS)}, got {train['pretrain_pool']!r}")
-    if not isinstance(train.get("threads", 1), int) or train.get("threads", 1) < 1:
-        raise GridError(f"{where}: threads must be a positive integer, got {train['threads']!r}")
+def _check_train(train: dict, where: str) -> None:
+    validate(TRAINING, train, where)
 
 
-def _skip_reason(registry: Registry, spec: dict, datasets_cache: dict) -> str | None:
+def _dataset(registry: Registry, spec: dict, datasets_cache: dict, where: str) -> Any:
+    """The run's dataset, or the reason it is not available on this machine (a `DataUnavailable`
+    from the plugin). Any other error of the plugin stops the grid with its message."""
     from benchbase.loading import build_dataset
 
     dname, dparams = spec["dataset"]["name"], spec["dataset"]["params"]
@@ -287,11 +298,47 @@ def _skip_reason(registry: Registry, spec: dict, datasets_cache: dict) -> str | 
         try:
             datasets_cache[key] = build_dataset(registry, dname, dparams)
             datasets_cache[key].check_available()
-        except PluginError as exc:  # data not on this machine: skip its runs, say why
+        except DataUnavailable as exc:  # data not on this machine: skip its runs, say why
             datasets_cache[key] = f"dataset {dname!r} is not available: {exc}"
-    dataset = datasets_cache[key]
+        except GridError:
+            raise
+        except PluginError as exc:
+            raise GridError(f"{where}: dataset {dname!r}: {exc}") from None
+    return datasets_cache[key]
+
+
+def _check_buildable(registry: Registry, spec: dict, dataset: Any, built: set, where: str) -> None:
+    """Build each distinct plugin configuration once, so that what only its constructor checks
+    (a width that must divide by the heads, r1 <= k < r2) fails at planning, not as failed runs."""
+    from benchbase import loading
+
+    for kind in ("protocol", "encoder", "pretext", "rebalancer"):
+        name, params = spec[kind]["name"], spec[kind]["params"]
+        if name == NO_PRETEXT and kind in ("pretext", "rebalancer"):
+            continue
+        key = (kind, name, _canonical(params), repr(dataset.features) if kind == "encoder" else "")
+        if key in built:
+            continue
+        try:
+            if kind == "encoder":
+                loading.build_encoder(registry, name, params, dataset.features)
+            else:
+                getattr(loading, f"build_{kind}")(registry, name, params)
+        except GridError:
+            raise
+        except PluginError as exc:  # plugins name themselves in their messages
+            raise GridError(f"{where}: {exc}") from None
+        except Exception as exc:  # a value its declaration let through, which the plugin cannot take
+            raise GridError(
+                f"{where}: {kind} {name!r} cannot be built with {params}: {type(exc).__name__}: {exc}"
+            ) from None
+        built.add(key)
+
+
+def _skip_reason(registry: Registry, spec: dict, dataset: Any) -> str | None:
     if isinstance(dataset, str):
         return dataset
+    dname = spec["dataset"]["name"]
     provides = set(dataset.provides)
     for kind in ("encoder", "pretext"):
         name = spec[kind]["name"]
@@ -329,23 +376,33 @@ def _skip_reason(registry: Registry, spec: dict, datasets_cache: dict) -> str | 
     return None
 
 
+def _list_of(value: Any, what: str, where: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise GridError(f"{where}: {what} must be a non-empty list")
+    return value
+
+
 def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Grid:
-    """Expand a parsed grid file into run specs and skipped combinations."""
+    """Expand a parsed grid file into run specs and skipped combinations; every value is checked
+    here, so that a bad grid fails at ``--dry-run`` with one line naming the file, table and key."""
     where = source or "grid"
     unknown = set(raw) - TOP_LEVEL_KEYS
     if unknown:
         raise GridError(f"{where}: unknown top-level key(s) {sorted(unknown)}; known: {sorted(TOP_LEVEL_KEYS)}")
     profile = raw.get("profile", "quick")
     if profile not in PROFILES:
-        raise GridError(f"{where}: unknown profile {profile!r}; known: {sorted(PROFILES)}")
+        raise GridError(f"{where}: profile must be one of {sorted(PROFILES)}, got {profile!r}")
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise GridError(f"{where}: 'seeds' must be a non-empty list of non-negative integers")
-    _check_train(raw.get("train", {}), PROFILES[profile], f"{where} [train]")
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
+        raise GridError(f"{where}: seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    if not isinstance(raw.get("name", "grid"), str):
+        raise GridError(f"{where}: name must be a string")
+    _check_train(raw.get("train", {}), f"{where} [train]")
     base_train = {**PROFILES[profile], **raw.get("train", {})}
-    base_params = _merge_params({}, raw.get("params", {}), f"{where} [params]")
+    origins: Origins = {}
+    base_params = _merge_params({}, raw.get("params", {}), f"{where} [params", origins)
     studies = raw.get("study", [])
-    if not studies:
+    if not studies or not isinstance(studies, list):
         raise GridError(f"{where}: the grid has no [[study]] block")
     grid = Grid(
         name=raw.get("name", "grid"),
@@ -357,37 +414,45 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
     )
     seen: set[str] = set()
     datasets_cache: dict = {}
+    built: set = set()
     for number, study in enumerate(studies, 1):
         here = f"{where} [[study]] {number}"
+        if not isinstance(study, dict):
+            raise GridError(f"{here} must be a table")
         unknown = set(study) - STUDY_KEYS
         if unknown:
             raise GridError(f"{here}: unknown key(s) {sorted(unknown)}; known: {sorted(STUDY_KEYS)}")
         axes = {}
         for axis, kind in KIND_OF_AXIS.items():
-            values = study.get(axis, ["none"] if kind in ("pretext", "rebalancer") else None)
-            if not values or not isinstance(values, list):
-                raise GridError(f"{here} lists no {axis}")
+            values = _list_of(study.get(axis, ["none"] if kind in ("pretext", "rebalancer") else None), axis, here)
             for value in values:
                 if not (kind == "pretext" and value == NO_PRETEXT):
-                    registry.get(kind, value)  # unknown names are errors, listing what exists
+                    try:
+                        registry.get(kind, value)  # unknown names are errors, listing what exists
+                    except GridError as exc:
+                        raise GridError(f"{here} {axis}: {exc}") from None
             axes[kind] = values
-        params = _merge_params(base_params, study.get("params", {}), f"{here} params")
-        _check_train(study.get("train", {}), PROFILES[profile], f"{here} train")
+        study_origins = dict(origins)
+        params = _merge_params(base_params, study.get("params", {}), f"{here} [study.params", study_origins)
+        _check_train(study.get("train", {}), f"{here} [study.train]")
         study_train = {**base_train, **study.get("train", {})}
-        for point in _sweep_points(study.get("sweep", {})):
-            point_params, train = copy.deepcopy(params), dict(study_train)
+        for point in _sweep_points(study.get("sweep", {}), f"{here} [study.sweep]"):
+            point_params, train, point_origins = copy.deepcopy(params), dict(study_train), dict(study_origins)
             for key, value in point.items():
-                _apply_sweep_value(point_params, train, key, value)
-            _check_train(train, PROFILES[profile], f"{here} sweep")
+                _apply_sweep_value(point_params, train, key, value, f"{here} [study.sweep]", point_origins)
+            _check_train(train, f"{here} [study.sweep]")
             for combo in itertools.product(*(axes[k] for k in PLUGIN_KINDS)):
                 chosen = dict(zip(PLUGIN_KINDS, combo, strict=True))
                 for seed in seeds:
-                    spec = make_spec(registry, chosen, point_params, train, seed, profile)
+                    spec = make_spec(registry, chosen, point_params, train, seed, profile, here, point_origins)
                     run = RunSpec(spec)
                     if run.run_id in seen:
                         continue
                     seen.add(run.run_id)
-                    reason = _skip_reason(registry, spec, datasets_cache)
+                    dataset = _dataset(registry, spec, datasets_cache, here)
+                    if not isinstance(dataset, str):
+                        _check_buildable(registry, spec, dataset, built, here)
+                    reason = _skip_reason(registry, spec, dataset)
                     if reason:
                         grid.skipped.append(Skipped(run.label(), reason))
                     else:
@@ -395,7 +460,16 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
     return grid
 
 
-def make_spec(registry: Registry, chosen: dict, params: dict, train: dict, seed: int, profile: str) -> dict:
+def make_spec(
+    registry: Registry,
+    chosen: dict,
+    params: dict,
+    train: dict,
+    seed: int,
+    profile: str,
+    where: str = "run",
+    origins: Origins | None = None,
+) -> dict:
     """The canonical spec of one run: plugins with their full parameters, training settings, seed,
     and the identity parts (code fingerprints and numerics)."""
     spec: dict[str, Any] = {}
@@ -405,7 +479,7 @@ def make_spec(registry: Registry, chosen: dict, params: dict, train: dict, seed:
             spec[kind] = {"name": name, "params": {}}
             continue
         given = params.get(kind, {}).get(name, {})
-        spec[kind] = {"name": name, "params": _plugin_params(registry, kind, name, given)}
+        spec[kind] = {"name": name, "params": _plugin_params(registry, kind, name, given, where, origins or {})}
         entry = registry.get(kind, name)
         code[kind] = f"{entry.distribution} {entry.fingerprint}"
     settings = {k: v for k, v in train.items() if k not in NUMERICS_SETTINGS}

@@ -1,13 +1,19 @@
 """Building plugin objects from names and parameters, with per-process caches so that many runs in
-one worker share one loaded dataset."""
+one worker share one loaded dataset.
+
+Parameters are validated first (`benchbase.params.validate`): a bad value is a `GridError` naming
+the plugin and the key. What the plugin raises afterwards is its own: a `PluginError` is a message
+for the user, anything else a bug in the plugin, recorded with its traceback.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from benchbase.api import Dataset, Encoder, FeatureSpec, PluginError, PretextTask, Protocol, Rebalancer
+from benchbase.api import Dataset, Encoder, FeatureSpec, PretextTask, Protocol, Rebalancer
 from benchbase.batching import TensorGraphs
+from benchbase.params import validate
 from benchbase.registry import Registry
 
 _datasets: dict[str, Dataset] = {}
@@ -18,17 +24,16 @@ def _key(name: str, params: dict[str, Any]) -> str:
     return name + json.dumps(params, sort_keys=True, default=str)
 
 
-def _construct(kind: str, name: str, factory: Any, *args: Any, **params: Any) -> Any:
-    try:
-        return factory(*args, **params)
-    except TypeError as exc:  # unknown keyword arguments are a user error in the grid file
-        raise PluginError(f"cannot build {kind} {name!r} with parameters {params}: {exc}") from None
+def _build(registry: Registry, kind: str, name: str, params: dict[str, Any], *args: Any) -> Any:
+    entry = registry.get(kind, name)
+    checked = validate(entry.param_spec, params, f"{kind} {name!r}")
+    return entry.obj(*args, **checked)
 
 
 def build_dataset(registry: Registry, name: str, params: dict[str, Any]) -> Dataset:
     key = _key(name, params)
     if key not in _datasets:
-        _datasets[key] = _construct("dataset", name, registry.get("dataset", name).obj, **params)
+        _datasets[key] = _build(registry, "dataset", name, params)
     return _datasets[key]
 
 
@@ -41,16 +46,16 @@ def dataset_tensors(registry: Registry, name: str, params: dict[str, Any]) -> tu
 
 
 def build_encoder(registry: Registry, name: str, params: dict[str, Any], features: FeatureSpec) -> Encoder:
-    return _construct("encoder", name, registry.get("encoder", name).obj, features, **params)
+    return _build(registry, "encoder", name, params, features)
 
 
 def build_pretext(registry: Registry, name: str, params: dict[str, Any]) -> PretextTask:
-    return _construct("pretext", name, registry.get("pretext", name).obj, **params)
+    return _build(registry, "pretext", name, params)
 
 
 def build_rebalancer(registry: Registry, name: str, params: dict[str, Any]) -> Rebalancer:
-    return _construct("rebalancer", name, registry.get("rebalancer", name).obj, **params)
+    return _build(registry, "rebalancer", name, params)
 
 
 def build_protocol(registry: Registry, name: str, params: dict[str, Any]) -> Protocol:
-    return _construct("protocol", name, registry.get("protocol", name).obj, **params)
+    return _build(registry, "protocol", name, params)

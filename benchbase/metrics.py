@@ -22,8 +22,8 @@ from typing import ClassVar
 import numpy as np
 from scipy import stats
 
-from benchbase.api import Predictions, TaskInfo
 from benchbase.errors import PluginError
+from benchbase.types import Predictions, TaskInfo
 
 #: Task kinds a metric applies to; "labels" are predicted classes of a class-labelled pretext head.
 METRIC_KINDS = ("regression", "classification", "labels")

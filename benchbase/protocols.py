@@ -28,6 +28,13 @@ from scipy import stats
 
 from benchbase.api import Column, Dataset, PluginError, Predictions, Protocol, Split, TaskInfo
 from benchbase.metrics import binned_errors, metric_key, pretext_class_metrics, standard_metric_names
+from benchbase.params import Param
+
+
+def FRACTION(default: float, help: str) -> Param:  # noqa: N802 - reads as a type in declarations
+    """A share of graphs in [0, 1)."""
+    return Param(default, "number", help, min=0.0, max=1.0, max_open=True)
+
 
 #: Equal-count bins of the distance beyond the threshold (quartiles): ``test_mae_bin1`` is nearest.
 DISTANCE_BINS = 4
@@ -66,18 +73,9 @@ class _Checked(Protocol):
     def validate(self) -> None:
         """Check parameter values (subclasses extend it)."""
 
-    def _choice(self, key: str, allowed: tuple[str, ...]) -> None:
-        if key in self.params and self.params[key] not in allowed:
-            raise PluginError(f"protocol {self.name!r}: {key} must be one of {list(allowed)}, got {self.params[key]!r}")
-
     def _fractions(self, *keys: str) -> None:
-        """Each fraction in [0, 1) and together below 1, so that the training slice is not empty."""
-        values = []
-        for key in keys:
-            value = self.params[key]
-            if not isinstance(value, int | float) or not 0 <= value < 1:
-                raise PluginError(f"protocol {self.name!r}: {key} must be a number in [0, 1), got {value!r}")
-            values.append(float(value))
+        """Fractions (each in [0, 1) by declaration) together below 1, so that training is not empty."""
+        values = [float(self.params[key]) for key in keys]
         if sum(values) >= 1:
             raise PluginError(f"protocol {self.name!r}: {' + '.join(keys)} = {sum(values):g} leaves no training graphs")
 
@@ -88,7 +86,11 @@ class _Checked(Protocol):
 class IID(_Checked):
     name = "iid"
     description = "Random split (80/10/10), or the dataset's official split when it has one."
-    defaults = {"valid_fraction": 0.1, "test_fraction": 0.1, "use_official": True}
+    param_spec = {
+        "valid_fraction": FRACTION(0.1, "share of usable graphs in valid"),
+        "test_fraction": FRACTION(0.1, "share of usable graphs in test"),
+        "use_official": Param(True, "bool", "use the dataset's official split when it has one"),
+    }
 
     def validate(self) -> None:
         super().validate()
@@ -196,23 +198,15 @@ class ExtrapolationThreshold(_HeldOutRegion):
         "Train and validate at or below a label threshold, test beyond it (Takashige et al. 2023). "
         "A random in-distribution slice (test_id) is held out to measure the extrapolation gap."
     )
-    defaults = {
-        "quantile": 0.8,
-        "threshold": None,
-        "side": "upper",
-        "valid_fraction": 0.1,
-        "id_test_fraction": 0.1,
+    param_spec = {
+        "quantile": Param(
+            0.8, "number", "label quantile of the boundary", min=0.0, max=1.0, min_open=True, max_open=True
+        ),
+        "threshold": Param(None, "number", "absolute label threshold (overrides quantile)"),
+        "side": Param("upper", "str", "test above (upper) or below (lower) the threshold", choices=("upper", "lower")),
+        "valid_fraction": FRACTION(0.1, "share of in-region graphs in valid"),
+        "id_test_fraction": FRACTION(0.1, "share of in-region graphs in test_id"),
     }
-
-    def validate(self) -> None:
-        super().validate()
-        self._choice("side", ("upper", "lower"))
-        q = self.params["quantile"]
-        if not isinstance(q, int | float) or not 0 < q < 1:
-            raise PluginError(f"protocol {self.name!r}: quantile must be in (0, 1), got {q!r}")
-        t = self.params["threshold"]
-        if t is not None and not isinstance(t, int | float):
-            raise PluginError(f"protocol {self.name!r}: threshold must be a number or null, got {t!r}")
 
     def threshold_of(self, labels: np.ndarray) -> float:
         """The absolute `threshold` if given, else the `quantile` of the labels (for ``side =
@@ -236,11 +230,13 @@ class ExtrapolationTails(_HeldOutRegion):
         "Test on the labels of lowest density (both tails) under a Gaussian kernel density fitted to all "
         "labels, as BOOM does (arXiv 2505.01912); a random in-distribution test_id slice is kept too."
     )
-    defaults = {
-        "test_fraction": 0.1,
-        "bandwidth": "scott",
-        "valid_fraction": 0.1,
-        "id_test_fraction": 0.1,
+    param_spec = {
+        "test_fraction": Param(
+            0.1, "number", "share of lowest-density labels tested", min=0.0, max=1.0, min_open=True, max_open=True
+        ),
+        "bandwidth": Param("scott", "any", "KDE bandwidth: 'scott', 'silverman' or a factor > 0"),
+        "valid_fraction": FRACTION(0.1, "share of in-region graphs in valid"),
+        "id_test_fraction": FRACTION(0.1, "share of in-region graphs in test_id"),
     }
     #: Up to this many labels the density is evaluated exactly at each label; above it (exact
     #: evaluation is quadratic in the count) by linear binning on an even grid of `GRID_POINTS`,
@@ -250,9 +246,6 @@ class ExtrapolationTails(_HeldOutRegion):
 
     def validate(self) -> None:
         super().validate()
-        f = self.params["test_fraction"]
-        if not isinstance(f, int | float) or not 0 < f < 1:
-            raise PluginError(f"protocol {self.name!r}: test_fraction must be in (0, 1), got {f!r}")
         bw = self.params["bandwidth"]
         if bw not in ("scott", "silverman") and not (isinstance(bw, int | float) and bw > 0):
             raise PluginError(f"protocol {self.name!r}: bandwidth must be 'scott', 'silverman' or > 0, got {bw!r}")
@@ -315,20 +308,20 @@ class Size(_HeldOutRegion):
     )
     requires = frozenset({"size"})
     needs_graph_regression = False
-    defaults = {
-        "max_size": None,
-        "quantile": 0.8,
-        "valid_fraction": 0.1,
-        "id_test_fraction": 0.1,
+    param_spec = {
+        "max_size": Param(None, "int", "largest size trained on (default: from quantile)", min=0),
+        "quantile": Param(
+            0.8,
+            "number",
+            "share of graphs at or below the size boundary",
+            min=0.0,
+            max=1.0,
+            min_open=True,
+            max_open=True,
+        ),
+        "valid_fraction": FRACTION(0.1, "share of in-region graphs in valid"),
+        "id_test_fraction": FRACTION(0.1, "share of in-region graphs in test_id"),
     }
-
-    def validate(self) -> None:
-        super().validate()
-        k, q = self.params["max_size"], self.params["quantile"]
-        if k is not None and (not isinstance(k, int) or isinstance(k, bool)):
-            raise PluginError(f"protocol {self.name!r}: max_size must be an integer or null, got {k!r}")
-        if not isinstance(q, int | float) or not 0 < q < 1:
-            raise PluginError(f"protocol {self.name!r}: quantile must be in (0, 1), got {q!r}")
 
     def max_size_of(self, sizes: np.ndarray) -> int:
         """k: `max_size` if given; else, among the sizes present but the largest, the one whose share
@@ -362,13 +355,16 @@ class Scaffold(_Checked):
         "largest first, fill train to 80%, then valid to 10%, the rest is test (OGB's rule; no randomness)."
     )
     requires = frozenset({"group"})
-    defaults = {"train_fraction": 0.8, "valid_fraction": 0.1}
+    param_spec = {
+        "train_fraction": Param(
+            0.8, "number", "share of graphs in train", min=0.0, max=1.0, min_open=True, max_open=True
+        ),
+        "valid_fraction": FRACTION(0.1, "share of graphs in valid"),
+    }
 
     def validate(self) -> None:
         super().validate()
         self._fractions("train_fraction", "valid_fraction")
-        if self.params["train_fraction"] == 0:
-            raise PluginError(f"protocol {self.name!r}: train_fraction must be above 0")
 
     def split(self, dataset: Dataset, task: TaskInfo, seed: int) -> Split:
         """Deterministic: the seed is not used. Groups are ordered by size, largest first, ties by the
@@ -411,15 +407,18 @@ class Imbalance(_Checked):
         "accuracy, macro-F1 and balanced accuracy on the test graphs (Wang et al. 2023)."
     )
     requires = frozenset({"node_class_counts"})
-    defaults = {"valid_fraction": 0.1, "test_fraction": 0.1, "rare_share": 0.05}
+    param_spec = {
+        "valid_fraction": FRACTION(0.1, "share of graphs in valid"),
+        "test_fraction": FRACTION(0.1, "share of graphs in test"),
+        "rare_share": Param(
+            0.05, "number", "a class is rare below this share of graphs", min=0.0, max=1.0, min_open=True
+        ),
+    }
     evaluates_pretext = True
 
     def validate(self) -> None:
         super().validate()
         self._fractions("valid_fraction", "test_fraction")
-        r = self.params["rare_share"]
-        if not isinstance(r, int | float) or not 0 < r <= 1:
-            raise PluginError(f"protocol {self.name!r}: rare_share must be in (0, 1], got {r!r}")
 
     def split(self, dataset: Dataset, task: TaskInfo, seed: int) -> Split:
         usable = usable_graphs(dataset, task)

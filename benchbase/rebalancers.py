@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from benchbase.api import PluginError, Rebalancer
+from benchbase.params import Param, spec_of, validate
 
 PSEUDO_COUNT = 0.5  # stands in for a zero count where a log or a power of it is taken
 
@@ -64,12 +65,7 @@ class CountRebalancer(Rebalancer):
     """Shared mechanics: keyword parameters checked against `defaults`, counts validated in `fit`."""
 
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise PluginError(
-                f"rebalancer {self.name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(self.defaults)}"
-            )
-        self.params = {**self.defaults, **params}
+        self.params = validate(spec_of(type(self)), params, f"rebalancer {self.name!r}")
         self.class_counts: np.ndarray | None = None
         self.num_samples: int | None = None
 
@@ -181,12 +177,7 @@ class ClassBalanced(WeightedRebalancer):
 
     name = "class-balanced"
     description = "Weights 1 / effective number (1 - beta^n_c) / (1 - beta) (Cui et al. 2019), beta 0.999."
-    defaults = {"beta": 0.999}
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        if not 0.0 <= float(self.params["beta"]) < 1.0:
-            raise PluginError(f"rebalancer 'class-balanced': beta must lie in [0, 1), got {self.params['beta']!r}")
+    param_spec = {"beta": Param(0.999, "number", "effective-number decay", min=0.0, max=1.0, max_open=True)}
 
     def weights(self, counts: np.ndarray) -> np.ndarray:
         beta = float(self.params["beta"])
@@ -207,12 +198,7 @@ class Focal(CountRebalancer):
 
     name = "focal"
     description = "Focal loss -(1 - p_t)^gamma log p_t (Lin et al. 2017), gamma 2."
-    defaults = {"gamma": 2.0}
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        if float(self.params["gamma"]) < 0:
-            raise PluginError(f"rebalancer 'focal': gamma must be >= 0, got {self.params['gamma']!r}")
+    param_spec = {"gamma": Param(2.0, "number", "focusing exponent; 0 is cross-entropy", min=0.0)}
 
     def loss(self, logits, targets, multilabel=False):
         gamma = float(self.params["gamma"])
@@ -235,7 +221,7 @@ class LogitAdjustment(CountRebalancer):
 
     name = "logit-adjustment"
     description = "Cross-entropy on logits + tau log prior (Menon et al. 2021), tau 1."
-    defaults = {"tau": 1.0}
+    param_spec = {"tau": Param(1.0, "number", "scale of the log-prior offsets")}
 
     def offsets(self, logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
         tau = float(self.params["tau"])
@@ -263,12 +249,7 @@ class MaskedResampling(NoRebalancing):
     name = "masked-resampling"
     data_side = True
     description = "Mask items with probability proportional to count^-alpha (data side), plain loss, alpha 1."
-    defaults = {"alpha": 1.0}
-
-    def __init__(self, **params: Any) -> None:
-        CountRebalancer.__init__(self, **params)
-        if float(self.params["alpha"]) < 0:
-            raise PluginError(f"rebalancer 'masked-resampling': alpha must be >= 0, got {self.params['alpha']!r}")
+    param_spec = {"alpha": Param(1.0, "number", "selection weight exponent: count^-alpha", min=0.0)}
 
     def fit(self, class_counts: np.ndarray, num_samples: int | None = None) -> None:
         CountRebalancer.fit(self, class_counts, num_samples)

@@ -22,6 +22,7 @@ import pluggy
 from benchbase import hookspecs
 from benchbase.errors import DuplicateName, GridError, PluginError
 from benchbase.identity import distribution_fingerprint, harness_distribution, module_fingerprint
+from benchbase.params import Param, spec_of
 
 ENTRY_POINT_GROUP = "benchbase"
 #: The pseudo-distribution of plugin modules loaded without one (tests, development).
@@ -48,6 +49,12 @@ class Entry:
     distribution: str
     version: str
     description: str = ""
+    declared: dict[str, Param] | None = None  # a dataset factory's parameters, given at registration
+
+    @property
+    def param_spec(self) -> dict[str, Param] | None:
+        """Its typed parameters (`benchbase.params`); None when it takes anything."""
+        return self.declared if self.declared is not None else spec_of(self.obj)
 
     @property
     def fingerprint(self) -> str:
@@ -56,7 +63,8 @@ class Entry:
             return module_fingerprint(self.plugin)
         return distribution_fingerprint(self.distribution)
 
-    def info(self) -> dict[str, str]:
+    def info(self) -> dict[str, Any]:
+        spec = self.param_spec
         return {
             "kind": self.kind,
             "name": self.name,
@@ -64,6 +72,7 @@ class Entry:
             "distribution": self.distribution,
             "version": self.version,
             "description": self.description,
+            "parameters": None if spec is None else {k: p.describe() for k, p in sorted(spec.items())},
         }
 
 
@@ -136,9 +145,12 @@ def _allowed_names() -> set[str] | None:
 
 
 def _make_register(registry: Registry, kind: str, source: _Source) -> Callable[..., None]:
-    def register(obj_or_name: Any, factory: Any = None, description: str = "") -> None:
-        if kind == "dataset":
+    def register(obj_or_name: Any, factory: Any = None, description: str = "", param_spec: Any = None) -> None:
+        if kind == "dataset" and isinstance(obj_or_name, str):  # register(name, factory, ...)
             name, obj = obj_or_name, factory
+        elif kind == "dataset":  # register(DatasetSubclass): name, description, parameters on the class
+            obj = obj_or_name
+            name, description = obj.name, description or getattr(obj, "description", "")
         else:
             obj = obj_or_name
             name, description = obj.name, getattr(obj, "description", "")
@@ -151,7 +163,9 @@ def _make_register(registry: Registry, kind: str, source: _Source) -> Callable[.
                 f"duplicate {kind} name {name!r}: provided by {other.distribution} (plugin {other.plugin!r}) "
                 f"and by {source.distribution} (plugin {source.plugin!r})"
             )
-        registry.entries[key] = Entry(kind, name, obj, source.plugin, source.distribution, source.version, description)
+        registry.entries[key] = Entry(
+            kind, name, obj, source.plugin, source.distribution, source.version, description, param_spec
+        )
 
     return register
 

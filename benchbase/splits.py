@@ -86,18 +86,21 @@ def split_from_native(payload: dict[str, list], ids: np.ndarray) -> Split:
 
 def protocol_table(registry: Any) -> list[dict[str, Any]]:
     """One row per registered protocol, by name: ``name``, ``description``, ``requires`` (graph
-    properties it needs, sorted), ``params`` (defaults, sorted by key), ``distribution``, ``version``.
+    properties it needs, sorted), ``params`` (defaults, sorted by key), ``parameters`` (the typed
+    declarations, as `benchbase plugins --json` prints them), ``distribution``, ``version``.
     JSON-serialisable, for ``benchbase protocols [--json]``."""
     rows = []
     for name in registry.names("protocol"):
         entry = registry.get("protocol", name)
         cls = entry.obj
+        spec = entry.param_spec or {}
         rows.append(
             {
                 "name": name,
                 "description": getattr(cls, "description", "") or entry.description,
                 "requires": sorted(getattr(cls, "requires", ())),
-                "params": dict(sorted(getattr(cls, "defaults", {}).items())),
+                "params": {k: p.default for k, p in sorted(spec.items())},
+                "parameters": {k: p.describe() for k, p in sorted(spec.items())},
                 "distribution": entry.distribution,
                 "version": entry.version,
             }

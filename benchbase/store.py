@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from benchbase.api import Predictions
 from benchbase.cache import atomic_path
 from benchbase.errors import StoreError
+from benchbase.types import Predictions
 
 SCHEMA_VERSION = 2
 SCHEMA = """

@@ -491,5 +491,5 @@ def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> R
 def _skipped_inputs(dataset: Dataset) -> dict[str, Any]:
     """Inputs the dataset plugin could not use (unparsable records): counted and listed (the first
     100) in the run record, so that nothing is dropped silently."""
-    skipped = list(getattr(dataset, "skipped", None) or [])
+    skipped = list(dataset.skipped)
     return {"skipped_inputs": len(skipped), "skipped_examples": [list(item) for item in skipped[:100]]}

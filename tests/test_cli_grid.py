@@ -85,7 +85,10 @@ encoders = ["tiny"]
 def test_bad_grid_input_gives_a_clear_error(synthetic_env, tmp_path):
     cases = {
         "unknown encoder": ('encoders = ["nope"]', "unknown encoder 'nope'"),
-        "unknown param": ('encoders = ["tiny"]\n[study.params.encoder.tiny]\nwidth = 3', "no parameter(s) ['width']"),
+        "unknown param": (
+            'encoders = ["tiny"]\n[study.params.encoder.tiny]\nwidth = 3',
+            "[study.params.encoder.\"tiny\"]: unknown parameter 'width'; known: explode",
+        ),
     }
     for body, expected in cases.values():
         grid = tmp_path / "bad.toml"

@@ -92,7 +92,7 @@ def test_accepts_mask_tokens(cls, toy, batch):
 
 @pytest.mark.parametrize("cls", ENCODERS, ids=lambda c: c.name)
 def test_rejects_unknown_parameter(cls, toy):
-    with pytest.raises(PluginError, match="no parameter"):
+    with pytest.raises(PluginError, match="unknown parameter"):
         cls(toy.features, widht=3)
 
 

@@ -140,7 +140,7 @@ def test_node_masking_uses_context_weights(toy):
 
 
 def test_parameters_are_checked():
-    with pytest.raises(PluginError, match="no parameter"):
+    with pytest.raises(PluginError, match="unknown parameter"):
         NodeMasking(rate=0.2)
     with pytest.raises(PluginError, match="mask_rate"):
         NodeMasking(mask_rate=0.0)

@@ -410,8 +410,8 @@ def test_pretrain_pool_by_mode():
         (P.ExtrapolationThreshold, {"quantile": 1.5}, "quantile"),
         (P.ExtrapolationTails, {"bandwidth": -1}, "bandwidth"),
         (P.Size, {"max_size": "big"}, "max_size"),
-        (P.Imbalance, {"pretrain_pool": "train"}, "no parameter"),
-        (P.Scaffold, {"shuffle": True}, "no parameter"),
+        (P.Imbalance, {"pretrain_pool": "train"}, "unknown parameter"),
+        (P.Scaffold, {"shuffle": True}, "unknown parameter"),
     ],
 )
 def test_bad_parameters_are_plugin_errors(cls, params, message):

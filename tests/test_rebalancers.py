@@ -247,7 +247,7 @@ def test_multilabel_needs_num_samples(multilabel):
 
 @pytest.mark.parametrize("cls", REBALANCERS, ids=lambda c: c.name)
 def test_rejects_unknown_parameters(cls):
-    with pytest.raises(PluginError, match="no parameter"):
+    with pytest.raises(PluginError, match="unknown parameter"):
         cls(gama=2)
 
 

@@ -27,6 +27,8 @@ import numpy as np
 
 from benchbase.api import Dataset, FeatureSpec, GraphArrays, PluginError, TaskInfo
 from benchbase.cache import cache_dir
+from benchbase.errors import DataUnavailable
+from benchbase.params import Param
 from benchbase_glass import formats
 from benchbase_glass.targets import bond_motion, minimum_image, neighbour_pairs, propensity
 
@@ -77,6 +79,11 @@ class GlassDataset(Dataset):
         if root is not None and not Path(root).is_dir():
             return f"{self.name}: data directory {root} does not exist"
         return None
+
+    def check_available(self) -> None:
+        reason = self.missing_reason()
+        if reason:
+            raise DataUnavailable(reason)
 
     def arrays(self) -> GraphArrays:
         if self._arrays is None:
@@ -351,7 +358,12 @@ def _factory(cls: type) -> Callable[..., Dataset]:
     def build(**params: Any) -> Dataset:
         return cls(**params)
 
-    build.defaults = {"root": None, "temperatures": None, "time_indices": None, "max_configs": None}
+    build.param_spec = {
+        "root": Param(None, "str", "directory of the data files (see the dataset's description)"),
+        "temperatures": Param(None, "list", "keep these temperatures only", items="number"),
+        "time_indices": Param(None, "list", "keep these time indices only", items="int"),
+        "max_configs": Param(None, "int", "configurations per temperature and split", min=1),
+    }
     build.__doc__ = cls.__doc__
     return build
 

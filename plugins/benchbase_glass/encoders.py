@@ -26,8 +26,6 @@ multiplying an E x 4w concatenation at every step.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -35,6 +33,7 @@ from torch_geometric.utils import scatter
 
 from benchbase.api import Dataset, Embeddings, Encoder, FeatureSpec, GraphBatch, PluginError
 from benchbase.batching import concat_ranges
+from benchbase.params import Param
 
 
 class _SplitLinear(nn.Module):
@@ -49,7 +48,10 @@ class BotanEncoder(Encoder):
     name = "botan"
     description = "BOTAN / Bapst encode-process-decode GNN (shared weights, node + edge latents)"
     requires = frozenset({"glass"})
-    defaults: dict[str, Any] = {"hidden": 64, "steps": 7}
+    param_spec = {
+        "hidden": Param(64, "int", "latent width", min=1),
+        "steps": Param(7, "int", "message-passing steps (weights shared)", min=1),
+    }
     returns_edge = True
 
     def __init__(self, features: FeatureSpec, hidden: int = 64, steps: int = 7) -> None:
@@ -99,7 +101,7 @@ class DescriptorEncoder(Encoder):
     name = "glass-descriptors"
     description = "Local-structure descriptors (energy, coarse-grained energy, densities); linear head = regression"
     requires = frozenset({"glass"})
-    defaults: dict[str, Any] = {"radii": [1.0, 1.5, 2.0]}
+    param_spec = {"radii": Param([1.0, 1.5, 2.0], "list", "coarse-graining radii (sigma)", items="number")}
     supports_pretext = False
 
     def __init__(self, features: FeatureSpec, radii: list[float] | None = None) -> None:

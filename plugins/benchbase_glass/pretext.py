@@ -8,13 +8,12 @@ labels, so the glass protocols restrict its pool to training configurations (see
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
 
 from benchbase.api import Dataset, Encoder, GraphBatch, PluginError, PretextContext, PretextOutput, PretextTask
+from benchbase.params import Param
 
 
 class _EdgeHead(nn.Module):
@@ -34,7 +33,7 @@ class EdgePretraining(PretextTask):
     name = "edge-pretraining"
     description = "Pretrain on the bond-motion edge target (BOTAN p = 0), then fine-tune"
     requires = frozenset({"glass"})
-    defaults: dict[str, Any] = {"target": "bond_motion"}
+    param_spec = {"target": Param("bond_motion", "str", "the edge target regressed")}
     class_labelled = False
     reads_labels = True
 

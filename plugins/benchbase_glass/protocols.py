@@ -12,6 +12,21 @@ from __future__ import annotations
 import numpy as np
 
 from benchbase.api import Column, Dataset, PluginError, Protocol, Split, TaskInfo
+from benchbase.params import Param
+
+TIME_INDEX = Param(None, "int", "time index of the targets (default: the latest)", min=0)
+VALID = Param(
+    0.2, "number", "share of training configurations held out for validation", min=0.0, max=1.0, max_open=True
+)
+TEST = Param(
+    0.25,
+    "number",
+    "test share when the data has no official test directory",
+    min=0.0,
+    max=1.0,
+    min_open=True,
+    max_open=True,
+)
 
 
 def _pick(values: np.ndarray, wanted: float | int | None, what: str, dataset: Dataset, rows: np.ndarray) -> np.ndarray:
@@ -72,11 +87,11 @@ class _GlassProtocol(Protocol):
 class GlassTime(_GlassProtocol):
     name = "glass-time"
     description = "One temperature and time index (default: lowest T, latest time); official train/test"
-    defaults = {
-        "time_index": None,
-        "temperature": None,
-        "valid_fraction": 0.2,
-        "test_fraction": 0.25,
+    param_spec = {
+        "time_index": TIME_INDEX,
+        "temperature": Param(None, "number", "temperature (default: the lowest)"),
+        "valid_fraction": VALID,
+        "test_fraction": TEST,
     }
 
     def split(self, dataset: Dataset, task: TaskInfo, seed: int) -> Split:
@@ -92,12 +107,12 @@ class GlassTime(_GlassProtocol):
 class GlassTemperatureTransfer(_GlassProtocol):
     name = "glass-temperature-transfer"
     description = "Train at train_temperature, test at test_temperature (test_id: held-out configs at train T)"
-    defaults = {
-        "train_temperature": None,
-        "test_temperature": None,
-        "time_index": None,
-        "valid_fraction": 0.2,
-        "test_fraction": 0.25,
+    param_spec = {
+        "train_temperature": Param(None, "number", "temperature trained on (default: the highest)"),
+        "test_temperature": Param(None, "number", "temperature tested on (default: the lowest)"),
+        "time_index": TIME_INDEX,
+        "valid_fraction": VALID,
+        "test_fraction": TEST,
     }
 
     def incompatibility(self, dataset: Dataset) -> str | None:

@@ -20,16 +20,25 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from benchbase.api import Embeddings, Encoder, FeatureSpec, GraphBatch, PluginError
+from benchbase.params import Param, spec_of, validate
 
 POOLINGS = ("mean", "sum", "max")
 
 
-def resolve_params(kind: str, name: str, defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overridden by `params`; unknown keys are a `PluginError` naming the known ones."""
-    unknown = set(params) - set(defaults)
-    if unknown:
-        raise PluginError(f"{kind} {name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(defaults)}")
-    return {**defaults, **params}
+def LAYERS(default: int) -> Param:  # noqa: N802 - reads as a type in declarations
+    return Param(default, "int", "message-passing layers", min=1)
+
+
+def HIDDEN(default: int) -> Param:  # noqa: N802
+    return Param(default, "int", "embedding width", min=1)
+
+
+def DROPOUT(default: float) -> Param:  # noqa: N802
+    return Param(default, "number", "dropout after each layer", min=0.0, max=1.0, max_open=True)
+
+
+POOLING = Param("mean", "str", "node -> graph pooling", choices=POOLINGS)
+STACKED = {"layers": LAYERS(5), "hidden": HIDDEN(300), "dropout": DROPOUT(0.5), "pooling": POOLING}
 
 
 class InputEmbedding(nn.Module):
@@ -132,20 +141,10 @@ def _check_divides(name: str, params: dict[str, Any], key: str) -> None:
 class BaseEncoder(Encoder):
     """Parameter checking shared by the encoders: ``layers``, ``hidden``, ``dropout``, ``pooling``."""
 
-    defaults: ClassVar[dict[str, Any]] = {}
-
     def __init__(self, features: FeatureSpec, **params: Any) -> None:
         super().__init__()
         self.features = features
-        self.hparams = resolve_params("encoder", self.name, self.defaults, params)
-        hp = self.hparams
-        for key in ("layers", "hidden"):
-            if key in hp and (not isinstance(hp[key], int) or hp[key] < 1):
-                raise PluginError(f"encoder {self.name!r}: {key} must be a positive integer, got {hp[key]!r}")
-        if "dropout" in hp and not 0.0 <= float(hp["dropout"]) < 1.0:
-            raise PluginError(f"encoder {self.name!r}: dropout must lie in [0, 1), got {hp['dropout']!r}")
-        if "pooling" in hp and hp["pooling"] not in POOLINGS:
-            raise PluginError(f"encoder {self.name!r}: pooling must be one of {POOLINGS}, got {hp['pooling']!r}")
+        self.hparams = validate(spec_of(type(self)), params, f"encoder {self.name!r}")
         missing = {"pos"} & set(self.requires) if not features.has_pos else set()
         if missing:
             raise PluginError(f"encoder {self.name!r} needs 3D coordinates (pos) but the dataset has none")
@@ -189,7 +188,7 @@ class GIN(BaseEncoder):
 
     name = "gin"
     description = "GIN with atom and bond embeddings (Hu et al. 2020), 5 x 300, batchnorm, mean pooling."
-    defaults = {"layers": 5, "hidden": 300, "dropout": 0.5, "pooling": "mean"}
+    param_spec = STACKED
 
     def __init__(self, features: FeatureSpec, **params: Any) -> None:
         super().__init__(features, **params)
@@ -224,7 +223,7 @@ class StackedEncoder(BaseEncoder):
     last, as in OGB's molecule examples) and dropout; the last layer's nodes are pooled. Subclasses
     provide `make_conv(i)` returning a module ``conv(h, batch) -> h``."""
 
-    defaults = {"layers": 5, "hidden": 300, "dropout": 0.5, "pooling": "mean"}
+    param_spec = STACKED
 
     def __init__(self, features: FeatureSpec, **params: Any) -> None:
         super().__init__(features, **params)
@@ -359,7 +358,7 @@ class GATv2(StackedEncoder):
 
     name = "gatv2"
     description = "GATv2 attention with bond embeddings as edge features, 5 x 300, 4 heads."
-    defaults = {"layers": 5, "hidden": 300, "dropout": 0.5, "pooling": "mean", "heads": 4}
+    param_spec = {**STACKED, "heads": Param(4, "int", "attention heads (hidden must divide by it)", min=1)}
 
     def __init__(self, features: FeatureSpec, **params: Any) -> None:
         _check_divides(self.name, {**self.defaults, **params}, "heads")
@@ -408,7 +407,13 @@ class PNA(StackedEncoder):
 
     name = "pna"
     description = "Principal Neighbourhood Aggregation, 4 x 75, 5 towers (Corso et al. 2020)."
-    defaults = {"layers": 4, "hidden": 75, "dropout": 0.0, "pooling": "mean", "towers": 5}
+    param_spec = {
+        "layers": LAYERS(4),
+        "hidden": HIDDEN(75),
+        "dropout": DROPOUT(0.0),
+        "pooling": POOLING,
+        "towers": Param(5, "int", "towers (hidden must divide by it)", min=1),
+    }
 
     def __init__(self, features: FeatureSpec, **params: Any) -> None:
         _check_divides(self.name, {**self.defaults, **params}, "towers")
@@ -447,7 +452,14 @@ class GPS(BaseEncoder):
 
     name = "gps"
     description = "GraphGPS: local GINE + global attention per graph, 10 x 64, 4 heads (Rampasek et al. 2022)."
-    defaults = {"layers": 10, "hidden": 64, "dropout": 0.0, "pooling": "mean", "heads": 4, "attn_dropout": 0.5}
+    param_spec = {
+        "layers": LAYERS(10),
+        "hidden": HIDDEN(64),
+        "dropout": DROPOUT(0.0),
+        "pooling": POOLING,
+        "heads": Param(4, "int", "attention heads (hidden must divide by it)", min=1),
+        "attn_dropout": DROPOUT(0.5),
+    }
 
     def __init__(self, features: FeatureSpec, **params: Any) -> None:
         from torch_geometric.nn import GINEConv, GPSConv
@@ -506,14 +518,14 @@ class SchNet(BaseEncoder):
     name = "schnet"
     description = "SchNet continuous-filter convolutions on 3D coordinates, 6 x 128, cutoff 10 A."
     requires = frozenset({"pos"})
-    defaults = {
-        "layers": 6,
-        "hidden": 128,
-        "filters": 128,
-        "gaussians": 50,
-        "cutoff": 10.0,
-        "dropout": 0.0,
-        "pooling": "sum",
+    param_spec = {
+        "layers": LAYERS(6),
+        "hidden": HIDDEN(128),
+        "filters": Param(128, "int", "continuous filters", min=1),
+        "gaussians": Param(50, "int", "Gaussians of the distance expansion", min=1),
+        "cutoff": Param(10.0, "number", "interaction cutoff (Angstrom)", min=0.0, min_open=True),
+        "dropout": DROPOUT(0.0),
+        "pooling": Param("sum", "str", "node -> graph pooling", choices=POOLINGS),
     }
 
     def __init__(self, features: FeatureSpec, **params: Any) -> None:
@@ -581,7 +593,13 @@ class FingerprintMLP(BaseEncoder):
     name = "fingerprint-mlp"
     description = "Morgan fingerprint (r=2, 2048 bits) + MLP, 6 x 1200 (OGB fingerprint baseline)."
     requires = frozenset({"smiles"})
-    defaults = {"layers": 6, "hidden": 1200, "dropout": 0.2, "radius": 2, "bits": 2048}
+    param_spec = {
+        "layers": LAYERS(6),
+        "hidden": HIDDEN(1200),
+        "dropout": DROPOUT(0.2),
+        "radius": Param(2, "int", "Morgan radius", min=0),
+        "bits": Param(2048, "int", "fingerprint length", min=1),
+    }
     supports_pretext: ClassVar[bool] = False
 
     def __init__(self, features: FeatureSpec, **params: Any) -> None:

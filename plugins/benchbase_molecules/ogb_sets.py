@@ -32,6 +32,8 @@ import numpy as np
 
 from benchbase.api import PluginError, TaskInfo
 from benchbase.cache import cache_dir
+from benchbase.errors import DataUnavailable
+from benchbase.params import Param
 from benchbase_molecules.featurize import FEATURIZER_VERSION, featurize_smiles
 from benchbase_molecules.moldata import (
     MoleculeDataset,
@@ -113,6 +115,7 @@ class OGBMolecules(MoleculeDataset):
     downloads it: ``<root>/ogbg_molhiv/{raw,split/scaffold,mapping,RELEASE_v1.txt}``."""
 
     base_provides = MoleculeDataset.base_provides | {"official_split"}
+    param_spec = {"root": Param(None, "str", "directory holding ogb's dataset folders (default: the cache)")}
 
     def __init__(self, name: str, root: str | None = None, tasks: list[str] | None = None) -> None:
         self.all_tasks = task_infos(name)
@@ -136,7 +139,7 @@ class OGBMolecules(MoleculeDataset):
     def check_available(self) -> None:
         missing = self._missing()
         if missing:
-            raise PluginError(
+            raise DataUnavailable(
                 f"dataset {self.ogb_name!r}: no data in {self.folder} (missing {missing}). This machine cannot "
                 f'download it; on a machine with internet run `python -c "from ogb.graphproppred import '
                 f"GraphPropPredDataset as D; D('{self.ogb_name}', root='dataset')\"` and copy "
@@ -227,6 +230,12 @@ class PCQM4Mv2(MoleculeDataset):
     all_tasks = [TaskInfo(name="homo_lumo_gap", unit="eV", metric="mae", description="HOMO-LUMO gap (DFT)")]
     base_provides = MoleculeDataset.base_provides | {"official_split"}
 
+    param_spec = {
+        "root": Param(None, "str", "directory holding pcqm4m-v2/ (default: the cache)"),
+        "subset": Param(None, "int", "the first this many molecules", min=1, max=3_746_620),
+        "workers": Param(1, "int", "processes that featurise on first use", min=1),
+    }
+
     def __init__(self, root: str | None = None, subset: int | None = None, workers: int = 1) -> None:
         super().__init__("pcqm4mv2", None)
         self.root = Path(root) if root is not None else default_root()
@@ -245,7 +254,7 @@ class PCQM4Mv2(MoleculeDataset):
     def check_available(self) -> None:
         missing = self._missing()
         if missing:
-            raise PluginError(
+            raise DataUnavailable(
                 f"dataset 'pcqm4mv2': no data in {self.folder} (missing {missing}). This machine cannot download "
                 'it; on a machine with internet run `python -c "from ogb.lsc import PCQM4Mv2Dataset as D; '
                 f"D(root='dataset', only_smiles=True)\"` and copy dataset/pcqm4m-v2 to {self.folder} "
@@ -299,5 +308,7 @@ def register(register_fn: Any) -> None:
         def build(_name: str = name, **params: Any) -> OGBMolecules:
             return OGBMolecules(_name, **params)
 
-        register_fn(name, build, description=f"OGB {name}: {n_tasks} {kind} task(s), metric {metric}, scaffold split")
-    register_fn("pcqm4mv2", PCQM4Mv2, description="OGB-LSC PCQM4Mv2 HOMO-LUMO gap (eV), official split")
+        description = f"OGB {name}: {n_tasks} {kind} task(s), metric {metric}, scaffold split"
+        register_fn(name, build, description=description, param_spec=OGBMolecules.param_spec)
+    description = "OGB-LSC PCQM4Mv2 HOMO-LUMO gap (eV), official split"
+    register_fn("pcqm4mv2", PCQM4Mv2, description=description, param_spec=PCQM4Mv2.param_spec)

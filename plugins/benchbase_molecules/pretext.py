@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchbase.api import Dataset, Encoder, GraphBatch, PluginError, PretextContext, PretextOutput, PretextTask
-from benchbase_molecules.encoders import resolve_params
+from benchbase.params import Param, spec_of, validate
 
 NUM_OGB_ELEMENTS = 119  # OGB's atomic-number vocabulary: index i is atomic number i + 1, index 118 "misc"
 
@@ -84,10 +84,7 @@ class MolecularPretext(PretextTask):
     """Parameter checking shared by this plugin's pretext tasks."""
 
     def __init__(self, **params: Any) -> None:
-        self.params = resolve_params("pretext task", self.name, self.defaults, params)
-        rate = self.params.get("mask_rate")
-        if rate is not None and not 0.0 < float(rate) <= 1.0:
-            raise PluginError(f"pretext task {self.name!r}: mask_rate must lie in (0, 1], got {rate!r}")
+        self.params = validate(spec_of(type(self)), params, f"pretext task {self.name!r}")
 
     def _vocab(self, dataset: Dataset, which: str) -> tuple[int, ...]:
         vocab = getattr(dataset.features, which)
@@ -113,7 +110,11 @@ class NodeMasking(MolecularPretext):
     name = "node-masking"
     description = "Mask 15% of atoms (at least one per graph), predict their element (Hu et al. 2020)."
     requires = frozenset({"x_categorical"})
-    defaults = {"mask_rate": 0.15}
+    param_spec = {
+        "mask_rate": Param(
+            0.15, "number", "share of items masked per graph (at least one)", min=0.0, max=1.0, min_open=True
+        )
+    }
     uses_selection_weights: ClassVar[bool] = True
 
     def prepare(self, dataset: Dataset, pool: np.ndarray) -> None:
@@ -279,12 +280,14 @@ class Motif(GraphLabelTask):
 
     name = "motif"
     description = "Multi-label: RDKit's 85 fr_* functional groups (GROVER), optionally a BRICS vocabulary."
-    defaults = {"functional_groups": True, "brics": 0, "brics_min_count": 2}
+    param_spec = {
+        "functional_groups": Param(True, "bool", "RDKit's 85 fr_* functional groups as labels"),
+        "brics": Param(0, "int", "most frequent BRICS fragments of the pool added as labels", min=0),
+        "brics_min_count": Param(2, "int", "pool molecules a BRICS fragment must occur in", min=1),
+    }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        if int(self.params["brics"]) < 0:
-            raise PluginError(f"pretext task 'motif': brics must be >= 0, got {self.params['brics']!r}")
         if not self.params["functional_groups"] and not int(self.params["brics"]):
             raise PluginError("pretext task 'motif': enable functional_groups or set brics > 0 (no labels otherwise)")
 
@@ -315,7 +318,11 @@ class EdgeMasking(MolecularPretext):
     name = "edge-masking"
     description = "Mask 15% of bonds (both directions), predict their bond type."
     requires = frozenset({"edge_attr"})
-    defaults = {"mask_rate": 0.15}
+    param_spec = {
+        "mask_rate": Param(
+            0.15, "number", "share of items masked per graph (at least one)", min=0.0, max=1.0, min_open=True
+        )
+    }
     uses_selection_weights: ClassVar[bool] = True
 
     def prepare(self, dataset: Dataset, pool: np.ndarray) -> None:
@@ -407,7 +414,11 @@ class ContextPrediction(MolecularPretext):
 
     name = "context-prediction"
     description = "Does this context ring belong to this atom's neighbourhood? (Hu et al. 2020, simplified)"
-    defaults = {"k": 2, "r1": 1, "r2": 4}
+    param_spec = {
+        "k": Param(2, "int", "hops of the substructure", min=0),
+        "r1": Param(1, "int", "inner radius of the context ring", min=0),
+        "r2": Param(4, "int", "outer radius of the context ring", min=1),
+    }
     class_labelled = True
 
     def __init__(self, **params: Any) -> None:
@@ -505,7 +516,11 @@ class GraphCL(MolecularPretext):
 
     name = "graphcl"
     description = "Contrastive: two augmented views (node/edge drop, attribute mask), NT-Xent (You et al. 2020)."
-    defaults = {"augmentations": list(AUGMENTATIONS), "ratio": 0.2, "temperature": 0.1}
+    param_spec = {
+        "augmentations": Param(list(AUGMENTATIONS), "list", f"views drawn from {AUGMENTATIONS}", items="str"),
+        "ratio": Param(0.2, "number", "share of items dropped or masked", min=0.0, max=1.0, max_open=True),
+        "temperature": Param(0.1, "number", "NT-Xent temperature", min=0.0, min_open=True),
+    }
     class_labelled = False
 
     def __init__(self, **params: Any) -> None:
@@ -514,10 +529,6 @@ class GraphCL(MolecularPretext):
         bad = [a for a in augs if a not in AUGMENTATIONS]
         if not augs or bad:
             raise PluginError(f"pretext task 'graphcl': augmentations must be a non-empty subset of {AUGMENTATIONS}")
-        if not 0.0 <= float(self.params["ratio"]) < 1.0:
-            raise PluginError(f"pretext task 'graphcl': ratio must lie in [0, 1), got {self.params['ratio']!r}")
-        if float(self.params["temperature"]) <= 0:
-            raise PluginError("pretext task 'graphcl': temperature must be > 0")
 
     def prepare(self, dataset: Dataset, pool: np.ndarray) -> None:
         self.node_vocab = tuple(int(v) for v in dataset.features.node_vocab)

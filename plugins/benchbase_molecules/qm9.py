@@ -27,6 +27,8 @@ import numpy as np
 
 from benchbase.api import PluginError, TaskInfo
 from benchbase.cache import cache_dir
+from benchbase.errors import DataUnavailable
+from benchbase.params import Param
 from benchbase_molecules.featurize import FEATURIZER_VERSION, featurize_smiles
 from benchbase_molecules.moldata import (
     MoleculeDataset,
@@ -78,7 +80,7 @@ def _distribution() -> importlib.metadata.Distribution:
     try:
         return importlib.metadata.distribution("qm9pack")
     except importlib.metadata.PackageNotFoundError:
-        raise PluginError(
+        raise DataUnavailable(
             "dataset 'qm9' needs the PyPI package qm9pack (it ships the QM9 CSV files): pip install qm9pack"
         ) from None
 
@@ -88,7 +90,7 @@ def source_files() -> list[Path]:
     paths = [Path(str(dist.locate_file(p))) for p in _PARTS]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise PluginError(
+        raise DataUnavailable(
             f"dataset 'qm9': qm9pack is installed but lacks {missing}; reinstall it (pip install qm9pack)"
         )
     return paths
@@ -258,6 +260,11 @@ class QM9(MoleculeDataset):
     """
 
     all_tasks = TASKS
+    param_spec = {
+        "subset": Param(None, "int", "a fixed random subset of this many molecules", min=1, max=NUM_MOLECULES),
+        "positions": Param(True, "bool", "provide heavy-atom 3D coordinates as pos"),
+        "workers": Param(1, "int", "processes that featurise on first use", min=1),
+    }
 
     def __init__(
         self, tasks: list[str] | None = None, subset: int | None = None, positions: bool = True, workers: int = 1
@@ -379,6 +386,12 @@ def factory(task: str | None) -> Any:
 
 
 def register(register_fn: Any) -> None:
-    register_fn("qm9", factory(None), description="QM9, all 12 targets (multi-task), offline from qm9pack")
+    register_fn(
+        "qm9",
+        factory(None),
+        description="QM9, all 12 targets (multi-task), offline from qm9pack",
+        param_spec=QM9.param_spec,
+    )
     for info in TASKS:
-        register_fn(f"qm9/{info.name}", factory(info.name), description=f"QM9 {info.description} ({info.unit})")
+        description = f"QM9 {info.description} ({info.unit})"
+        register_fn(f"qm9/{info.name}", factory(info.name), description=description, param_spec=QM9.param_spec)
