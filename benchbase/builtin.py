@@ -1,9 +1,9 @@
-"""The core's own plugin: generic protocols, rebalancers and metrics, registered like any third
-party's."""
+"""The core's own plugin: generic protocols, rebalancers, metrics and the local executor,
+registered like any third party's."""
 
 from __future__ import annotations
 
-from benchbase import metrics, protocols, rebalancers
+from benchbase import executors, metrics, protocols, rebalancers
 from benchbase.hookspecs import hookimpl
 
 PROTOCOLS = [
@@ -41,3 +41,8 @@ def register_rebalancers(register):
 def register_metrics(register):
     for cls in metrics.BUILTIN_METRICS:
         register(cls)
+
+
+@hookimpl
+def register_executors(register):
+    register(executors.LocalExecutor)

@@ -87,7 +87,16 @@ def run(
     jobs: Annotated[
         int | None, typer.Option(min=1, help="Runs in parallel, in separate processes. Default: one per CPU core.")
     ] = None,
-    executor: Annotated[str, typer.Option(help="Where runs execute: local.")] = "local",
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="Where runs execute: a registered executor (`benchbase plugins` lists them; built in: local). "
+            "Its options come from the grid's [executor.NAME] table and --executor-option."
+        ),
+    ] = "local",
+    executor_option: Annotated[
+        list[str] | None, typer.Option("--executor-option", help="An executor option key=value (repeatable).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run and what is skipped.")] = False,
     leaderboard_out: Annotated[Path, typer.Option(help="Where leaderboards are regenerated after the grid.")] = Path(
         "leaderboards"
@@ -114,7 +123,8 @@ def run(
         reasons = sorted({skipped.reason for skipped in the_grid.skipped})
         raise GridError("nothing to run: every combination is skipped:\n  " + "\n  ".join(reasons))
     results = Store(store)
-    the_executor = make_executor(executor, jobs)
+    options = {**the_grid.executor.get(executor, {}), **_parse_params(executor_option)}
+    the_executor = make_executor(executor, jobs, options)
     typer.echo(
         f"grid {the_grid.name!r} ({the_grid.source}): {len(the_grid.runs)} runs, "
         f"{len(the_grid.skipped)} skipped combinations; store {store}",

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from benchbase.errors import WorkerDied
+from benchbase.params import Param, declare
 
 Job = Callable[[Any], Any]
 
@@ -37,10 +38,18 @@ class Resources:
 
 class Executor(ABC):
     """Runs submitted jobs; `completed` blocks until at least one has finished and yields
-    ``(key, outcome)`` pairs, the outcome being the job's result or the exception it raised."""
+    ``(key, outcome)`` pairs, the outcome being the job's result or the exception it raised.
+
+    Built as ``cls(jobs=N, **options)`` with `options` declared in ``param_spec`` (`benchbase.params`).
+    A job's result must travel back to the driver (picklable); the driver alone writes the store."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    param_spec: ClassVar[dict[str, Param]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declare(cls)
 
     @abstractmethod
     def submit(self, key: str, fn: Job, payload: Any, resources: Resources = Resources()) -> None:
@@ -152,11 +161,15 @@ def default_jobs() -> int:
     return os.cpu_count() or 1
 
 
-def make_executor(name: str, jobs: int | None = None) -> Executor:
-    """`jobs=None` means one job per CPU core."""
-    jobs = jobs or default_jobs()
-    if name == "local":
-        return LocalExecutor(jobs)
-    from benchbase.errors import GridError
+def make_executor(name: str, jobs: int | None = None, options: dict[str, Any] | None = None) -> Executor:
+    """The registered executor `name` with `jobs` workers (None: one per CPU core) and its options,
+    validated against its ``param_spec``."""
+    from benchbase.params import validate
+    from benchbase.registry import default_registry
 
-    raise GridError(f"unknown executor {name!r}; available: local")
+    entry = default_registry().get("executor", name)
+    spec = entry.param_spec
+    if spec is not None:  # `jobs` is the harness's to give, not an option
+        spec = {key: param for key, param in spec.items() if key != "jobs"}
+    checked = validate(spec, options or {}, f"executor {name!r} options")
+    return entry.obj(jobs=jobs or default_jobs(), **checked)

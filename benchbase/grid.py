@@ -211,6 +211,8 @@ class Grid:
     #: The ``[analysis]`` table and ``[[question]]`` blocks, kept for leaderboards and FINDINGS.md.
     analysis: dict[str, Any] = field(default_factory=dict)
     questions: list[dict[str, Any]] = field(default_factory=list)
+    #: ``[executor.<name>]`` tables: options of each executor (`benchbase.executors`).
+    executor: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def default_grid_path() -> Path:
@@ -411,7 +413,10 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
         source=source,
         analysis=raw.get("analysis", {}),
         questions=raw.get("question", []),
+        executor=raw.get("executor", {}),
     )
+    if not isinstance(grid.executor, dict) or not all(isinstance(v, dict) for v in grid.executor.values()):
+        raise GridError(f"{where}: [executor] must hold one table of options per executor name")
     seen: set[str] = set()
     datasets_cache: dict = {}
     built: set = set()

@@ -21,6 +21,7 @@ pretext         ``register(PretextTaskSubclass)``                ``cls(**params)
 rebalancer      ``register(RebalancerSubclass)``                 ``cls(**params)``
 protocol        ``register(ProtocolSubclass)``                   ``cls(**params)``
 metric          ``register(MetricSubclass)``                     ``cls()``
+executor        ``register(ExecutorSubclass)``                   ``cls(jobs=N, **options)``
 =============== ============================================== ==================================
 
 Classes carry ``name``, ``description`` and ``defaults`` (their parameters and default values);
@@ -73,6 +74,13 @@ def register_protocols(register: Callable[[type], None]) -> None:
 def register_metrics(register: Callable[[type], None]) -> None:
     """Register `benchbase.metrics.Metric` subclasses: ``register(PearsonPerGraph)``. A task names
     its headline metric (`benchbase.api.TaskInfo.metric`); leaderboards look metrics up by name."""
+
+
+@hookspec
+def register_executors(register: Callable[[type], None]) -> None:
+    """Register `benchbase.executors.Executor` subclasses: ``register(RayExecutor)``. ``benchbase run
+    --executor NAME`` builds one as ``cls(jobs=N, **options)``, its options (its ``param_spec``) from
+    the grid's ``[executor.NAME]`` table."""
 
 
 @hookspec

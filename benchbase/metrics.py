@@ -99,9 +99,19 @@ class Metric:
                 return vectorised
         out = np.empty(len(counts))
         for r in range(len(counts)):
-            rows = np.repeat(np.arange(len(finite.y_true)), counts[r, row_unit[keep]])
-            out[r] = self(Predictions(finite.y_true[rows], finite.y_pred[rows], finite.graph[rows]))
+            out[r] = self(expand_resample(finite, row_unit[keep], counts[r]))
         return out
+
+
+def expand_resample(pred: Predictions, row_unit: np.ndarray, counts: np.ndarray) -> Predictions:
+    """The rows of one resample: each graph's rows as often as the graph was drawn, every copy a
+    graph of its own (a graph drawn twice counts twice in a per-graph mean)."""
+    repeats = np.asarray(counts, dtype=np.int64)[row_unit]
+    rows = np.repeat(np.arange(len(row_unit)), repeats)
+    starts = np.repeat(np.cumsum(repeats) - repeats, repeats)
+    copy = np.arange(len(rows)) - starts  # which copy of its graph each expanded row belongs to
+    graph = row_unit[rows] * (int(repeats.max(initial=0)) + 1) + copy
+    return Predictions(pred.y_true[rows], pred.y_pred[rows], graph)
 
 
 def _sum_by_graph(row_unit: np.ndarray, n_units: int, columns: list[np.ndarray]) -> np.ndarray:

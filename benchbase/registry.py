@@ -27,7 +27,7 @@ from benchbase.params import Param, spec_of
 ENTRY_POINT_GROUP = "benchbase"
 #: The pseudo-distribution of plugin modules loaded without one (tests, development).
 LOCAL = "local"
-KINDS = ("dataset", "encoder", "pretext", "rebalancer", "protocol", "metric")
+KINDS = ("dataset", "encoder", "pretext", "rebalancer", "protocol", "metric", "executor")
 _HOOK_OF_KIND = {
     "dataset": "register_datasets",
     "encoder": "register_encoders",
@@ -35,6 +35,7 @@ _HOOK_OF_KIND = {
     "rebalancer": "register_rebalancers",
     "protocol": "register_protocols",
     "metric": "register_metrics",
+    "executor": "register_executors",
 }
 
 

@@ -22,16 +22,19 @@ from benchbase.api import (
     PretextTask,
     TaskInfo,
 )
+from benchbase.executors import LocalExecutor
+from benchbase.metrics import Metric
+from benchbase.params import Param
 
 
 class SyntheticChains(Dataset):
     name = "synthetic/chains"
-    tasks = [TaskInfo("count", unit="nodes")]
     provides = frozenset({"x_categorical", "size", "node_class_counts"})
     features = FeatureSpec(node_vocab=(2,))
 
-    def __init__(self, graphs: int = 120, nan_labels: int = 0) -> None:
+    def __init__(self, graphs: int = 120, nan_labels: int = 0, metric: str = "mae") -> None:
         self.n_graphs, self.nan_labels = graphs, nan_labels
+        self.tasks = [TaskInfo("count", unit="nodes", metric=metric)]
         self._arrays = None
 
     def arrays(self) -> GraphArrays:
@@ -140,3 +143,40 @@ def register_encoders(register):
 @hookimpl
 def register_pretext_tasks(register):
     register(TinyMasking)
+
+
+class MaxError(Metric):
+    """A third-party metric: the largest absolute error (tests only)."""
+
+    name = "max_error"
+    description = "largest absolute error (tests only)"
+
+    def compute(self, pred):
+        return float(np.max(np.abs(pred.y_pred - pred.y_true)))
+
+
+class LoggingExecutor(LocalExecutor):
+    """A third-party executor: in-process, appending each job's key to a log file (tests only)."""
+
+    name = "synthetic-logging"
+    description = "in-process, logging each job (tests only)"
+    param_spec = {"log": Param("jobs.log", "str", "file each job's key is appended to")}
+
+    def __init__(self, jobs: int = 1, log: str = "jobs.log") -> None:
+        super().__init__(jobs=1)
+        self.log = log
+
+    def submit(self, key, fn, payload, resources=None):
+        with open(self.log, "a") as handle:
+            handle.write(key + "\n")
+        super().submit(key, fn, payload)
+
+
+@hookimpl
+def register_metrics(register):
+    register(MaxError)
+
+
+@hookimpl
+def register_executors(register):
+    register(LoggingExecutor)

@@ -81,10 +81,13 @@ def test_standard_metric_names_put_the_headline_first():
 
 
 def _expanded(pred: Predictions, drawn_units: np.ndarray) -> Predictions:
-    """The rows of the drawn graphs, each as often as drawn (what `resampled` must equal)."""
+    """The rows of the drawn graphs, each copy of a graph drawn twice a graph of its own (what
+    `resampled` must equal), built the slow way."""
     units = np.unique(pred.graph)
-    rows = np.concatenate([np.flatnonzero(pred.graph == units[u]) for u in drawn_units])
-    return Predictions(pred.y_true[rows], pred.y_pred[rows], pred.graph[rows])
+    parts = [np.flatnonzero(pred.graph == units[u]) for u in drawn_units]
+    rows = np.concatenate(parts)
+    graph = np.concatenate([np.full(len(part), copy) for copy, part in enumerate(parts)])
+    return Predictions(pred.y_true[rows], pred.y_pred[rows], graph)
 
 
 @pytest.mark.parametrize("cls", BUILTIN_METRICS, ids=lambda c: c.name)

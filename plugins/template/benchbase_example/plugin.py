@@ -10,7 +10,7 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from benchbase import hookimpl
-from benchbase.api import Embeddings, Encoder, FeatureSpec, GraphBatch
+from benchbase.api import Embeddings, Encoder, FeatureSpec, GraphBatch, Param
 
 
 class DeepSets(Encoder):
@@ -20,7 +20,11 @@ class DeepSets(Encoder):
     name = "example-deepsets"
     description = "DeepSets baseline: per-node MLP and sum pooling, no message passing (template plugin)."
     requires = frozenset({"x_categorical"})
-    defaults = {"hidden": 64, "layers": 2}
+    # Parameters are typed: the grid checks every value against these before anything runs.
+    param_spec = {
+        "hidden": Param(64, "int", "embedding width", min=1),
+        "layers": Param(2, "int", "per-node MLP layers", min=1),
+    }
 
     def __init__(self, features: FeatureSpec, hidden: int = 64, layers: int = 2) -> None:
         super().__init__()

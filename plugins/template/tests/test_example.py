@@ -1,11 +1,17 @@
-"""The plugin's own test: its encoder builds and runs on a small batch of graphs."""
+"""The plugin's own tests: benchbase's conformance kit checks the contract (shapes, determinism,
+parameters, pickling, a training step); a test of its own checks what is special about it."""
 
 import numpy as np
 import torch
 
 from benchbase.api import FeatureSpec, GraphArrays
 from benchbase.batching import TensorGraphs
+from benchbase.testing import check_encoder
 from benchbase_example.plugin import DeepSets
+
+
+def test_deepsets_conforms_to_the_encoder_contract():
+    check_encoder(DeepSets)
 
 
 def test_deepsets_embeds_every_graph():
