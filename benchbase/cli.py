@@ -6,6 +6,7 @@ import csv
 import functools
 import io
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +34,12 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except PluginError as exc:
+            typer.secho(f"error: {exc}", err=True, fg="red")
+            raise typer.Exit(2) from None
+        except sqlite3.Error as exc:  # the store's disk is full, or its filesystem cannot lock
+            typer.secho(f"error: the results store cannot be used: {exc}", err=True, fg="red")
+            raise typer.Exit(2) from None
+        except OSError as exc:  # a full disk or a permission while writing outputs
             typer.secho(f"error: {exc}", err=True, fg="red")
             raise typer.Exit(2) from None
 
@@ -84,6 +91,13 @@ def run(
     file: Annotated[Path | None, typer.Argument(help="Grid file (TOML). Default: the built-in quick grid.")] = None,
     grid: Annotated[bool, typer.Option("--grid", help="Run a grid (the default grid when no FILE is given).")] = False,
     store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results"),
+    shared_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where jobs write checkpoints, predictions and records: a directory every worker reaches "
+            "(default: inside the store, which only the driver opens). Recorded in the store."
+        ),
+    ] = None,
     jobs: Annotated[
         int | None, typer.Option(min=1, help="Runs in parallel, in separate processes. Default: one per CPU core.")
     ] = None,
@@ -110,7 +124,7 @@ def run(
     from benchbase.executors import make_executor
     from benchbase.grid import load_grid
     from benchbase.leaderboard import write_leaderboards
-    from benchbase.runner import run_grid
+    from benchbase.runner import GridRunner
     from benchbase.store import Store
 
     _warn_failed_plugins()
@@ -122,7 +136,7 @@ def run(
     if not the_grid.runs:
         reasons = sorted({skipped.reason for skipped in the_grid.skipped})
         raise GridError("nothing to run: every combination is skipped:\n  " + "\n  ".join(reasons))
-    results = Store(store)
+    results = Store(store, shared_dir)
     options = {**the_grid.executor.get(executor, {}), **_parse_params(executor_option)}
     the_executor = make_executor(executor, jobs, options)
     typer.echo(
@@ -130,12 +144,23 @@ def run(
         f"{len(the_grid.skipped)} skipped combinations; store {store}",
         err=True,
     )
-    with the_executor:
-        summary = run_grid(the_grid, results, the_executor, _progress_printer())
+    runner = GridRunner(the_grid, results, the_executor, _progress_printer())
+    try:
+        summary = runner.run()
+    except KeyboardInterrupt:
+        done = runner.summary
+        left = done.total - done.already_finished - done.finished - done.failed - done.finished_elsewhere
+        typer.echo(
+            f"interrupted after {done.seconds:.0f}s: {done.finished} finished, {done.failed} failed; "
+            f"{left} runs not finished will run with the same command",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    elsewhere = f", {summary.finished_elsewhere} by another invocation" if summary.finished_elsewhere else ""
     typer.echo(
         f"done in {summary.seconds:.1f}s: {summary.finished} finished, {summary.failed} failed, "
-        f"{summary.already_finished} were already finished; pretraining stages computed {summary.stages_computed}, "
-        f"reused {summary.stages_reused}",
+        f"{summary.already_finished} were already finished{elsewhere}; pretraining stages computed "
+        f"{summary.stages_computed}, reused {summary.stages_reused}",
         err=True,
     )
     if not no_leaderboard:
@@ -219,7 +244,7 @@ def _export_predictions(store: Any, runs: list[dict[str, Any]], out: Path) -> No
         if not store.has_verified_predictions(run):
             typer.secho(f"warning: predictions of run {run['run_id']} are missing or damaged", err=True, fg="yellow")
             continue
-        shutil.copyfile(store.root / run["predictions"], out / f"{run['run_id']}.npz")
+        shutil.copyfile(store.file(run["predictions"]), out / f"{run['run_id']}.npz")
         manifest.append({"run_id": run["run_id"], "file": f"{run['run_id']}.npz", "spec": run["spec"]})
     readme = (
         "Each <run id>.npz holds arrays '<slice>/<task>/<field>': y_true, y_pred, graph (dataset position of "
@@ -296,6 +321,32 @@ def reproduce(
             typer.echo(f"    {key}: recorded {old!r}, now {new!r}")
     typer.echo(f"{len(outcomes) - failed} of {len(outcomes)} run(s) reproduced within {tolerance:g}")
     if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def doctor(
+    store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results"),
+    repair: Annotated[bool, typer.Option("--repair", help="Apply the repairs it lists.")] = False,
+) -> None:
+    """Check a store (integrity, damaged or orphaned files, stale claims, unfinished and stale runs)
+    and say what would be repaired; --repair does it. Exit 1 while problems remain."""
+    from benchbase import doctor as checks
+
+    the_store = _open_store(store)
+    findings = checks.examine(the_store, default_registry().code_fingerprints())
+    if not findings:
+        typer.echo(f"{store}: healthy (schema version {the_store.schema_version()})")
+        return
+    for finding in findings:
+        action = "repaired" if repair and finding.fix else "would repair" if finding.fix else "note"
+        typer.echo(f"{finding.problem} -> {action}: {finding.repair}")
+    if repair:
+        applied = checks.repair(findings)
+        typer.echo(f"{applied} repair(s) applied")
+    remaining = [f for f in findings if (f.fix is not None and not repair) or f.repair.startswith("none here")]
+    if remaining:
         raise typer.Exit(1)
 
 

@@ -22,18 +22,32 @@ def _load(path: Path) -> dict[str, Any] | None:
         return None  # a half-written file cannot exist (atomic writes); a foreign one is ignored
 
 
-def collect_records(store: Store) -> int:
-    """Insert finished stage and run records missing from the database; returns how many."""
-    loaded = 0
-    for path in sorted((store.root / "records").glob("*.json")):
+def uncollected(store: Store) -> list[dict[str, Any]]:
+    """Finished job records on disk, with their files intact, that the database lacks."""
+    out = []
+    for path in sorted((store.shared / "records").glob("*.json")):
         record = _load(path)
         if record is None or record.get("status") != FINISHED:
             continue
         if "stage_id" in record and "run_id" not in record:
-            if store.stage_ready(record["stage_id"]):
-                continue
-            if not verified(store.root / record["checkpoint"], record["checkpoint_sha256"]):
-                continue
+            if not store.stage_ready(record["stage_id"]) and verified(
+                store.file(record["checkpoint"]), record["checkpoint_sha256"]
+            ):
+                out.append(record)
+            continue
+        existing = store.run(record["run_id"])
+        if (existing is None or existing["status"] != FINISHED) and verified(
+            store.file(record["predictions"]), record["predictions_sha256"]
+        ):
+            out.append(record)
+    return out
+
+
+def collect_records(store: Store) -> int:
+    """Insert finished stage and run records missing from the database; returns how many."""
+    loaded = 0
+    for record in uncollected(store):
+        if "stage_id" in record and "run_id" not in record:
             store.record_stage(
                 record["stage_id"],
                 record["spec"],
@@ -43,11 +57,6 @@ def collect_records(store: Store) -> int:
                 checkpoint_sha256=record["checkpoint_sha256"],
             )
             loaded += 1
-            continue
-        existing = store.run(record["run_id"])
-        if existing is not None and existing["status"] == FINISHED:
-            continue
-        if not verified(store.root / record["predictions"], record["predictions_sha256"]):
             continue
         fields = dict(record)
         store.record_run(fields.pop("run_id"), fields.pop("grid"), fields.pop("spec"), fields.pop("status"), **fields)

@@ -56,8 +56,9 @@ class Executor(ABC):
         """Queue one job under a unique `key`."""
 
     @abstractmethod
-    def completed(self) -> Iterator[tuple[str, Any]]:
-        """Outcomes of finished jobs; blocks until at least one job has finished."""
+    def completed(self, timeout: float | None = None) -> Iterator[tuple[str, Any]]:
+        """Outcomes of finished jobs; blocks until at least one job has finished, or `timeout`
+        seconds have passed (then it yields nothing)."""
 
     @abstractmethod
     def in_flight(self) -> int:
@@ -93,13 +94,21 @@ class LocalExecutor(Executor):
         self._pool: ProcessPoolExecutor | None = None
         self._queue: deque[tuple[str, Job, Any]] = deque()  # in-process jobs not run yet
         self._futures: dict[Future, tuple[str, Job, Any]] = {}
+        self._deferred: list[tuple[str, Job, Any]] = []  # submitted while the pool was broken
 
     def close(self) -> None:
+        """Stop the workers. Jobs still running are abandoned (after an interrupt or an error): their
+        processes are terminated rather than waited for; the next invocation redoes them."""
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            if self._futures:
+                # concurrent.futures has no public way to stop busy workers before Python 3.14
+                for process in list(getattr(self._pool, "_processes", {}).values()):
+                    process.terminate()
+            self._pool.shutdown(wait=not self._futures, cancel_futures=True)
             self._pool = None
         self._queue.clear()
         self._futures.clear()
+        self._deferred.clear()
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -110,14 +119,17 @@ class LocalExecutor(Executor):
     def submit(self, key: str, fn: Job, payload: Any, resources: Resources = Resources()) -> None:
         if self.jobs == 1:
             self._queue.append((key, fn, payload))
-        else:
+            return
+        try:
             self._futures[self._get_pool().submit(fn, payload)] = (key, fn, payload)
+        except BrokenProcessPool:  # a worker died; `completed` reports it and restarts the pool
+            self._deferred.append((key, fn, payload))
 
     def in_flight(self) -> int:
-        return len(self._queue) + len(self._futures)
+        return len(self._queue) + len(self._futures) + len(self._deferred)
 
-    def completed(self) -> Iterator[tuple[str, Any]]:
-        if self.jobs == 1:
+    def completed(self, timeout: float | None = None) -> Iterator[tuple[str, Any]]:
+        if self.jobs == 1:  # in-process: the next job runs now, whatever the timeout
             if self._queue:
                 key, fn, payload = self._queue.popleft()
                 try:
@@ -127,8 +139,10 @@ class LocalExecutor(Executor):
                 yield key, outcome
             return
         if not self._futures:
+            if self._deferred:  # the pool broke with nothing in flight (an idle worker died)
+                self._restart([])
             return
-        done, _ = wait(list(self._futures), return_when=FIRST_COMPLETED)
+        done, _ = wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
         broken, retry = False, []
         for future in done:
             key, fn, payload = self._futures.pop(future)
@@ -148,8 +162,9 @@ class LocalExecutor(Executor):
             self._restart(retry)
 
     def _restart(self, retry: list[tuple[str, Job, Any]]) -> None:
-        waiting = retry + list(self._futures.values())
+        waiting = retry + list(self._futures.values()) + self._deferred
         self._futures.clear()
+        self._deferred = []
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None

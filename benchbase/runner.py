@@ -14,8 +14,10 @@ import functools
 import json
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections import defaultdict
@@ -26,12 +28,21 @@ from pathlib import Path
 from typing import Any
 
 from benchbase.cache import atomic_path
-from benchbase.errors import PluginError, StageFailed
+from benchbase.errors import PluginError, StageFailed, StoreError
 from benchbase.executors import Executor, Resources
 from benchbase.grid import Grid, RunSpec
 from benchbase.registry import default_registry
 from benchbase.splits import split_hash, split_lists
-from benchbase.store import FAILED, FINISHED, Store, file_sha256, verified, write_predictions
+from benchbase.store import (
+    FAILED,
+    FINISHED,
+    LEASE_SECONDS,
+    Owner,
+    Store,
+    file_sha256,
+    verified,
+    write_predictions,
+)
 
 
 @dataclass
@@ -45,6 +56,7 @@ class Summary:
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     redone: int = 0  # finished runs whose prediction file was missing or damaged
+    finished_elsewhere: int = 0  # runs another invocation on the same store computed meanwhile
 
 
 def hardware() -> str:
@@ -219,6 +231,9 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
 
 Progress = Callable[[int, int, str], None]
 
+#: Seconds between looks at jobs that another driver holds.
+POLL_SECONDS = 2.0
+
 
 def _failure_details(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, PluginError):
@@ -226,22 +241,49 @@ def _failure_details(exc: BaseException) -> dict[str, Any]:
     return {"traceback": "".join(traceback.format_exception(exc))}
 
 
-class _Driver:
+class _Renewal(threading.Thread):
+    """Renews the driver's claims while it works, so that other drivers leave them alone."""
+
+    def __init__(self, store: Store, owner: Owner) -> None:
+        super().__init__(daemon=True, name="benchbase-lease")
+        self.store, self.owner, self.stopped = store, owner, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(LEASE_SECONDS / 3):
+            try:
+                self.store.renew(self.owner)
+            except sqlite3.Error:  # a busy or full disk: try again at the next beat
+                pass
+
+
+class GridRunner:
+    """Plans a grid, claims and submits its jobs as they become ready, records their outcomes.
+    `run()` does it all; `summary` tells what happened, also after an interrupt."""
+
     def __init__(self, grid: Grid, store: Store, executor: Executor, progress: Progress) -> None:
         self.grid, self.store, self.executor, self.progress = grid, store, executor, progress
+        self.owner = Owner()
+        self.runs = {r.run_id: r for r in grid.runs}
         self.waiting: dict[str, list[RunSpec]] = defaultdict(list)  # stage id -> runs waiting for it
         self.stage_specs: dict[str, dict] = {}
+        self.foreign: dict[str, Any] = {}  # jobs another driver holds: key -> run or stage id
+        self.ready_stages: set[str] = set()
         self.done = 0
         self.steps = 0
         self.summary = Summary(total=len(grid.runs), already_finished=0)
 
+    # planning ----------------------------------------------------------------------------------
+
+    def _finished(self, run_id: str) -> bool:
+        record = self.store.run(run_id)
+        return record is not None and record["status"] == FINISHED and self.store.has_verified_predictions(record)
+
     def plan(self) -> list[RunSpec]:
-        statuses = self.store.status_of([r.run_id for r in self.grid.runs])
+        statuses = self.store.status_of(list(self.runs))
         pending = []
         for run in self.grid.runs:
             if statuses.get(run.run_id) == FINISHED:
-                record = self.store.run(run.run_id)
-                if record is not None and self.store.has_verified_predictions(record):
+                if self._finished(run.run_id):
                     self.summary.already_finished += 1
                     continue
                 self.summary.redone += 1  # finished, but its predictions file is gone or damaged
@@ -254,59 +296,162 @@ class _Driver:
 
     def start(self) -> None:
         pending = self.plan()
-        ready = []
-        for run in pending:
-            stage_id = run.stage_id
-            if stage_id is None or self.store.stage_ready(stage_id):
-                ready.append(run)
-                continue
-            if stage_id not in self.stage_specs:
-                self.stage_specs[stage_id] = run.stage_spec()
-                payload = {"root": str(self.store.root), "stage_id": stage_id, "spec": self.stage_specs[stage_id]}
-                self.executor.submit(f"stage:{stage_id}", stage_job, payload, self._resources(run))
-                self.steps += 1
-            self.waiting[stage_id].append(run)
-        self.summary.stages_reused = len({r.stage_id for r in ready if r.stage_id is not None})
-        for run in ready:
-            self._submit_run(run)
-        self.steps += len(pending)
+        self.steps = len(pending)
         message = f"{len(pending)} runs to do, {self.summary.already_finished} already finished"
         if self.summary.redone:
             message += f" ({self.summary.redone} finished runs have missing or damaged predictions: redone)"
         self.progress(0, self.steps, message)
+        for run in pending:
+            stage_id = run.stage_id
+            if stage_id is None or stage_id in self.ready_stages:
+                self._offer_run(run)
+            elif stage_id in self.stage_specs:
+                self.waiting[stage_id].append(run)
+            elif self.store.stage_ready(stage_id):
+                self.stage_specs[stage_id] = run.stage_spec()
+                self.ready_stages.add(stage_id)
+                self.summary.stages_reused += 1
+                self._offer_run(run)
+            else:
+                self.stage_specs[stage_id] = run.stage_spec()
+                self.waiting[stage_id].append(run)
+                self.steps += 1
+                self._offer_stage(stage_id)
+
+    # claiming and submitting ---------------------------------------------------------------------
 
     def _resources(self, run: RunSpec) -> Resources:
         return Resources(cpus=run.threads, gpus=0 if run.spec["numerics"]["device"] == "cpu" else 1)
 
-    def _submit_run(self, run: RunSpec) -> None:
-        payload: dict[str, Any] = {"root": str(self.store.root), "grid": self.grid.name, "spec": run.spec}
+    def _offer_stage(self, stage_id: str) -> None:
+        key = f"stage:{stage_id}"
+        if not self.store.claim(key, self.owner):
+            self.foreign[key] = stage_id
+            return
+        self.foreign.pop(key, None)
+        if self.store.stage_ready(stage_id):  # another driver finished it meanwhile
+            self.store.release(key, self.owner)
+            self._stage_available(stage_id, reused=True)
+            return
+        payload = {"root": str(self.store.shared), "stage_id": stage_id, "spec": self.stage_specs[stage_id]}
+        self.executor.submit(key, stage_job, payload, self._resources(self.waiting[stage_id][0]))
+
+    def _offer_run(self, run: RunSpec) -> None:
+        key = f"run:{run.run_id}"
+        if not self.store.claim(key, self.owner):
+            self.foreign[key] = run
+            return
+        self.foreign.pop(key, None)
+        if self._finished(run.run_id):  # another driver finished it meanwhile
+            self.store.release(key, self.owner)
+            self._count(f"finished elsewhere {run.label()}")
+            self.summary.finished_elsewhere += 1
+            return
+        payload: dict[str, Any] = {"root": str(self.store.shared), "grid": self.grid.name, "spec": run.spec}
         if run.stage_id is not None:
             stage = self.store.stage(run.stage_id)
             payload["checkpoint"], payload["checkpoint_sha256"] = stage["checkpoint"], stage["checkpoint_sha256"]
-        self.executor.submit(f"run:{run.run_id}", run_job, payload, self._resources(run))
+        self.executor.submit(key, run_job, payload, self._resources(run))
+
+    def _count(self, message: str) -> None:
+        self.done += 1
+        self.progress(self.done, self.steps, message)
+
+    # the loop ----------------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        """Plan, submit and record until every run is done. On any exit - an interrupt included -
+        the claims are released and queued jobs abandoned (the same command redoes them)."""
+        started = time.perf_counter()
+        renewal = _Renewal(self.store, self.owner)
+        renewal.start()
+        try:
+            self.start()
+            self.loop()
+        except sqlite3.OperationalError as exc:  # a full disk; a filesystem SQLite cannot lock
+            raise StoreError(f"the store at {self.store.root} cannot be written: {exc}") from None
+        finally:
+            self.summary.seconds = time.perf_counter() - started
+            renewal.stopped.set()
+            self.executor.close()
+            try:
+                self.store.release_all(self.owner)
+            except sqlite3.Error:
+                pass  # an expired lease is taken over anyway
+        return self.summary
 
     def loop(self) -> None:
-        runs = {r.run_id: r for r in self.grid.runs}
-        while self.executor.in_flight():
-            for key, outcome in self.executor.completed():
-                self.done += 1
+        last_look = time.monotonic()
+        while self.executor.in_flight() or self.foreign:
+            timeout = POLL_SECONDS if self.foreign else None
+            for key, outcome in self.executor.completed(timeout=timeout):
                 kind, _, ident = key.partition(":")
                 if kind == "stage":
                     self._stage_done(ident, outcome)
                 else:
-                    self._run_done(runs[ident], outcome)
+                    self._run_done(self.runs[ident], outcome)
+                self.store.release(key, self.owner)
+            if self.foreign and time.monotonic() - last_look >= POLL_SECONDS:
+                self._look_at_foreign()
+                last_look = time.monotonic()
+            elif self.foreign and not self.executor.in_flight():
+                time.sleep(POLL_SECONDS / 4)
+
+    def _look_at_foreign(self) -> None:
+        """Jobs another driver holds: done there, failed there, or free again (its driver died)."""
+        held = {c["job"] for c in self.store.claims()}
+        for key, what in list(self.foreign.items()):
+            if isinstance(what, RunSpec):
+                record = self.store.run(what.run_id)
+                if self._finished(what.run_id):
+                    del self.foreign[key]
+                    self.summary.finished_elsewhere += 1
+                    self._count(f"finished elsewhere {what.label()}")
+                elif record is not None and record["status"] == FAILED and key not in held:
+                    del self.foreign[key]
+                    self.summary.failed += 1
+                    self.summary.failures.append((what.label(), f"(in another invocation) {record['error']}"))
+                    self._count(f"FAILED elsewhere {what.label()}: {record['error']}")
+                elif key not in held or self.store.claim(key, self.owner):
+                    self.store.release(key, self.owner)
+                    self._offer_run(what)
+                continue
+            stage = self.store.stage(what)
+            if self.store.stage_ready(what):
+                del self.foreign[key]
+                self._stage_available(what, reused=True)
+            elif stage is not None and stage["status"] == FAILED and key not in held:
+                del self.foreign[key]
+                self._fail_waiting(what, stage["error"])
+            elif key not in held or self.store.claim(key, self.owner):
+                self.store.release(key, self.owner)
+                self._offer_stage(what)
+
+    # outcomes ----------------------------------------------------------------------------------
+
+    def _label(self, stage_id: str) -> str:
+        spec = self.stage_specs[stage_id]
+        return f"{spec['pretext']['name']} on {spec['encoder']['name']}, seed {spec['seed']}"
+
+    def _stage_available(self, stage_id: str, reused: bool) -> None:
+        self.ready_stages.add(stage_id)
+        if reused:
+            self.summary.stages_reused += 1
+            self._count(f"pretraining of {self._label(stage_id)} done elsewhere")
+        for run in self.waiting.pop(stage_id, []):
+            self._offer_run(run)
+
+    def _fail_waiting(self, stage_id: str, error: str) -> None:
+        self._count(f"pretraining FAILED ({self._label(stage_id)}): {error}")
+        for run in self.waiting.pop(stage_id, []):
+            self._run_done(run, StageFailed(f"its pretraining stage {stage_id} failed: {error}"))
 
     def _stage_done(self, stage_id: str, outcome: Any) -> None:
         spec = self.stage_specs[stage_id]
-        label = f"{spec['pretext']['name']} on {spec['encoder']['name']}, seed {spec['seed']}"
         if isinstance(outcome, BaseException):
             error = error_text(outcome)
             self.store.record_stage(stage_id, spec, FAILED, error, _failure_details(outcome))
-            self.progress(self.done, self.steps, f"pretraining FAILED ({label}): {error}")
-            for run in self.waiting.pop(stage_id, []):
-                self.done += 1
-                failure = StageFailed(f"its pretraining stage {stage_id} failed: {error}")
-                self._run_done(run, failure)
+            self._fail_waiting(stage_id, error)
             return
         self.store.record_stage(
             stage_id,
@@ -317,9 +462,8 @@ class _Driver:
             checkpoint_sha256=outcome["checkpoint_sha256"],
         )
         self.summary.stages_computed += 1
-        self.progress(self.done, self.steps, f"pretrained {label} in {outcome['details']['seconds']:.1f}s")
-        for run in self.waiting.pop(stage_id, []):
-            self._submit_run(run)
+        self._count(f"pretrained {self._label(stage_id)} in {outcome['details']['seconds']:.1f}s")
+        self._stage_available(stage_id, reused=False)
 
     def _run_done(self, run: RunSpec, outcome: Any) -> None:
         if isinstance(outcome, BaseException):
@@ -337,20 +481,17 @@ class _Driver:
                 hardware=hardware(),
                 git_commit=git_commit(),
             )
-            self.progress(self.done, self.steps, f"FAILED {run.label()}: {error}")
+            self._count(f"FAILED {run.label()}: {error}")
             return
         record = dict(outcome)
         self.store.record_run(
             record.pop("run_id"), record.pop("grid"), record.pop("spec"), record.pop("status"), **record
         )
         self.summary.finished += 1
-        self.progress(self.done, self.steps, f"finished {run.label()} in {outcome['seconds']:.1f}s")
+        self._count(f"finished {run.label()} in {outcome['seconds']:.1f}s")
 
 
 def run_grid(grid: Grid, store: Store, executor: Executor, progress: Progress) -> Summary:
-    started = time.perf_counter()
-    driver = _Driver(grid, store, executor, progress)
-    driver.start()
-    driver.loop()
-    driver.summary.seconds = time.perf_counter() - started
-    return driver.summary
+    """Run every unfinished run of `grid` (and the stages they need) once, whoever else works on
+    the same store (`GridRunner.run`)."""
+    return GridRunner(grid, store, executor, progress).run()

@@ -6,13 +6,19 @@ network filesystems). Every planned run is a row: "pending" when planned, "finis
 with the error when its job ends. A run is complete only once it says "finished", so a grid killed
 at any moment restarts by redoing exactly the unfinished runs.
 
-Files (under the store, or a shared directory that all workers reach):
+Files (under the store, or under a shared directory that all workers reach, ``--shared-dir``,
+recorded in the store so that later commands find them):
 - ``stages/<stage id>.pt``: pretraining checkpoints;
 - ``predictions/<run id>.npz``: each finished run's predictions per slice and task (labels,
   predictions, the graph of each row and its native id), compressed;
 - ``splits/<hash>.json``: splits as graph positions, by content hash;
 - ``records/<id>.json``: each job's record as the job wrote it (`benchbase collect` reads them).
 Checkpoints and predictions carry their SHA-256 in the database and are verified before use.
+
+Several drivers may share a store (two terminals, a cron job): each claims a job in the ``claims``
+table before it submits it and renews its claims while it works (a lease); a claim whose owner's
+process is gone, or whose lease expired, is taken over. So every run is computed once and recorded
+once, whoever computes it.
 
 The schema is versioned (``PRAGMA user_version``); an older store is migrated on open, a newer one
 is refused with a message naming both versions.
@@ -23,10 +29,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +46,7 @@ from benchbase.cache import atomic_path
 from benchbase.errors import StoreError
 from benchbase.types import Predictions
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -74,6 +84,19 @@ CREATE TABLE IF NOT EXISTS grids (
     analysis TEXT,
     updated_at REAL
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE IF NOT EXISTS claims (
+    job TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT,
+    pid INTEGER,
+    process_start TEXT,
+    claimed_at REAL,
+    expires REAL
+);
 """
 #: Columns added since version 1 (the first release): (table, column, type).
 _ADDED = [
@@ -100,12 +123,66 @@ def verified(path: Path, sha256: str | None) -> bool:
     return sha256 is not None and path.is_file() and file_sha256(path) == sha256
 
 
+#: Seconds a claim stays valid without renewal (drivers renew every third of it).
+LEASE_SECONDS = 60.0
+
+
+def _process_start(pid: int) -> str | None:
+    """When a process started (Linux: clock ticks since boot), to tell a reused pid from its owner."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_alive(pid: int, started: str | None) -> bool:
+    """Whether process `pid` (started at `started`, when known) still runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return started is None or _process_start(pid) in (None, started)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who holds a claim: one driver process."""
+
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    process_start: str | None = field(default_factory=lambda: _process_start(os.getpid()))
+
+
 class Store:
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, shared_dir: Path | str | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "benchbase.sqlite"
         self._migrate()
+        self.shared = self._shared_dir(shared_dir)
+
+    def _shared_dir(self, given: Path | str | None) -> Path:
+        """Where jobs write files: the store itself unless a shared directory was given, once."""
+        with self._connect() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'shared_dir'").fetchone()
+            recorded = None if row is None else Path(row["value"])
+            if given is not None:
+                wanted = Path(given).resolve()
+                if recorded is not None and recorded != wanted:
+                    raise StoreError(
+                        f"the store at {self.root} keeps its files in {recorded}; pass --shared-dir {recorded} "
+                        "or use another store"
+                    )
+                if recorded is None:
+                    db.execute("INSERT INTO meta (key, value) VALUES ('shared_dir', ?)", (str(wanted),))
+                recorded = wanted
+        shared = recorded or self.root
+        shared.mkdir(parents=True, exist_ok=True)
+        return shared
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -143,16 +220,20 @@ class Store:
     # paths -------------------------------------------------------------------------------------
 
     def checkpoint_path(self, stage_id: str) -> Path:
-        return self.root / "stages" / f"{stage_id}.pt"
+        return self.shared / "stages" / f"{stage_id}.pt"
 
     def predictions_path(self, run_id: str) -> Path:
-        return self.root / "predictions" / f"{run_id}.npz"
+        return self.shared / "predictions" / f"{run_id}.npz"
 
     def split_path(self, split_hash: str) -> Path:
-        return self.root / "splits" / f"{split_hash}.json"
+        return self.shared / "splits" / f"{split_hash}.json"
 
     def record_path(self, job_id: str) -> Path:
-        return self.root / "records" / f"{job_id}.json"
+        return self.shared / "records" / f"{job_id}.json"
+
+    def file(self, relative: str | None) -> Path:
+        """A file a record names (paths in records are relative to the shared directory)."""
+        return self.shared / (relative or "")
 
     # runs --------------------------------------------------------------------------------------
 
@@ -215,12 +296,12 @@ class Store:
 
     def has_verified_predictions(self, run: dict[str, Any]) -> bool:
         return run.get("predictions") is not None and verified(
-            self.root / run["predictions"], run.get("predictions_sha256")
+            self.file(run["predictions"]), run.get("predictions_sha256")
         )
 
     def load_predictions(self, run: dict[str, Any]) -> dict[str, dict[str, Predictions]]:
         """A finished run's predictions, verified against their recorded checksum."""
-        path = self.root / (run.get("predictions") or "")
+        path = self.file(run.get("predictions"))
         if not self.has_verified_predictions(run):
             raise StoreError(f"the predictions of run {run['run_id']} ({path}) are missing or damaged")
         return read_predictions(path)
@@ -240,9 +321,7 @@ class Store:
         """Finished, and its checkpoint on disk with the recorded checksum."""
         row = self.stage(stage_id)
         return bool(
-            row
-            and row["status"] == FINISHED
-            and verified(self.root / (row["checkpoint"] or ""), row["checkpoint_sha256"])
+            row and row["status"] == FINISHED and verified(self.file(row["checkpoint"]), row["checkpoint_sha256"])
         )
 
     def record_stage(
@@ -275,6 +354,65 @@ class Store:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM stages ORDER BY stage_id").fetchall()
         return [_decode(dict(r)) for r in rows]
+
+    # claims ------------------------------------------------------------------------------------
+
+    def claim(self, job: str, owner: Owner, lease: float = LEASE_SECONDS) -> bool:
+        """Claim `job` for `owner`: true when it was free, already ours, expired, or held by a
+        process of this host that is gone. One statement each (compare and swap), so two drivers
+        never both win."""
+        now = time.time()
+        values = (job, owner.token, owner.host, owner.pid, owner.process_start, now, now + lease)
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM claims WHERE job = ?", (job,)).fetchone()
+            if row is not None and row["owner"] != owner.token and row["expires"] >= now:
+                if row["host"] != owner.host or process_alive(row["pid"], row["process_start"]):
+                    return False
+                # its owner died without releasing it: take it over, unless someone else just did
+                changed = db.execute(
+                    "UPDATE claims SET owner=?, host=?, pid=?, process_start=?, claimed_at=?, expires=? "
+                    "WHERE job = ? AND owner = ?",
+                    (*values[1:], job, row["owner"]),
+                ).rowcount
+                return changed == 1
+            changed = db.execute(
+                "INSERT INTO claims (job, owner, host, pid, process_start, claimed_at, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job) DO UPDATE SET owner=excluded.owner, "
+                "host=excluded.host, pid=excluded.pid, process_start=excluded.process_start, "
+                "claimed_at=excluded.claimed_at, expires=excluded.expires "
+                "WHERE claims.owner = excluded.owner OR claims.expires < ?",
+                (*values, now),
+            ).rowcount
+            return changed == 1
+
+    def renew(self, owner: Owner, lease: float = LEASE_SECONDS) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + lease, owner.token))
+
+    def release(self, job: str, owner: Owner) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM claims WHERE job = ? AND owner = ?", (job, owner.token))
+
+    def release_all(self, owner: Owner) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM claims WHERE owner = ?", (owner.token,))
+
+    def claims(self) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            return [dict(r) for r in db.execute("SELECT * FROM claims ORDER BY job").fetchall()]
+
+    def stale_claims(self) -> list[dict[str, Any]]:
+        """Claims whose lease expired or whose owner (on this host) is gone."""
+        now, host = time.time(), socket.gethostname()
+        return [
+            c
+            for c in self.claims()
+            if c["expires"] < now or (c["host"] == host and not process_alive(c["pid"], c["process_start"]))
+        ]
+
+    def drop_claims(self, jobs: list[str]) -> None:
+        with self._connect() as db:
+            db.executemany("DELETE FROM claims WHERE job = ?", [(j,) for j in jobs])
 
     # grids -------------------------------------------------------------------------------------
 
