@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from benchbase import executors, metrics, protocols, rebalancers
 from benchbase.hookspecs import hookimpl
+from benchbase.ray_executor import RayExecutor
+from benchbase.slurm_executor import SlurmExecutor
 
 PROTOCOLS = [
     protocols.IID,
@@ -46,3 +48,5 @@ def register_metrics(register):
 @hookimpl
 def register_executors(register):
     register(executors.LocalExecutor)
+    register(RayExecutor)
+    register(SlurmExecutor)

@@ -101,11 +101,18 @@ def run(
     jobs: Annotated[
         int | None, typer.Option(min=1, help="Runs in parallel, in separate processes. Default: one per CPU core.")
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Device of every run: cpu, cuda, cuda:N, or auto (cuda when available); overrides the grid's "
+            "train.device setting. Models and batches move to it; the data stays in CPU arrays."
+        ),
+    ] = None,
     executor: Annotated[
         str,
         typer.Option(
             help="Where runs execute: a registered executor (`benchbase plugins` lists them; built in: local). "
-            "Its options come from the grid's [executor.NAME] table and --executor-option."
+            "Its options come from the grid's executor.NAME table and --executor-option."
         ),
     ] = "local",
     executor_option: Annotated[
@@ -129,7 +136,12 @@ def run(
 
     _warn_failed_plugins()
     registry = default_registry()
-    the_grid = load_grid(registry, file)
+    the_grid = load_grid(registry, file, device)
+    if executor == "local" and any(run.spec["numerics"]["device"] == "cuda" for run in the_grid.runs):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise GridError("the grid asks for device cuda, but torch sees no CUDA device on this machine")
     if dry_run:
         _print_dry_run(the_grid, store)
         return
@@ -138,7 +150,7 @@ def run(
         raise GridError("nothing to run: every combination is skipped:\n  " + "\n  ".join(reasons))
     results = Store(store, shared_dir)
     options = {**the_grid.executor.get(executor, {}), **_parse_params(executor_option)}
-    the_executor = make_executor(executor, jobs, options)
+    the_executor = make_executor(executor, jobs, options, workdir=results.shared / "engines")
     typer.echo(
         f"grid {the_grid.name!r} ({the_grid.source}): {len(the_grid.runs)} runs, "
         f"{len(the_grid.skipped)} skipped combinations; store {store}",
@@ -173,22 +185,31 @@ def run(
 
 
 def _print_dry_run(the_grid, store: Path) -> None:
+    from benchbase.cost import Estimator, summary_lines
     from benchbase.store import FINISHED, Store
 
-    done = {}
+    done, runs, stages, ready = {}, [], [], set()
     if (store / "benchbase.sqlite").exists():
-        done = Store(store).status_of([r.run_id for r in the_grid.runs])
-    stages = {r.stage_id for r in the_grid.runs if r.stage_id}
+        existing = Store(store)
+        done = existing.status_of([r.run_id for r in the_grid.runs])
+        runs, stages = existing.runs(), existing.stages()
+        ready = {s["stage_id"] for s in stages if s["status"] == FINISHED}
+    stages_needed = {r.stage_id for r in the_grid.runs if r.stage_id}
     typer.echo(f"grid {the_grid.name!r} from {the_grid.source}, profile {the_grid.profile!r}, seeds {the_grid.seeds}")
-    typer.echo(f"will run ({len(the_grid.runs)} runs, {len(stages)} shared pretraining stages):")
+    typer.echo(f"will run ({len(the_grid.runs)} runs, {len(stages_needed)} shared pretraining stages):")
     for run in the_grid.runs:
         state = " (finished, will be skipped)" if done.get(run.run_id) == FINISHED else ""
         typer.echo(f"  {run.run_id}  {run.label()}{state}")
     typer.echo(f"skipped ({len(the_grid.skipped)}):")
     for skipped in the_grid.skipped:
         typer.echo(f"  {skipped.label}: {skipped.reason}")
-    n_done = sum(1 for r in the_grid.runs if done.get(r.run_id) == FINISHED)
-    typer.echo(f"total: {len(the_grid.runs)} runs ({n_done} already finished), {len(the_grid.skipped)} skipped")
+    finished = {run_id for run_id, status in done.items() if status == FINISHED}
+    typer.echo(f"total: {len(the_grid.runs)} runs ({len(finished)} already finished), {len(the_grid.skipped)} skipped")
+    if len(finished) < len(the_grid.runs):
+        typer.echo("estimated compute (upper bound: every run to its maximum epochs):")
+        costs = Estimator(default_registry(), runs, stages).study_costs(the_grid, finished, ready)
+        for line in summary_lines(costs):
+            typer.echo(f"  {line}")
 
 
 def _open_store(store: Path) -> Any:

@@ -42,3 +42,12 @@ class TrainingDiverged(RuntimeError):
 
 class WorkerDied(RuntimeError):
     """The process running a job died (killed, out of memory) before returning its result."""
+
+
+class DependencyFailed(RuntimeError):
+    """A job did not run because a job it waited for failed (reported by engines that order jobs
+    themselves); `dependency` is that job's key, `error` its exception."""
+
+    def __init__(self, dependency: str, error: BaseException) -> None:
+        super().__init__(f"{dependency} failed: {error}")
+        self.dependency, self.error = dependency, error

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from benchbase.errors import WorkerDied
@@ -46,14 +47,33 @@ class Executor(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     param_spec: ClassVar[dict[str, Param]] = {}
+    #: True for engines that order jobs themselves (Ray object references, Slurm ``afterok``): the
+    #: driver then submits a run together with its stage, naming the stage in ``after``; otherwise
+    #: it submits the run once the stage is done.
+    supports_dependencies: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         declare(cls)
 
     @abstractmethod
-    def submit(self, key: str, fn: Job, payload: Any, resources: Resources = Resources()) -> None:
-        """Queue one job under a unique `key`."""
+    def submit(
+        self, key: str, fn: Job, payload: Any, resources: Resources = Resources(), after: tuple[str, ...] = ()
+    ) -> None:
+        """Queue one job under a unique `key`, to start after the jobs `after` succeeded."""
+
+    def handle(self, key: str) -> str | None:
+        """An id of the submitted job that outlives this process (a Slurm job id), which the driver
+        keeps in the store, or None."""
+        return None
+
+    def attach(self, key: str, handle: str) -> bool:
+        """Follow a job a previous driver submitted (found by its `handle`) instead of submitting it
+        again; False when that job cannot be followed (it is gone)."""
+        return False
+
+    def cancel(self, key: str) -> None:
+        """Give up a submitted job (its stage failed): it must not run, nor be reported."""
 
     @abstractmethod
     def completed(self, timeout: float | None = None) -> Iterator[tuple[str, Any]]:
@@ -116,7 +136,9 @@ class LocalExecutor(Executor):
             self._pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker)
         return self._pool
 
-    def submit(self, key: str, fn: Job, payload: Any, resources: Resources = Resources()) -> None:
+    def submit(
+        self, key: str, fn: Job, payload: Any, resources: Resources = Resources(), after: tuple[str, ...] = ()
+    ) -> None:
         if self.jobs == 1:
             self._queue.append((key, fn, payload))
             return
@@ -176,15 +198,21 @@ def default_jobs() -> int:
     return os.cpu_count() or 1
 
 
-def make_executor(name: str, jobs: int | None = None, options: dict[str, Any] | None = None) -> Executor:
+def make_executor(
+    name: str, jobs: int | None = None, options: dict[str, Any] | None = None, workdir: Path | None = None
+) -> Executor:
     """The registered executor `name` with `jobs` workers (None: one per CPU core) and its options,
-    validated against its ``param_spec``."""
+    validated against its ``param_spec``; executors that keep files of their own get `workdir`."""
+    import inspect
+
     from benchbase.params import validate
     from benchbase.registry import default_registry
 
     entry = default_registry().get("executor", name)
     spec = entry.param_spec
-    if spec is not None:  # `jobs` is the harness's to give, not an option
-        spec = {key: param for key, param in spec.items() if key != "jobs"}
+    if spec is not None:  # `jobs` and `workdir` are the harness's to give, not options
+        spec = {key: param for key, param in spec.items() if key not in ("jobs", "workdir")}
     checked = validate(spec, options or {}, f"executor {name!r} options")
+    if workdir is not None and "workdir" in inspect.signature(entry.obj).parameters:
+        checked["workdir"] = workdir
     return entry.obj(jobs=jobs or default_jobs(), **checked)

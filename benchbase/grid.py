@@ -65,6 +65,8 @@ import copy
 import hashlib
 import itertools
 import json
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -99,7 +101,7 @@ TRAINING: dict[str, Param] = {
     "head_hidden": Param(None, "int", "width of two-layer MLP task heads (default: linear heads)", min=1),
     "grad_clip": Param(None, "number", "gradient-norm clipping", min=0.0, min_open=True),
     "threads": Param(1, "int", "intra-op threads of each run, whatever --jobs is: results depend on it", min=1),
-    "device": Param("cpu", "str", "where runs train"),
+    "device": Param("cpu", "str", "where runs train: cpu, cuda, cuda:N, or auto (cuda when available)"),
 }
 PROFILES: dict[str, dict[str, Any]] = {
     # Sized for 2 CPU cores: small models, few epochs; tables made with it say "quick profile".
@@ -213,6 +215,8 @@ class Grid:
     questions: list[dict[str, Any]] = field(default_factory=list)
     #: ``[executor.<name>]`` tables: options of each executor (`benchbase.executors`).
     executor: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The ``[[study]]`` (1-based) each run comes from (the first that produced it).
+    study_of: dict[str, int] = field(default_factory=dict)
 
 
 def default_grid_path() -> Path:
@@ -287,6 +291,23 @@ def _plugin_params(registry: Registry, kind: str, name: str, given: dict, where:
 
 def _check_train(train: dict, where: str) -> None:
     validate(TRAINING, train, where)
+    device = train.get("device", "cpu")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(device)):
+        raise GridError(f"{where}: device must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+
+def resolve_device(device: str) -> str:
+    """The device type a run's identity holds: ``auto`` becomes cuda where torch sees a GPU, else
+    cpu; ``cuda:N`` is cuda (which GPU of a node runs it does not change its numbers), and N is
+    passed to local jobs through ``BENCHBASE_CUDA_DEVICE``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda:"):
+        os.environ["BENCHBASE_CUDA_DEVICE"] = device.split(":", 1)[1]
+        return "cuda"
+    return device
 
 
 def _dataset(registry: Registry, spec: dict, datasets_cache: dict, where: str) -> Any:
@@ -462,6 +483,7 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                         grid.skipped.append(Skipped(run.label(), reason))
                     else:
                         grid.runs.append(run)
+                        grid.study_of[run.run_id] = number
     return grid
 
 
@@ -494,7 +516,7 @@ def make_spec(
     spec["seed"] = seed
     spec["profile"] = profile
     spec["code"] = dict(sorted(code.items()))
-    spec["numerics"] = numerics(train["device"], train["threads"])
+    spec["numerics"] = numerics(resolve_device(train["device"]), train["threads"])
     return spec
 
 
@@ -507,6 +529,14 @@ def respec(registry: Registry, spec: dict[str, Any]) -> dict[str, Any]:
     return make_spec(registry, chosen, params, train, int(spec["seed"]), spec["profile"])
 
 
-def load_grid(registry: Registry, path: Path | str | None) -> Grid:
+def load_grid(registry: Registry, path: Path | str | None, device: str | None = None) -> Grid:
+    """A grid file expanded; `device` (from ``--device``) overrides every study's ``train.device``."""
     raw, source = read_grid_file(path)
+    if device is not None:
+        raw = {**raw, "train": {**raw.get("train", {}), "device": device}}
+        for study in raw.get("study", []):
+            if isinstance(study, dict) and isinstance(study.get("train"), dict):
+                study["train"].pop("device", None)
+            if isinstance(study, dict) and isinstance(study.get("sweep"), dict):
+                study["sweep"].pop("train.device", None)
     return expand_grid(registry, raw, source)

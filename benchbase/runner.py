@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbase.cache import atomic_path
-from benchbase.errors import PluginError, StageFailed, StoreError
+from benchbase.errors import DependencyFailed, PluginError, StageFailed, StoreError
 from benchbase.executors import Executor, Resources
 from benchbase.grid import Grid, RunSpec
 from benchbase.registry import default_registry
@@ -170,8 +170,10 @@ def stage_job(payload: dict[str, Any]) -> dict[str, Any]:
 
     root, stage_id, spec = Path(payload["root"]), payload["stage_id"], payload["spec"]
     relative = f"stages/{stage_id}.pt"
+    started_at = time.time()
     with _Threads(int(spec["numerics"]["threads"])):
         details = pretrain(default_registry(), spec, root / relative)
+    details["started_at"], details["finished_at"] = started_at, time.time()
     record = {
         "stage_id": stage_id,
         "spec": spec,
@@ -190,11 +192,12 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
     from benchbase.train import run_finetune
 
     root, run = Path(payload["root"]), RunSpec(payload["spec"])
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     checkpoint = None
     if run.stage_id is not None:
-        checkpoint = root / payload["checkpoint"]
-        if not verified(checkpoint, payload["checkpoint_sha256"]):
+        stage = payload if "checkpoint" in payload else _stage_record(root, run.stage_id)
+        checkpoint = root / stage["checkpoint"]
+        if not verified(checkpoint, stage["checkpoint_sha256"]):
             raise StageFailed(f"the checkpoint of its pretraining stage {run.stage_id} is missing or damaged")
     with _Threads(run.threads):
         outcome = run_finetune(default_registry(), run, checkpoint)
@@ -223,8 +226,19 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
         "predictions": relative,
         "predictions_sha256": sha,
     }
+    record["details"]["started_at"], record["details"]["finished_at"] = started_at, time.time()
     _write_record(root, run.run_id, record)
     return record
+
+
+def _stage_record(root: Path, stage_id: str) -> dict[str, Any]:
+    """The record a stage job left beside its checkpoint (engines that order jobs themselves start a
+    run once its stage succeeded; the run reads where the checkpoint is from here)."""
+    path = root / "records" / f"stage-{stage_id}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise StageFailed(f"its pretraining stage {stage_id} left no record at {path}") from None
 
 
 # The driver. ----------------------------------------------------------------------------------
@@ -268,6 +282,9 @@ class GridRunner:
         self.stage_specs: dict[str, dict] = {}
         self.foreign: dict[str, Any] = {}  # jobs another driver holds: key -> run or stage id
         self.ready_stages: set[str] = set()
+        self.mine: set[str] = set()  # stages this driver submitted
+        self.dependents: dict[str, list[RunSpec]] = defaultdict(list)  # submitted behind a stage (engines)
+        self.settled: set[str] = set()  # runs recorded already (their outcome, if it comes, is ignored)
         self.done = 0
         self.steps = 0
         self.summary = Summary(total=len(grid.runs), already_finished=0)
@@ -317,6 +334,8 @@ class GridRunner:
                 self.waiting[stage_id].append(run)
                 self.steps += 1
                 self._offer_stage(stage_id)
+            if stage_id in self.mine and self.executor.supports_dependencies:
+                self._submit_behind_stage(stage_id)
 
     # claiming and submitting ---------------------------------------------------------------------
 
@@ -334,9 +353,26 @@ class GridRunner:
             self._stage_available(stage_id, reused=True)
             return
         payload = {"root": str(self.store.shared), "stage_id": stage_id, "spec": self.stage_specs[stage_id]}
-        self.executor.submit(key, stage_job, payload, self._resources(self.waiting[stage_id][0]))
+        self._submit(key, stage_job, payload, self._resources(self.waiting[stage_id][0]))
+        self.mine.add(stage_id)
 
-    def _offer_run(self, run: RunSpec) -> None:
+    def _submit_behind_stage(self, stage_id: str) -> None:
+        """Engines that order jobs themselves get the waiting runs now, after the stage."""
+        for run in self.waiting.pop(stage_id, []):
+            self.dependents[stage_id].append(run)
+            self._offer_run(run, after=(f"stage:{stage_id}",))
+
+    def _submit(self, key: str, fn: Any, payload: dict, resources: Resources, after: tuple[str, ...] = ()) -> None:
+        """Submit a job, or follow the one a previous driver submitted for it (kept in the store)."""
+        handle = self.store.submission(key, self.executor.name)
+        if handle is not None and self.executor.attach(key, handle):
+            return
+        self.executor.submit(key, fn, payload, resources, after)
+        handle = self.executor.handle(key)
+        if handle is not None:
+            self.store.record_submission(key, self.executor.name, handle)
+
+    def _offer_run(self, run: RunSpec, after: tuple[str, ...] = ()) -> None:
         key = f"run:{run.run_id}"
         if not self.store.claim(key, self.owner):
             self.foreign[key] = run
@@ -348,10 +384,10 @@ class GridRunner:
             self.summary.finished_elsewhere += 1
             return
         payload: dict[str, Any] = {"root": str(self.store.shared), "grid": self.grid.name, "spec": run.spec}
-        if run.stage_id is not None:
+        if run.stage_id is not None and not after:
             stage = self.store.stage(run.stage_id)
             payload["checkpoint"], payload["checkpoint_sha256"] = stage["checkpoint"], stage["checkpoint_sha256"]
-        self.executor.submit(key, run_job, payload, self._resources(run))
+        self._submit(key, run_job, payload, self._resources(run), after)
 
     def _count(self, message: str) -> None:
         self.done += 1
@@ -388,8 +424,9 @@ class GridRunner:
                 kind, _, ident = key.partition(":")
                 if kind == "stage":
                     self._stage_done(ident, outcome)
-                else:
+                elif ident not in self.settled:
                     self._run_done(self.runs[ident], outcome)
+                self.store.drop_submission(key)
                 self.store.release(key, self.owner)
             if self.foreign and time.monotonic() - last_look >= POLL_SECONDS:
                 self._look_at_foreign()
@@ -443,8 +480,17 @@ class GridRunner:
 
     def _fail_waiting(self, stage_id: str, error: str) -> None:
         self._count(f"pretraining FAILED ({self._label(stage_id)}): {error}")
+        failure = StageFailed(f"its pretraining stage {stage_id} failed: {error}")
         for run in self.waiting.pop(stage_id, []):
-            self._run_done(run, StageFailed(f"its pretraining stage {stage_id} failed: {error}"))
+            self._run_done(run, failure)
+        for run in self.dependents.pop(stage_id, []):  # queued behind it in the engine: withdraw them
+            if run.run_id in self.settled:
+                continue
+            key = f"run:{run.run_id}"
+            self.executor.cancel(key)
+            self.store.drop_submission(key)
+            self.store.release(key, self.owner)
+            self._run_done(run, failure)
 
     def _stage_done(self, stage_id: str, outcome: Any) -> None:
         spec = self.stage_specs[stage_id]
@@ -463,9 +509,14 @@ class GridRunner:
         )
         self.summary.stages_computed += 1
         self._count(f"pretrained {self._label(stage_id)} in {outcome['details']['seconds']:.1f}s")
+        self.dependents.pop(stage_id, None)
         self._stage_available(stage_id, reused=False)
 
     def _run_done(self, run: RunSpec, outcome: Any) -> None:
+        self.settled.add(run.run_id)
+        if isinstance(outcome, DependencyFailed):  # the engine did not start it: its stage failed
+            stage_id = outcome.dependency.partition(":")[2]
+            outcome = StageFailed(f"its pretraining stage {stage_id} failed: {error_text(outcome.error)}")
         if isinstance(outcome, BaseException):
             error = error_text(outcome)
             self.summary.failed += 1

@@ -88,6 +88,12 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT
 );
+CREATE TABLE IF NOT EXISTS submissions (
+    job TEXT PRIMARY KEY,
+    executor TEXT NOT NULL,
+    handle TEXT NOT NULL,
+    submitted_at REAL
+);
 CREATE TABLE IF NOT EXISTS claims (
     job TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -413,6 +419,30 @@ class Store:
     def drop_claims(self, jobs: list[str]) -> None:
         with self._connect() as db:
             db.executemany("DELETE FROM claims WHERE job = ?", [(j,) for j in jobs])
+
+    # submissions: engine job ids, so that a restarted driver follows them instead of resubmitting
+
+    def record_submission(self, job: str, executor: str, handle: str) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO submissions (job, executor, handle, submitted_at) VALUES (?, ?, ?, ?)",
+                (job, executor, handle, time.time()),
+            )
+
+    def submission(self, job: str, executor: str) -> str | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT handle FROM submissions WHERE job = ? AND executor = ?", (job, executor)
+            ).fetchone()
+        return None if row is None else row["handle"]
+
+    def drop_submission(self, job: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM submissions WHERE job = ?", (job,))
+
+    def submissions(self) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            return [dict(r) for r in db.execute("SELECT * FROM submissions ORDER BY job").fetchall()]
 
     # grids -------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,25 @@ from benchbase.grid import RunSpec
 from benchbase.metrics import pretext_labels, subset
 from benchbase.registry import Registry
 from benchbase.splits import check_split
+
+
+def device_of(numerics: dict[str, Any]) -> torch.device:
+    """The run's device. On CUDA, torch's deterministic algorithms are switched on (where torch has
+    them; the others warn) so that a spec gives the same numbers on the same GPU model."""
+    device = torch.device(numerics.get("device", "cpu"))
+    if device.type == "cuda" and device.index is None:  # which GPU: --device cuda:N, else the first
+        device = torch.device(f"cuda:{os.environ.get('BENCHBASE_CUDA_DEVICE', '0')}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PluginError(f"the run asks for device {device} but this worker has no CUDA device")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    return device
+
+
+def on(device: torch.device, batch: GraphBatch) -> GraphBatch:
+    """A batch on the run's device: data stays in CPU arrays, each batch moves when it is used."""
+    return batch if device.type == "cpu" else batch.to(device)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -80,6 +100,7 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dic
     """Train encoder + pretext head on the stage's pool and save the checkpoint atomically."""
     started = time.perf_counter()
     generator = seed_everything(int(stage["seed"]))
+    device = device_of(stage["numerics"])
     dataset, graphs = loading.dataset_tensors(registry, stage["dataset"]["name"], stage["dataset"]["params"])
     pool = _pool_indices(registry, stage, dataset, graphs)
     encoder = loading.build_encoder(registry, stage["encoder"]["name"], stage["encoder"]["params"], dataset.features)
@@ -92,6 +113,8 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dic
         # Multilabel counts are positives per label, which do not add up to the number of items.
         rebalancer.fit(counts, num_samples=len(pool) if pretext.is_multilabel() else None)
     head = pretext.build_head(encoder)
+    encoder.to(device)
+    head.to(device)
     selection = rebalancer.selection_weights() if counts is not None else None
     ctx = PretextContext(
         generator=generator,
@@ -106,7 +129,7 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dic
         head.train()
         total, steps = 0.0, 0
         for batch in iterate_batches(graphs, pool, train["batch_size"], True, generator, train["max_nodes"]):
-            loss = _pretext_loss(pretext, rebalancer, encoder, head, batch, ctx)
+            loss = _pretext_loss(pretext, rebalancer, encoder, head, on(device, batch), ctx)
             _check_finite(loss, f"pretraining epoch {epoch}")
             optimizer.zero_grad()
             loss.backward()
@@ -114,7 +137,7 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dic
             total, steps = total + loss.item(), steps + 1
         losses.append(total / max(steps, 1))
     with atomic_path(checkpoint) as tmp:
-        torch.save({"encoder": encoder.state_dict(), "head": head.state_dict()}, tmp)
+        torch.save({"encoder": encoder.cpu().state_dict(), "head": head.cpu().state_dict()}, tmp)
     return {
         "pool_size": int(len(pool)),
         "losses": losses,
@@ -212,11 +235,14 @@ class FineTuner:
         self.train_cfg = run.train
         self.tasks = dataset.tasks
         self.generator = seed_everything(run.seed)
+        self.device = device_of(run.spec["numerics"])
         name, params = run.component("encoder")
         self.encoder: Encoder = loading.build_encoder(registry, name, params, dataset.features)
         self.encoder.prepare(dataset)
         probe = self._probe_edge_embedding()
         self.heads = TaskHeads(self.tasks, self.encoder.out_dim, probe, self.train_cfg.get("head_hidden"))
+        self.encoder.to(self.device)
+        self.heads.to(self.device)
         self.weights = self._task_weights()
         self.classification = [t for t in self.tasks if t.kind == "classification"]
         if any(t.level != "graph" for t in self.classification):
@@ -241,6 +267,7 @@ class FineTuner:
     def load_pretrained(self, checkpoint: Path) -> None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         self.encoder.load_state_dict(state["encoder"])
+        self.encoder.to(self.device)
 
     def _label_keep(self, split: Split) -> dict[str, torch.Tensor]:
         """The few-label setting: one graph-level task keeps only k labelled training graphs."""
@@ -255,7 +282,7 @@ class FineTuner:
         keep = np.zeros(self.graphs.num_graphs, dtype=bool)
         keep[rng.permutation(labelled)[:k]] = True
         keep[np.setdiff1d(np.arange(self.graphs.num_graphs), split["train"])] = True
-        return {task: torch.from_numpy(keep)}
+        return {task: torch.from_numpy(keep).to(self.device)}
 
     def fit(self, split: Split) -> dict[str, Any]:
         train_idx, valid_idx = split["train"], split["valid"]
@@ -284,7 +311,7 @@ class FineTuner:
             for batch in iterate_batches(
                 self.graphs, train_idx, cfg["batch_size"], True, self.generator, cfg["max_nodes"]
             ):
-                loss = self._loss(batch, training=True)
+                loss = self._loss(on(self.device, batch), training=True)
                 _check_finite(loss, f"fine-tuning epoch {epoch}")
                 optimizer.zero_grad()
                 loss.backward()
@@ -352,7 +379,8 @@ class FineTuner:
         cache = self.__dict__.setdefault("_batches", {})
         if key not in cache:
             cfg = self.train_cfg
-            cache[key] = list(iterate_batches(self.graphs, indices, cfg["batch_size"], max_nodes=cfg["max_nodes"]))
+            batches = iterate_batches(self.graphs, indices, cfg["batch_size"], max_nodes=cfg["max_nodes"])
+            cache[key] = [on(self.device, batch) for batch in batches]
         return cache[key]
 
     @torch.no_grad()
@@ -363,6 +391,7 @@ class FineTuner:
         for batch in iterate_batches(
             self.graphs, indices, self.train_cfg["batch_size"], max_nodes=self.train_cfg["max_nodes"]
         ):
+            batch = on(self.device, batch)
             preds = self.heads(self.encoder(batch), batch)
             graph_of = {
                 "graph": batch.graph_index,
@@ -373,9 +402,9 @@ class FineTuner:
                 y = batch.targets[task.name]
                 keep = self._keep_rows(task, batch, training=False)
                 pred = preds[task.name] * self.scaler.std[task.name] + self.scaler.mean[task.name]
-                rows[task.name][0].append(y[keep].numpy())
-                rows[task.name][1].append(pred[keep].numpy())
-                rows[task.name][2].append(graph_of[task.level][keep].numpy())
+                rows[task.name][0].append(y[keep].cpu().numpy())
+                rows[task.name][1].append(pred[keep].cpu().numpy())
+                rows[task.name][2].append(graph_of[task.level][keep].cpu().numpy())
         return {name: Predictions(*(np.concatenate(parts) for parts in lists)) for name, lists in rows.items()}
 
 
@@ -401,8 +430,9 @@ def evaluate_pretext(
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     encoder.load_state_dict(state["encoder"])
     head.load_state_dict(state["head"])
-    encoder.eval()
-    head.eval()
+    device = device_of(run.spec["numerics"])
+    encoder.to(device).eval()
+    head.to(device).eval()
     generator = torch.Generator()
     generator.manual_seed(run.seed + 1_000_003)  # held-out masks differ from training masks
     ctx = PretextContext(generator=generator, training=False)
@@ -410,13 +440,14 @@ def evaluate_pretext(
     items = 0
     with torch.no_grad():
         for batch in iterate_batches(graphs, indices, run.train["batch_size"], max_nodes=run.train["max_nodes"]):
+            batch = on(device, batch)
             out = pretext.step(encoder, head, batch, ctx)
             if out.logits is None:  # a batch with nothing to predict (no context, say)
                 continue
-            logits.append(out.logits.numpy())
-            targets.append(out.targets.numpy())
+            logits.append(out.logits.cpu().numpy())
+            targets.append(out.targets.cpu().numpy())
             if out.item_graph is not None:
-                graph_of_item.append(batch.graph_index[out.item_graph.cpu()].numpy())
+                graph_of_item.append(batch.graph_index[out.item_graph].cpu().numpy())
             else:  # no graph per item: each item is its own resampling unit
                 graph_of_item.append(-1 - np.arange(items, items + len(out.logits)))
             items += len(out.logits)
