@@ -21,6 +21,7 @@ job), ``mem_gb``, ``account``, ``gpus`` (per GPU job), ``extra`` (more sbatch op
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -72,6 +73,18 @@ def _queued(job_ids: list[str]) -> dict[str, str]:
         if len(parts) == 2:
             states[parts[0]] = parts[1]
     return states
+
+
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Failed|Diverged|Died)): (.*)$")
+
+
+def _job_error(trace: str) -> Exception:
+    """The job's own exception from submitit's failure text (its traceback, then log paths)."""
+    found = [m for m in map(_EXCEPTION_LINE.match, trace.splitlines()) if m]
+    if not found:
+        return RuntimeError(f"the job failed: {trace.strip()[:300]}")
+    kind, message = found[-1].group(1).rsplit(".", 1)[-1], found[-1].group(2)
+    return type(kind, (RuntimeError,), {})(message)  # named like the job's exception in the record
 
 
 class SlurmExecutor(Executor):
@@ -180,7 +193,7 @@ class SlurmExecutor(Executor):
         try:
             return job.result()
         except self.submitit.core.utils.FailedJobError as exc:  # the job's own exception, with its trace
-            return RuntimeError(str(exc).strip().splitlines()[-1] if str(exc).strip() else "the job failed")
+            return _job_error(str(exc))
         except self.submitit.core.utils.UncompletedJobError as exc:
             return WorkerDied(f"the job ended without a result: {exc}")
 

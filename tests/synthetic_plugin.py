@@ -101,10 +101,10 @@ class TinyMasking(PretextTask):
     name = "tiny-masking"
     description = "Mask 30% of nodes, predict their class (tests only)."
     requires = frozenset({"x_categorical"})
-    defaults = {"rate": 0.3}
+    defaults = {"rate": 0.3, "fail": False}
 
-    def __init__(self, rate: float = 0.3) -> None:
-        self.rate = rate
+    def __init__(self, rate: float = 0.3, fail: bool = False) -> None:
+        self.rate, self.fail = rate, fail
 
     def prepare(self, dataset, pool):
         a = dataset.arrays()
@@ -121,6 +121,8 @@ class TinyMasking(PretextTask):
         return nn.Linear(encoder.out_dim, 2)
 
     def step(self, encoder, head, batch, ctx):
+        if self.fail:
+            raise RuntimeError("planted failure")
         n = batch.x.shape[0]
         chosen = torch.rand(n, generator=ctx.generator) < self.rate
         chosen[0] = True
