@@ -155,6 +155,10 @@ class MoleculeDataset(Dataset):
             raise PluginError(f"dataset {name!r}: unknown task(s) {unknown}; known: {list(by_name)}")
         self.name = name
         self.tasks = [by_name[t] for t in tasks]
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget what was loaded (subclasses that do not call `__init__` call this)."""
         self._cache: dict[str, np.ndarray] | None = None
         self._arrays: GraphArrays | None = None
         self._smiles: list[str] | None = None
