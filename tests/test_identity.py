@@ -120,7 +120,7 @@ def test_editing_an_editable_plugin_recomputes_its_runs_under_new_ids(synthetic_
     assert first.returncode == 0, first.stderr
     assert "4 finished, 0 failed, 0 were already finished; pretraining stages computed 2" in first.stderr
 
-    plugin = source / "benchbase_example" / "plugin.py"
+    plugin = source / "benchbase_example" / "encoders.py"  # the example-deepsets encoder
     plugin.write_text(plugin.read_text() + "\n# a comment changes nothing\n")
     unchanged = _run(site, synthetic_env, *args)
     assert "0 finished, 0 failed, 4 were already finished" in unchanged.stderr, unchanged.stderr
