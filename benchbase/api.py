@@ -107,6 +107,12 @@ class Dataset(ABC):
         """
         return None
 
+    def content_key(self) -> str | None:
+        """A key of the data's content (a hash of its source files, the featuriser's version), or
+        None when the dataset's parameters say it all. It enters every run's identity, so that
+        changed data - a CSV edited in place - is never mistaken for the old. Cheap: no loading."""
+        return None
+
     @property
     def skipped(self) -> list[tuple[Any, str]]:
         """Inputs the plugin could not use (an unparsable record, say): ``(native id, why)`` each.

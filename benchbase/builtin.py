@@ -1,5 +1,5 @@
-"""The core's own plugin: generic protocols, rebalancers, metrics and the local executor,
-registered like any third party's."""
+"""The core's own plugin: generic protocols, rebalancers, metrics, the local executor and the
+``pyg`` adapter dataset, registered like any third party's."""
 
 from __future__ import annotations
 
@@ -25,6 +25,14 @@ REBALANCERS = [
     rebalancers.LogitAdjustment,
     rebalancers.MaskedResampling,
 ]
+
+
+@hookimpl
+def register_datasets(register):
+    """``pyg``: any torch_geometric dataset class (no chemistry: it lives in the core)."""
+    from benchbase import pyg_dataset
+
+    pyg_dataset.register(register)
 
 
 @hookimpl

@@ -473,6 +473,29 @@ def split(
     typer.echo(", ".join(f"{name}: {len(v)}" for name, v in payload.items()) + f" -> {out}")
 
 
+# --- benchbase new-plugin ------------------------------------------------------------------------
+
+
+@app.command("new-plugin")
+@friendly_errors
+def new_plugin(
+    name: Annotated[str, typer.Argument(help="Short name, e.g. acme: package benchbase_acme, names acme-...")],
+    kinds: Annotated[
+        str, typer.Option(help="Comma-separated kinds: dataset,encoder,pretext,rebalancer,protocol,metric, or all.")
+    ] = "all",
+    dest: Annotated[Path | None, typer.Option(help="Directory to write (default: ./benchbase-NAME).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty directory.")] = False,
+) -> None:
+    """Start a plugin: a pip-installable distribution with one working example of each kind and tests."""
+    from benchbase.scaffold import parse_kinds, write_plugin
+
+    written = write_plugin(name, parse_kinds(kinds), dest, force)
+    typer.echo(
+        f"wrote {written}/: `pip install -e {written}` and `benchbase plugins` lists its contributions; "
+        f"its tests: `cd {written} && python -m pytest -q`"
+    )
+
+
 def _add_plugin_commands() -> None:
     """Plugins may add sub-commands (``benchbase glass simulate``); a failing hook is a warning."""
     registry = default_registry()

@@ -188,6 +188,7 @@ class RunSpec:
             "train": {k: train[k] for k in STAGE_SETTINGS},
             "code": {k: v for k, v in self.spec["code"].items() if k in kinds or k == "harness"},
             "numerics": self.spec["numerics"],
+            "data": self.spec.get("data"),
         }
 
     @property
@@ -471,11 +472,13 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                 chosen = dict(zip(PLUGIN_KINDS, combo, strict=True))
                 for seed in seeds:
                     spec = make_spec(registry, chosen, point_params, train, seed, profile, here, point_origins)
+                    dataset = _dataset(registry, spec, datasets_cache, here)
+                    if not isinstance(dataset, str) and dataset.content_key() is not None:
+                        spec["data"] = dataset.content_key()
                     run = RunSpec(spec)
                     if run.run_id in seen:
                         continue
                     seen.add(run.run_id)
-                    dataset = _dataset(registry, spec, datasets_cache, here)
                     if not isinstance(dataset, str):
                         _check_buildable(registry, spec, dataset, built, here)
                     reason = _skip_reason(registry, spec, dataset)
@@ -526,7 +529,13 @@ def respec(registry: Registry, spec: dict[str, Any]) -> dict[str, Any]:
     params = {kind: {spec[kind]["name"]: spec[kind]["params"]} for kind in PLUGIN_KINDS}
     train = {**PROFILES[spec["profile"]], **spec["train"]}
     train.update({k: spec["numerics"][k] for k in NUMERICS_SETTINGS})
-    return make_spec(registry, chosen, params, train, int(spec["seed"]), spec["profile"])
+    fresh = make_spec(registry, chosen, params, train, int(spec["seed"]), spec["profile"])
+    from benchbase.loading import build_dataset
+
+    key = build_dataset(registry, *RunSpec(fresh).component("dataset")).content_key()
+    if key is not None:
+        fresh["data"] = key
+    return fresh
 
 
 def load_grid(registry: Registry, path: Path | str | None, device: str | None = None) -> Grid:

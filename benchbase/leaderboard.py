@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
+from benchbase.adapters import dataset_label
 from benchbase.api import Column, Predictions, TaskInfo
 from benchbase.grid import content_hash
 from benchbase.metrics import Metric, get_metric
@@ -247,6 +248,12 @@ def _choose_build(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dic
     return chosen_runs, chosen, notes
 
 
+def table_dataset(spec: dict[str, Any]) -> str:
+    """The data set a run's tables are about: its registered name, and for an adapter that serves
+    many data sets under one name (``csv``, ``pyg``) which one (`benchbase.adapters.dataset_label`)."""
+    return dataset_label(spec["dataset"]["name"], spec["dataset"]["params"])
+
+
 def group_tables(runs: list[dict[str, Any]]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """Table name -> (task, run) pairs of every run with a spec (all statuses)."""
     grouped: dict[tuple, list[tuple[str, dict]]] = defaultdict(list)
@@ -255,7 +262,7 @@ def group_tables(runs: list[dict[str, Any]]) -> dict[str, list[tuple[str, dict[s
         protocol = spec["protocol"]
         tasks = list((run.get("metrics") or {}).keys()) or [None]
         for task in tasks:
-            key = (spec["dataset"]["name"], protocol["name"], json.dumps(protocol["params"], sort_keys=True))
+            key = (table_dataset(spec), protocol["name"], json.dumps(protocol["params"], sort_keys=True))
             grouped[key].append((task, run))
     by_base: dict[tuple, set[str]] = defaultdict(set)
     for dataset, protocol, params in grouped:
@@ -389,7 +396,7 @@ def build_tables(store: Store, runs: list[dict[str, Any]]) -> list[Table]:
         row_list.sort(key=order)
         table = Table(
             name=name,
-            dataset=spec["dataset"]["name"],
+            dataset=table_dataset(spec),
             task=task,
             protocol=spec["protocol"]["name"],
             protocol_params=spec["protocol"]["params"],

@@ -21,6 +21,7 @@ job), ``mem_gb``, ``account``, ``gpus`` (per GPU job), ``extra`` (more sbatch op
 
 from __future__ import annotations
 
+import builtins
 import re
 import subprocess
 import time
@@ -84,6 +85,9 @@ def _job_error(trace: str) -> Exception:
     if not found:
         return RuntimeError(f"the job failed: {trace.strip()[:300]}")
     kind, message = found[-1].group(1).rsplit(".", 1)[-1], found[-1].group(2)
+    builtin = getattr(builtins, kind, None)
+    if isinstance(builtin, type) and issubclass(builtin, Exception):
+        return builtin(message)
     return type(kind, (RuntimeError,), {})(message)  # named like the job's exception in the record
 
 

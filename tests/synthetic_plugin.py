@@ -168,7 +168,7 @@ class LoggingExecutor(LocalExecutor):
         super().__init__(jobs=1)
         self.log = log
 
-    def submit(self, key, fn, payload, resources=None):
+    def submit(self, key, fn, payload, resources=None, after=()):
         with open(self.log, "a") as handle:
             handle.write(key + "\n")
         super().submit(key, fn, payload)

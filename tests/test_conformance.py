@@ -81,7 +81,13 @@ def _dataset_for(kind: str, name: str, datasets: dict):
     [(kind, name) for kind in ("encoder", "pretext", "rebalancer", "protocol", "metric", "executor") for name in
      _builtin(kind)],
 )  # fmt: skip
-def test_every_builtin_plugin_conforms(kind, name, datasets):
+def test_every_builtin_plugin_conforms(kind, name, datasets, tmp_path):
+    if (kind, name) == ("executor", "slurm"):  # its job handling, without a cluster: submitit's local mode
+        from benchbase.slurm_executor import SlurmExecutor
+        from benchbase.testing import check_executor
+
+        check_executor(SlurmExecutor, cluster="local", folder=str(tmp_path / "jobs"))
+        return
     check_registered(kind, name, _dataset_for(kind, name, datasets))
 
 

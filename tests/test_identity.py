@@ -71,9 +71,12 @@ def test_settings_enter_only_the_identities_they_change():
     assert RunSpec(_spec(epochs=3)).stage_id == RunSpec(masked).stage_id  # fine-tuning only
 
 
-def test_respec_reproduces_the_identity_of_the_same_code():
+def test_respec_reproduces_the_identity_of_the_same_code_and_data():
     spec = _spec(pretrain_pool="train", epochs=7)
-    assert respec(default_registry(), json.loads(json.dumps(spec))) == spec
+    fresh = respec(default_registry(), json.loads(json.dumps(spec)))
+    assert {k: v for k, v in fresh.items() if k != "data"} == spec
+    assert len(fresh["data"]) >= 16  # QM9's content key: its source files and the featuriser
+    assert respec(default_registry(), fresh) == fresh
 
 
 GRID = """
@@ -120,7 +123,7 @@ def test_editing_an_editable_plugin_recomputes_its_runs_under_new_ids(synthetic_
     assert first.returncode == 0, first.stderr
     assert "4 finished, 0 failed, 0 were already finished; pretraining stages computed 2" in first.stderr
 
-    plugin = source / "benchbase_example" / "plugin.py"
+    plugin = source / "benchbase_example" / "encoders.py"  # the example-deepsets encoder
     plugin.write_text(plugin.read_text() + "\n# a comment changes nothing\n")
     unchanged = _run(site, synthetic_env, *args)
     assert "0 finished, 0 failed, 4 were already finished" in unchanged.stderr, unchanged.stderr

@@ -65,10 +65,17 @@ def test_template_is_listed_and_runs_in_a_grid(installed_template, synthetic_env
     rows = {(r["kind"], r["name"]): r for r in json.loads(listing.stdout)}
     entry = rows[("encoder", "example-deepsets")]
     assert entry["distribution"] == "benchbase-example" and entry["version"] == "0.1.0"
+    every_kind = {("dataset", "example/rings"), ("pretext", "example-masking"), ("rebalancer", "example-power"),
+                  ("protocol", "example-ordered"), ("metric", "example_max_error")}  # fmt: skip
+    assert every_kind <= set(rows) and all(rows[key]["distribution"] == "benchbase-example" for key in every_kind)
     grid = tmp_path / "grid.toml"
     grid.write_text(
-        '[train]\nepochs = 3\n[[study]]\ndatasets = ["synthetic/chains"]\nprotocols = ["iid"]\n'
+        '[train]\nepochs = 3\npretrain_epochs = 1\n[[study]]\ndatasets = ["synthetic/chains"]\nprotocols = ["iid"]\n'
         'encoders = ["example-deepsets", "tiny"]\n'
+        # every kind of the template together: its dataset, protocol, encoder, pretext task and rebalancer
+        '[[study]]\ndatasets = ["example/rings"]\nprotocols = ["example-ordered"]\nencoders = ["example-deepsets"]\n'
+        'pretext = ["example-masking"]\nrebalancers = ["example-power"]\n'
+        '[study.params.dataset."example/rings"]\ngraphs = 60\n'
     )
     store = tmp_path / "store"
     run = subprocess.run(
@@ -101,10 +108,12 @@ def test_template_is_listed_and_runs_in_a_grid(installed_template, synthetic_env
     )
     rows = [json.loads(line) for line in exported.stdout.splitlines()]
     example = [r for r in rows if r["spec"]["encoder"]["name"] == "example-deepsets"]
-    assert example and example[0]["status"] == "finished"
+    assert len(example) == 2 and all(r["status"] == "finished" for r in example)
+    example.sort(key=lambda r: r["spec"]["dataset"]["name"] != "synthetic/chains")
     assert example[0]["spec"]["code"]["encoder"].startswith("benchbase-example 0.1.0")
     versions = example[0]["versions"]
     assert versions["components"]["encoder"] == example[0]["spec"]["code"]["encoder"]
     assert versions["components"]["pretext"] is None  # no pretraining: no plugin, no version
     assert "torch" in versions["environment"]
     assert "example-deepsets" in (tmp_path / "lb" / "synthetic-chains__count__iid.md").read_text()
+    assert "example-masking" in (tmp_path / "lb" / "example-rings__mixed_bonds__example-ordered.md").read_text()

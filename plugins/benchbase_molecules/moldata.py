@@ -155,12 +155,20 @@ class MoleculeDataset(Dataset):
             raise PluginError(f"dataset {name!r}: unknown task(s) {unknown}; known: {list(by_name)}")
         self.name = name
         self.tasks = [by_name[t] for t in tasks]
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget what was loaded (subclasses that do not call `__init__` call this)."""
         self._cache: dict[str, np.ndarray] | None = None
         self._arrays: GraphArrays | None = None
         self._smiles: list[str] | None = None
         self._props: dict[str, np.ndarray] = {}
 
     # --- to implement -------------------------------------------------------------------------
+    def content_key(self) -> str:
+        """The cache key: the source files' hashes and the featuriser's version (`_cache_meta`)."""
+        return digest(self._cache_meta())
+
     def _graph_file(self) -> Path:
         raise NotImplementedError
 

@@ -1,1 +1,1 @@
-"""An example third-party benchbase plugin."""
+"""benchbase-example: a benchbase plugin (see README.md; the hooks are in `plugin.py`)."""

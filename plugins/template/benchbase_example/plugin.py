@@ -1,48 +1,52 @@
-"""The plugin module named by the entry point: it implements benchbase's hooks.
+"""The module the entry point names: its hooks register this plugin's contributions.
 
-Each hook receives `register`; call it once per class you provide. See `benchbase.hookspecs` for
-every hook and `benchbase.api` for the interfaces.
+Each hook receives `register` and calls it once per class. Imports happen inside the hooks so that
+listing plugins stays fast. See `benchbase.hookspecs` for every hook and `benchbase.api` for the
+interfaces.
 """
 
 from __future__ import annotations
 
-from torch import nn
-from torch_geometric.utils import scatter
-
 from benchbase import hookimpl
-from benchbase.api import Embeddings, Encoder, FeatureSpec, GraphBatch, Param
 
 
-class DeepSets(Encoder):
-    """Embeds each node on its own and sums over the graph (Zaheer et al. 2017, "Deep Sets"):
-    a baseline that ignores edges entirely, useful to see how much message passing adds."""
+@hookimpl
+def register_datasets(register) -> None:
+    from benchbase_example.datasets import Rings
 
-    name = "example-deepsets"
-    description = "DeepSets baseline: per-node MLP and sum pooling, no message passing (template plugin)."
-    requires = frozenset({"x_categorical"})
-    # Parameters are typed: the grid checks every value against these before anything runs.
-    param_spec = {
-        "hidden": Param(64, "int", "embedding width", min=1),
-        "layers": Param(2, "int", "per-node MLP layers", min=1),
-    }
-
-    def __init__(self, features: FeatureSpec, hidden: int = 64, layers: int = 2) -> None:
-        super().__init__()
-        # One extra row per column: benchbase's mask token for masking pretext tasks.
-        self.embeddings = nn.ModuleList(nn.Embedding(size + 1, hidden) for size in features.node_vocab)
-        blocks = []
-        for _ in range(layers):
-            blocks += [nn.Linear(hidden, hidden), nn.ReLU()]
-        self.mlp = nn.Sequential(*blocks)
-        self.out_dim = hidden
-
-    def forward(self, batch: GraphBatch) -> Embeddings:
-        h = sum(embed(batch.x[:, j]) for j, embed in enumerate(self.embeddings))
-        h = self.mlp(h)
-        graph = scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum")
-        return Embeddings(node=h, graph=graph)
+    register(Rings)
 
 
 @hookimpl
 def register_encoders(register) -> None:
+    from benchbase_example.encoders import DeepSets
+
     register(DeepSets)
+
+
+@hookimpl
+def register_pretext_tasks(register) -> None:
+    from benchbase_example.pretext import Masking
+
+    register(Masking)
+
+
+@hookimpl
+def register_rebalancers(register) -> None:
+    from benchbase_example.rebalancers import PowerWeights
+
+    register(PowerWeights)
+
+
+@hookimpl
+def register_protocols(register) -> None:
+    from benchbase_example.protocols import Ordered
+
+    register(Ordered)
+
+
+@hookimpl
+def register_metrics(register) -> None:
+    from benchbase_example.metrics import MaxError
+
+    register(MaxError)

@@ -1,0 +1,54 @@
+"""A small torch_geometric InMemoryDataset built by the tests (no download): rings of two atom
+kinds with a bond type, 3-D positions and a graph-level regression label."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch_geometric.data import Data, InMemoryDataset
+
+
+class Rings(InMemoryDataset):
+    """`graphs` rings of 4-11 nodes; x = (kind 0-2, degree flag 0-1) integers, edge_attr = 0/1
+    (same kind at both ends), pos on a circle, y = number of kind-2 nodes + 0.1 * size."""
+
+    def __init__(self, graphs: int = 80, seed: int = 0) -> None:
+        super().__init__(None)
+        rng = np.random.default_rng(seed)
+        data_list = [self._ring(rng) for _ in range(graphs)]
+        self.data, self.slices = self.collate(data_list)
+
+    @staticmethod
+    def _ring(rng: np.random.Generator) -> Data:
+        n = int(rng.integers(4, 12))
+        kind = rng.integers(0, 3, n)
+        src = np.arange(n)
+        dst = (src + 1) % n
+        edge_index = np.concatenate([np.stack([src, dst]), np.stack([dst, src])], axis=1)
+        same = (kind[edge_index[0]] == kind[edge_index[1]]).astype(np.int64)
+        angle = 2 * np.pi * src / n
+        return Data(
+            x=torch.from_numpy(np.stack([kind, (src % 2)], axis=1)),
+            edge_index=torch.from_numpy(edge_index),
+            edge_attr=torch.from_numpy(same[:, None]),
+            pos=torch.from_numpy(np.stack([np.cos(angle), np.sin(angle), np.zeros(n)], axis=1)).float(),
+            y=torch.tensor([float((kind == 2).sum()) + 0.1 * n]),
+        )
+
+
+class NeedsDownload(InMemoryDataset):
+    """Stands for a PyG dataset whose files must be downloaded, on a machine that cannot."""
+
+    def __init__(self, root: str) -> None:
+        from urllib.error import URLError
+
+        raise URLError(f"cannot reach the download server for {root}")
+
+
+class NodeLabels(InMemoryDataset):
+    """One graph with a label per node (node classification): not graph-level."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        data = Data(x=torch.zeros(5, 1), edge_index=torch.tensor([[0, 1], [1, 0]]), y=torch.arange(5))
+        self.data, self.slices = self.collate([data])
