@@ -244,3 +244,20 @@ def test_a_missing_file_or_path_fails_planning_with_exit_code_2(synthetic_env, t
         )
         result = runner.invoke(app, ["run", "--grid", str(_grid(tmp_path, body)), "--store", str(tmp_path / "s")])
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_csv_edited_in_place_gets_new_run_ids(mols, tmp_path):
+    from benchbase.grid import load_grid
+    from benchbase.registry import default_registry
+
+    grid = _grid(tmp_path, GRID.format(path=mols))
+    before = {run.run_id for run in load_grid(default_registry(), grid).runs}
+    lines = mols.read_text().splitlines()
+    header, first = lines[0].split(","), lines[1].split(",")
+    first[header.index("gap")] = "9.99999"  # one label changed, same path, same parameters
+    mols.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    from benchbase import loading
+
+    loading._datasets.clear()  # a new invocation builds the dataset afresh
+    after = {run.run_id for run in load_grid(default_registry(), grid).runs}
+    assert before.isdisjoint(after)  # the data is part of every run's identity
