@@ -274,8 +274,12 @@ class GridRunner:
     """Plans a grid, claims and submits its jobs as they become ready, records their outcomes.
     `run()` does it all; `summary` tells what happened, also after an interrupt."""
 
-    def __init__(self, grid: Grid, store: Store, executor: Executor, progress: Progress) -> None:
+    def __init__(self, grid: Grid, store: Store, executor: Executor, progress: Progress, barrier: bool = False) -> None:
         self.grid, self.store, self.executor, self.progress = grid, store, executor, progress
+        #: Hold every run until all stages are done (the old schedule; `benchmarks/scheduler.py`
+        #: measures what the pipeline gains over it).
+        self.barrier = barrier
+        self.held: list[RunSpec] = []
         self.owner = Owner()
         self.runs = {r.run_id: r for r in grid.runs}
         self.waiting: dict[str, list[RunSpec]] = defaultdict(list)  # stage id -> runs waiting for it
@@ -373,6 +377,9 @@ class GridRunner:
             self.store.record_submission(key, self.executor.name, handle)
 
     def _offer_run(self, run: RunSpec, after: tuple[str, ...] = ()) -> None:
+        if self.barrier and self.stage_specs.keys() - self.ready_stages:
+            self.held.append(run)
+            return
         key = f"run:{run.run_id}"
         if not self.store.claim(key, self.owner):
             self.foreign[key] = run
@@ -477,6 +484,10 @@ class GridRunner:
             self._count(f"pretraining of {self._label(stage_id)} done elsewhere")
         for run in self.waiting.pop(stage_id, []):
             self._offer_run(run)
+        if self.barrier and not self.stage_specs.keys() - self.ready_stages:
+            held, self.held = self.held, []
+            for run in held:
+                self._offer_run(run)
 
     def _fail_waiting(self, stage_id: str, error: str) -> None:
         self._count(f"pretraining FAILED ({self._label(stage_id)}): {error}")

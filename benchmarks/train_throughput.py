@@ -1,30 +1,28 @@
-"""Training throughput of benchbase's GIN path against an OGB-style PyG reference, in one process.
+"""Training throughput of benchbase's GIN path against two PyG references, in one process run.
 
-What is compared (QM9 HOMO-LUMO gap regression on the dataset plugin's deterministic random subset of
-``--graphs`` molecules):
+    python benchmarks/train_throughput.py --size quick    # GIN 3 x 64, batch 128 (the default grid)
+    python benchmarks/train_throughput.py --size paper    # GIN 5 x 300, batch 256
 
-- project: the harness's own machinery. The dataset ``qm9/homo_lumo_gap`` comes from the plugin
-  registry, batches are cut from contiguous arrays by `benchbase.batching.TensorGraphs` /
-  `iterate_batches`, the encoder is the registered ``gin`` (Hu et al. 2020, "Strategies for
-  Pre-training GNNs"), with a linear head on ``Embeddings.graph``, as `benchbase.train.FineTuner`.
-- reference: written the way OGB's molecule example (ogb/examples/graphproppred/mol) trains: one
-  `torch_geometric.data.Data` per molecule, PyG's `DataLoader` collating them, OGB's
-  `AtomEncoder` / `BondEncoder`, a GIN layer as a PyG `MessagePassing` subclass, BatchNorm, ReLU,
-  dropout, `global_mean_pool` and a linear head. Its `Data` objects are sliced from the SAME arrays
-  the project side trains on, so both see identical molecules, features and targets.
+Four sides train on the QM9 HOMO-LUMO gap (`qm9/homo_lumo_gap`, a fixed subset of ``--graphs``
+molecules), on the same molecules, features and standardised targets:
 
-Both sides use the same layer math (Hu et al.'s GIN: neighbour messages ``h_j + e_ij`` summed with
-a learned self-loop term, then an MLP ``hidden -> 2 hidden -> hidden``), the same width, depth,
-dropout, batch size, loss (MSE on standardised targets), optimiser (Adam, lr 1e-3) and torch
-thread count. The only parameter difference is by design: the project's embedding tables carry one
-extra mask-token row per categorical column (for masking pretext tasks); the counts are printed.
+- project gin: the harness's machinery - the registry's dataset, batches cut from contiguous arrays
+  (`benchbase.batching`), the registered ``gin`` encoder (Hu et al. 2020: messages ``h_j + e_ij``
+  with a learned self-loop term, MLP ``h -> 2h -> h``), a linear head, fused Adam - as
+  `benchbase.train.FineTuner` trains;
+- reference, same math: written the way OGB's molecule example trains (one `Data` per molecule,
+  PyG's `DataLoader`, OGB's AtomEncoder/BondEncoder, a `MessagePassing` layer, plain Adam), with the
+  project's layer math - what the machinery costs;
+- project gine: the registered ``gine`` encoder, whose layer is OGB's example layer;
+- OGB example, as it is: OGB's ``GINConv`` (``MLP((1 + eps) h_i + sum_j ReLU(h_j + e_ij))`` with
+  BatchNorm inside the MLP, no self-loop edges) - what users compare with.
 
-Timing: one warm-up epoch per side, then ``--epochs`` timed epochs, alternating project and
-reference epoch by epoch so that load from other processes on a shared machine hits both alike.
-graphs/s = graphs per epoch / MEDIAN wall-clock seconds of an epoch (data loading included); the
-median keeps one epoch stalled by another process from deciding the ratio. Every epoch time, the
-ratio from mean epoch times and the ratio of process CPU seconds (which other load disturbs less)
-are printed too. The last line printed is a JSON summary.
+Every side uses the same threads and the process's CPU numerics (benchbase pins the portable paths
+on import; ``BENCHBASE_NUMERICS=native`` before starting measures the fast ones). One warm-up
+epoch per side, then ``--epochs`` timed epochs, alternating the sides epoch by epoch so that other
+load hits all alike; graphs/s = graphs per epoch / median epoch seconds. The ratios printed: project
+gin / same-math reference, project gin / OGB example, project gine / OGB example (same math), and
+project gin / project gine (what the layers' difference costs). The last line is a JSON summary.
 """
 
 from __future__ import annotations
@@ -46,7 +44,9 @@ from torch_geometric.nn import MessagePassing, global_mean_pool
 from benchbase import loading
 from benchbase.api import PluginError
 from benchbase.batching import TensorGraphs, iterate_batches
+from benchbase.identity import cpu_numerics
 from benchbase.registry import load_registry
+from benchbase.train import adam
 
 DATASET = "qm9/homo_lumo_gap"
 
@@ -95,6 +95,35 @@ class RefGIN(nn.Module):
         return self.head(global_mean_pool(h, data.batch, data.num_graphs)).squeeze(-1)
 
 
+class OGBExampleConv(MessagePassing):
+    """The GIN layer of OGB's molecule example as it is (``ogb/examples/graphproppred/mol/conv.py``):
+    ``MLP((1 + eps) h_i + sum_j ReLU(h_j + e_ij))``, the MLP ``Linear - BatchNorm - ReLU - Linear``,
+    no self-loop edges. The project's ``gine`` encoder has this math."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__(aggr="add")
+        self.bond_encoder = BondEncoder(hidden)
+        self.eps = nn.Parameter(torch.zeros(1))
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden, 2 * hidden), nn.BatchNorm1d(2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden)
+        )
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
+        neighbours = self.propagate(edge_index, x=x, edge_attr=self.bond_encoder(edge_attr))
+        return self.mlp((1 + self.eps) * x + neighbours)
+
+    def message(self, x_j: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
+        return F.relu(x_j + edge_attr)
+
+
+class OGBExampleGIN(RefGIN):
+    """OGB's ``GNN`` with ``gnn_type="gin"`` as its example trains it."""
+
+    def __init__(self, layers: int, hidden: int, dropout: float) -> None:
+        super().__init__(layers, hidden, dropout)
+        self.convs = nn.ModuleList(OGBExampleConv(hidden) for _ in range(layers))
+
+
 def reference_data(graphs: TensorGraphs, y: torch.Tensor) -> list[Data]:
     """One `Data` per molecule, copied out of the project's arrays (as an OGB dataset stores them)."""
     out = []
@@ -118,18 +147,22 @@ def count(*modules: nn.Module) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
 
 
+SIZES = {
+    # The quick profile's model (the default grid) and the paper-scale one (Hu et al. 2020, OGB).
+    "quick": {"layers": 3, "hidden": 64, "dropout": 0.0, "batch_size": 128},
+    "paper": {"layers": 5, "hidden": 300, "dropout": 0.5, "batch_size": 256},
+}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--encoder", default="gin", choices=["gin"], help="only GIN has an OGB-style reference")
-    parser.add_argument("--layers", type=int, default=5)
-    parser.add_argument("--hidden", type=int, default=300)
-    parser.add_argument("--dropout", type=float, default=0.5)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--size", choices=sorted(SIZES), default="quick", help="model and batch size preset")
     parser.add_argument("--graphs", type=int, default=10000, help="QM9 subset size (the dataset's `subset`)")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per side, after one warm-up epoch")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads, both sides")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads, every side")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    size = SIZES[args.size]
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
@@ -144,88 +177,97 @@ def main(argv: list[str] | None = None) -> dict:
     indices = np.flatnonzero(ok.numpy())
     generator = torch.Generator().manual_seed(args.seed)
 
-    # Project side: registered encoder + linear head on the graph embedding, FineTuner's loss.
-    params = {"layers": args.layers, "hidden": args.hidden, "dropout": args.dropout, "pooling": "mean"}
-    encoder = loading.build_encoder(registry, args.encoder, params, dataset.features)
-    encoder.prepare(dataset)
-    head = nn.Linear(encoder.out_dim, 1)
-    p_opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
+    def project(encoder_name: str):
+        """The registered encoder + a linear head on the graph embedding, FineTuner's loss."""
+        params = {"layers": size["layers"], "hidden": size["hidden"], "dropout": size["dropout"], "pooling": "mean"}
+        encoder = loading.build_encoder(registry, encoder_name, params, dataset.features)
+        encoder.prepare(dataset)
+        head = nn.Linear(encoder.out_dim, 1)
+        optimizer = adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
 
-    def project_epoch() -> int:
-        encoder.train()
-        head.train()
-        seen = 0
-        for batch in iterate_batches(graphs, indices, args.batch_size, True, generator):
-            target = batch.targets[task]
-            keep = torch.isfinite(target)
-            pred = head(encoder(batch).graph).squeeze(-1)
-            loss = torch.mean((pred[keep] - (target[keep] - mean) / std) ** 2)
-            p_opt.zero_grad()
-            loss.backward()
-            p_opt.step()
-            seen += batch.num_graphs
-        return seen
+        def epoch() -> int:
+            encoder.train()
+            head.train()
+            seen = 0
+            for batch in iterate_batches(graphs, indices, size["batch_size"], True, generator):
+                target = batch.targets[task]
+                keep = torch.isfinite(target)
+                pred = head(encoder(batch).graph).squeeze(-1)
+                loss = torch.mean((pred[keep] - (target[keep] - mean) / std) ** 2)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                seen += batch.num_graphs
+            return seen
 
-    # Reference side: list of Data, PyG DataLoader, OGB-style model; same loss and optimiser.
+        return epoch, count(encoder, head)
+
     data = reference_data(graphs, (y - mean) / std)
     data = [data[i] for i in indices]
-    loader = DataLoader(data, batch_size=args.batch_size, shuffle=True)
-    reference = RefGIN(args.layers, args.hidden, args.dropout)
-    r_opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
 
-    def reference_epoch() -> int:
-        reference.train()
-        seen = 0
-        for batch in loader:
-            loss = torch.mean((reference(batch) - batch.y) ** 2)
-            r_opt.zero_grad()
-            loss.backward()
-            r_opt.step()
-            seen += batch.num_graphs
-        return seen
+    def reference(model: nn.Module):
+        """A list of Data, PyG's DataLoader, the model; plain Adam as OGB's example uses."""
+        loader = DataLoader(data, batch_size=size["batch_size"], shuffle=True)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    n_project, n_reference = count(encoder, head), count(reference)
+        def epoch() -> int:
+            model.train()
+            seen = 0
+            for batch in loader:
+                loss = torch.mean((model(batch) - batch.y) ** 2)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                seen += batch.num_graphs
+            return seen
+
+        return epoch, count(model)
+
+    dims = (size["layers"], size["hidden"], size["dropout"])
+    sides = {
+        "project gin": project("gin"),
+        "reference, same math (Hu et al. GIN)": reference(RefGIN(*dims)),
+        "project gine": project("gine"),
+        "OGB example, as it is": reference(OGBExampleGIN(*dims)),
+    }
     print(f"{DATASET} subset={args.graphs}: {len(indices)} labelled graphs (the plugin skips unparsable ones)")
     print(f"  {graphs.x.shape[0]} atoms, {graphs.edge_index.shape[1]} directed bonds")
-    print(f"model: {args.encoder} {args.layers} x {args.hidden}, dropout {args.dropout}, batch {args.batch_size}")
-    print(f"parameters: project {n_project:,}  reference {n_reference:,}  difference {n_project - n_reference:+,}")
-    mask_rows = args.hidden * (len(dataset.features.node_vocab) + args.layers * len(dataset.features.edge_vocab))
-    print(f"  (the project's mask-token rows, one per categorical column and layer, account for {mask_rows:,})")
-    print(f"threads: {torch.get_num_threads()}; 1 warm-up + {args.epochs} timed epochs per side", flush=True)
-
-    project_epoch()
-    reference_epoch()
-    times: dict[str, list[float]] = {"project": [], "reference": []}
-    cpu: dict[str, list[float]] = {"project": [], "reference": []}
-    per_epoch = {}
+    print(
+        f"size {args.size}: {size['layers']} x {size['hidden']}, dropout {size['dropout']}, batch {size['batch_size']}"
+    )
+    print(f"threads: {torch.get_num_threads()}; CPU numerics: {cpu_numerics()}")
+    for name, (_, params) in sides.items():
+        print(f"  {name:<38} {params:>9,} parameters")
+    print(f"1 warm-up + {args.epochs} timed epochs per side, the sides alternating epoch by epoch", flush=True)
+    for run, _ in sides.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    graphs_per_epoch = {}
     for epoch in range(args.epochs):
-        for side, run in (("project", project_epoch), ("reference", reference_epoch)):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            per_epoch[side] = run()
-            times[side].append(time.perf_counter() - start)
-            cpu[side].append(time.process_time() - start_cpu)
-            print(f"  epoch {epoch} {side:>9}: {times[side][-1]:7.2f} s wall, {cpu[side][-1]:7.2f} s CPU", flush=True)
-    rate = {side: per_epoch[side] / statistics.median(t) for side, t in times.items()}
-    ratio = rate["project"] / rate["reference"]
-    mean_ratio = sum(times["reference"]) / sum(times["project"])  # equal graphs per epoch on both sides
-    cpu_ratio = statistics.median(cpu["reference"]) / statistics.median(cpu["project"])
-    for side in times:
-        print(f"{side:<9} {rate[side]:8.1f} graphs/s (median epoch)")
-    print(f"ratio     {ratio:8.3f} (project / reference; from mean epoch times {mean_ratio:.3f})")
-    print(f"CPU-time ratio {cpu_ratio:.3f} (process CPU seconds, less sensitive to other load on the machine)")
+        for name, (run, _) in sides.items():
+            start = time.perf_counter()
+            graphs_per_epoch[name] = run()
+            times[name].append(time.perf_counter() - start)
+        print(f"  epoch {epoch}: " + ", ".join(f"{n.split(',')[0]} {t[-1]:.2f}s" for n, t in times.items()), flush=True)
+    rate = {name: graphs_per_epoch[name] / statistics.median(t) for name, t in times.items()}
+    for name, value in rate.items():
+        print(f"{name:<38} {value:9.1f} graphs/s (median epoch)")
+    same = rate["project gin"] / rate["reference, same math (Hu et al. GIN)"]
+    as_is = rate["project gin"] / rate["OGB example, as it is"]
+    gine = rate["project gine"] / rate["OGB example, as it is"]
+    print(f"ratio project gin / same-math reference: {same:.3f}")
+    print(f"ratio project gin / OGB example as it is: {as_is:.3f}")
+    print(f"ratio project gine / OGB example (the same math): {gine:.3f}")
+    print(f"the layers' difference: project gin / project gine {rate['project gin'] / rate['project gine']:.3f}")
     summary = {
-        "project_graphs_per_s": round(rate["project"], 1),
-        "reference_graphs_per_s": round(rate["reference"], 1),
-        "ratio": round(ratio, 3),
-        "encoder": args.encoder,
-        "layers": args.layers,
-        "hidden": args.hidden,
-        "batch_size": args.batch_size,
+        "size": args.size,
         "graphs": len(indices),
         "threads": args.threads,
-        "cpu_time_ratio": round(cpu_ratio, 3),
-        "project_params": n_project,
-        "reference_params": n_reference,
+        "cpu_numerics": cpu_numerics(),
+        "graphs_per_s": {name: round(value, 1) for name, value in rate.items()},
+        "ratio_same_math": round(same, 3),
+        "ratio_ogb_example": round(as_is, 3),
+        "ratio_gine_ogb_example": round(gine, 3),
     }
     print(json.dumps(summary))
     return summary

@@ -1,0 +1,135 @@
+"""Where the seconds of one quick-profile run go: a pretraining stage and its fine-tuning run of
+the default grid, timed by phase.
+
+    python benchmarks/profile_run.py                  # node masking + extrapolation, seed 0
+    python benchmarks/profile_run.py --pretext none   # fine-tuning only
+
+It runs the harness's own functions (`benchbase.train.pretrain`, `run_finetune`) with one thread,
+wrapping the functions of each phase in a timer. Times are exclusive (a phase inside another counts
+for the inner one), so the phases add up to the total; "other" is what no wrapper covers. Process
+start (importing the harness and its plugins in a fresh interpreter) and loading the featurised
+dataset from the cache are timed separately. The last line printed is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from benchbase import batching, loading, train
+from benchbase.grid import load_grid
+from benchbase.registry import default_registry
+
+
+class PhaseTimer:
+    """Exclusive wall time per phase: entering a phase pauses the one it interrupts."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.stack: list[list] = []
+
+    @contextmanager
+    def phase(self, name: str):
+        now = time.perf_counter()
+        if self.stack:
+            outer = self.stack[-1]
+            self.seconds[outer[0]] += now - outer[1]
+        self.stack.append([name, now])
+        try:
+            yield
+        finally:
+            name, started = self.stack.pop()
+            now = time.perf_counter()
+            self.seconds[name] += now - started
+            if self.stack:
+                self.stack[-1][1] = now
+
+    def wrap(self, owner: object, attribute: str, name: str) -> None:
+        original = getattr(owner, attribute)
+        timer = self
+
+        def timed(*args, **kwargs):
+            with timer.phase(name):
+                return original(*args, **kwargs)
+
+        setattr(owner, attribute, timed)
+
+
+def instrument(timer: PhaseTimer) -> None:
+    timer.wrap(batching.TensorGraphs, "batch", "batch assembly")
+    timer.wrap(train.FineTuner, "_loss", "forward + loss")
+    timer.wrap(train, "_pretext_loss", "forward + loss")
+    timer.wrap(torch.Tensor, "backward", "backward")
+    timer.wrap(torch.optim.Adam, "step", "optimizer")
+    timer.wrap(torch.optim.Optimizer, "zero_grad", "optimizer")
+    timer.wrap(train.FineTuner, "_evaluate_loss", "evaluation (validation loss, every epoch)")
+    timer.wrap(train.FineTuner, "predict", "prediction of every slice")
+    timer.wrap(train, "evaluate_pretext", "prediction of every slice")
+    timer.wrap(torch, "save", "checkpoint I/O")
+    timer.wrap(torch, "load", "checkpoint I/O")
+
+
+def process_start() -> float:
+    code = "import time; t = time.perf_counter(); import benchbase.runner, benchbase.train; "
+    code += "from benchbase.registry import default_registry; default_registry(); print(time.perf_counter() - t)"
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pretext", default="node-masking")
+    parser.add_argument("--protocol", default="extrapolation-threshold")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    registry = default_registry()
+    grid = load_grid(registry, None)
+    run = next(
+        r
+        for r in grid.runs
+        if r.spec["pretext"]["name"] == args.pretext
+        and r.spec["protocol"]["name"] == args.protocol
+        and r.seed == args.seed
+        and r.spec["rebalancer"]["name"] == "none"
+    )
+    print(f"run: {run.label()}")
+    start = process_start()
+    dataset = loading.build_dataset(registry, *run.component("dataset"))
+    dataset.prepare(progress=False)  # featurised once, cached: the runs load it
+    loading._datasets.clear()
+    loading._tensors.clear()
+    began = time.perf_counter()
+    loading.dataset_tensors(registry, *run.component("dataset"))
+    load = time.perf_counter() - began
+    timer = PhaseTimer()
+    instrument(timer)
+    with tempfile.TemporaryDirectory() as tmp, timer.phase("other"):
+        began = time.perf_counter()
+        checkpoint = None
+        if run.stage_id is not None:
+            checkpoint = Path(tmp) / "stage.pt"
+            train.pretrain(registry, run.stage_spec(), checkpoint)
+        outcome = train.run_finetune(registry, run, checkpoint)
+        total = time.perf_counter() - began
+    phases = dict(sorted(timer.seconds.items(), key=lambda item: -item[1]))
+    print(f"process start (imports, plugin registry): {start:7.2f} s (once per worker)")
+    print(f"dataset load from the cache:              {load:7.2f} s (once per worker)")
+    print(f"stage + run: {total:.2f} s; fine-tuning stopped after {outcome.details['fit']['epochs_run']} epochs")
+    for name, seconds in phases.items():
+        print(f"  {name:<44} {seconds:7.2f} s  {100 * seconds / total:5.1f}%")
+    summary = {"process_start": round(start, 2), "dataset_load": round(load, 2), "total": round(total, 2)}
+    summary |= {name: round(seconds, 2) for name, seconds in phases.items()}
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
