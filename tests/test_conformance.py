@@ -82,6 +82,9 @@ def _dataset_for(kind: str, name: str, datasets: dict):
      _builtin(kind)],
 )  # fmt: skip
 def test_every_builtin_plugin_conforms(kind, name, datasets, tmp_path):
+    extra = {("executor", "ray"): ("ray", "ray"), ("executor", "slurm"): ("submitit", "slurm")}.get((kind, name))
+    if extra:
+        pytest.importorskip(extra[0], reason=f"{extra[0]} is not installed (pip install 'benchbase[{extra[1]}]')")
     if (kind, name) == ("executor", "slurm"):  # its job handling, without a cluster: submitit's local mode
         from benchbase.slurm_executor import SlurmExecutor
         from benchbase.testing import check_executor

@@ -43,6 +43,7 @@ pretext = ["tiny-masking"]
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
+    pytest.importorskip("submitit", reason="submitit is not installed (pip install 'benchbase[slurm]')")
     cluster = Cluster(tmp_path_factory.mktemp("slurm"))
     reason = cluster.start()
     if reason:
