@@ -16,6 +16,22 @@ BOTAN_SMALL = ROOT.parent / "shared" / "data" / "botan_small"
 sys.path.insert(0, str(TESTS))
 
 
+def _leaderboard_files() -> dict[str, bytes]:
+    folder = ROOT / "leaderboards"
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def committed_leaderboards_untouched():
+    """A test that runs a grid without its own leaderboard folder would overwrite the committed
+    leaderboards (the CLI's default folder is ./leaderboards); fail the session if one does."""
+    before = _leaderboard_files()
+    yield
+    after = _leaderboard_files()
+    changed = sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
+    assert not changed, f"a test wrote the committed leaderboards: {changed[:5]}"
+
+
 @pytest.fixture
 def synthetic_env(monkeypatch, tmp_path):
     """The synthetic plugin registered, a private cache, a fresh registry; yields the env dict for
