@@ -313,16 +313,20 @@ def reproduce(
         Path | None, typer.Option(help="Store for the re-runs (default: a fresh temporary directory).")
     ] = None,
     tolerance: Annotated[float, typer.Option(min=0.0, help="Largest absolute difference allowed.")] = 0.0,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(help="Sample only runs of this dataset (repeatable), e.g. where only its data is at hand."),
+    ] = None,
 ) -> None:
     """Re-run runs of an export with the code installed now; exit 1 if any metric differs."""
     import tempfile
 
-    from benchbase.reproduce import choose, read_export
+    from benchbase.reproduce import choose, of_datasets, read_export
     from benchbase.reproduce import reproduce as run_reproduce
     from benchbase.store import Store
 
     registry = default_registry()
-    rows = choose(read_export(from_), run_ids or [], sample)
+    rows = choose(of_datasets(read_export(from_), dataset or []), run_ids or [], sample)
     with tempfile.TemporaryDirectory(prefix="benchbase-reproduce-") as tmp:
         the_store = Store(store or tmp)
         typer.echo(f"re-running {len(rows)} run(s) of {from_} into {the_store.root}", err=True)

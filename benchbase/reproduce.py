@@ -40,6 +40,17 @@ def read_export(path: Path) -> list[dict[str, Any]]:
     return [row for row in rows if row.get("status") == FINISHED]
 
 
+def of_datasets(rows: list[dict[str, Any]], datasets: list[str]) -> list[dict[str, Any]]:
+    """The rows whose dataset is one of `datasets` (all rows when none is named)."""
+    if not datasets:
+        return rows
+    known = {row["spec"]["dataset"]["name"] for row in rows}
+    unknown = sorted(set(datasets) - known)
+    if unknown:
+        raise GridError(f"--dataset {unknown[0]!r} has no finished run in the export; it holds {sorted(known)}")
+    return [row for row in rows if row["spec"]["dataset"]["name"] in datasets]
+
+
 def choose(rows: list[dict[str, Any]], run_ids: list[str], sample: int | None) -> list[dict[str, Any]]:
     """The runs named, or a fixed sample of `sample` runs that holds a pretrained run (when the
     export has one) and a run without pretraining: both code paths are checked."""

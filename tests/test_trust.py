@@ -46,6 +46,10 @@ def test_reproduce_passes_on_its_own_export_and_fails_on_a_doctored_one(syntheti
     assert failed.exit_code == 1
     assert "count/test_mae: recorded 123.0" in failed.output and "0 of 1 run(s) reproduced" in failed.output
     assert invoke("reproduce", "--from", tmp_path / "missing.jsonl").exit_code == 2
+    elsewhere = invoke("reproduce", "--from", out / "results.jsonl", "--dataset", "qm9")
+    assert elsewhere.exit_code == 2 and "'qm9' has no finished run in the export" in elsewhere.output
+    only = invoke("reproduce", "--from", out / "results.jsonl", "--dataset", "synthetic/chains", "--sample", "1")
+    assert only.exit_code == 0 and "1 of 1 run(s) reproduced within 0" in only.output, only.output
 
 
 def test_predictions_are_kept_checksummed_and_exported(synthetic_env, synthetic_grid, tmp_path):
