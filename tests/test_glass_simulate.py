@@ -173,3 +173,25 @@ def test_cli_simulate(tmp_path):
     assert json.loads(again.output.strip().splitlines()[-1])["files_written"] == 0
     bad = CliRunner().invoke(app, [*args[:-1], "--times", "5,1"])
     assert bad.exit_code == 2 and "increasing" in bad.output
+
+
+def test_isoconfigurational_runs_reuse_one_context_without_changing_a_trajectory():
+    """The R runs share one OpenMM Context (a speed-up); each must still be the trajectory a fresh
+    Context gives from the same positions and velocity seed."""
+    from benchbase_glass.simulate import KASimulator, SimulationConfig, _seed, kelvin
+
+    cfg = SimulationConfig(particles=200, configurations=1, runs=3, times=[0.25, 0.5], melt=0.5, threads=1)
+    sim = KASimulator(cfg)
+    positions, _ = sim.initial_state()
+    shared = sim.isoconfigurational(positions, config_id=0)
+    mm = sim.openmm
+    for run in range(cfg.runs):
+        integrator = mm.VerletIntegrator(cfg.timestep)
+        context = sim._context(integrator, positions)
+        context.setVelocitiesToTemperature(kelvin(cfg.temperature), _seed(cfg.seed, 5, 0, run))
+        integrator.step(cfg.steps(cfg.times[0]))
+        first = sim._state(context, velocities=False)[0]
+        integrator.step(cfg.steps(cfg.times[1]) - cfg.steps(cfg.times[0]))
+        second = sim._state(context, velocities=False)[0]
+        np.testing.assert_array_equal(shared[run], np.stack([first, second]))
+    assert not np.array_equal(shared[0], shared[1])  # the runs really differ
