@@ -4,6 +4,9 @@ What is compared, on the same SMILES (all 130,831 QM9 molecules by default):
 
 - reference: ``ogb.utils.smiles2graph`` + one ``torch_geometric.data.Data`` per molecule (what an
   OGB/PyG pipeline does before it can collate);
+- parse: ``rdkit.Chem.MolFromSmiles`` alone, which both pipelines must call for every molecule:
+  its time bounds what any featuriser can win (reference time / parse time is the largest
+  possible speed-up of a single-process featuriser);
 - cold: ``benchbase_molecules.featurize.featurize_smiles`` (contiguous arrays, no cache);
 - cached: building the ``qm9`` dataset object and calling ``arrays()`` from its cache file (the
   cache is written first, untimed, into a fresh temporary ``$BENCHBASE_CACHE``; the file is then in
@@ -68,6 +71,16 @@ def _phase(name: str, limit: int | None, workers: int) -> dict:
             )
         seconds = time.perf_counter() - t0
         n = len(graphs)
+    elif name == "parse":
+        from rdkit import Chem, RDLogger
+
+        RDLogger.DisableLog("rdApp.*")
+        smiles = _smiles(limit)
+        start_rss = _rss_kib()
+        t0 = time.perf_counter()
+        mols = [Chem.MolFromSmiles(smi) for smi in smiles]
+        seconds = time.perf_counter() - t0
+        n = sum(mol is not None for mol in mols)
     elif name == "cold":
         from benchbase_molecules.featurize import featurize_smiles
 
@@ -107,7 +120,7 @@ def main() -> None:
         setup = f"from benchbase_molecules.qm9 import QM9; QM9(subset={args.limit}).arrays()"
         subprocess.run([sys.executable, "-c", setup], env=env, check=True)
         results = {}
-        for phase in ("reference", "cold", "cached"):
+        for phase in ("reference", "parse", "cold", "cached"):
             cmd = [sys.executable, __file__, "--phase", phase, "--workers", str(args.workers), *limit]
             out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
             results[phase] = json.loads(out.strip().splitlines()[-1])
@@ -116,6 +129,7 @@ def main() -> None:
     print(f"{'pipeline':<34}{'seconds':>10}{'molecules/s':>14}{'peak MiB':>10}")
     labels = {
         "reference": "smiles2graph + PyG Data (OGB)",
+        "parse": "RDKit MolFromSmiles only (bound)",
         "cold": "featurize_smiles (no cache)",
         "cached": "qm9 dataset from cache",
     }
@@ -123,7 +137,15 @@ def main() -> None:
         r = results[phase]
         print(f"{label:<34}{r['seconds']:>10.3f}{r['molecules'] / r['seconds']:>14,.0f}{r['peak_mib']:>10.1f}")
     ref, cold, cached = (results[p]["seconds"] for p in ("reference", "cold", "cached"))
+    parse = results["parse"]["seconds"]
     print(f"cold vs reference: {ref / cold:.2f}x faster; cached vs cold: {cold / cached:.1f}x faster")
+    print(f"RDKit parsing is {parse / ref:.0%} of the reference's time and {parse / cold:.0%} of the featuriser's")
+    bound = ref / parse
+    print(f"(with {args.workers} worker(s)); a single-process featuriser can be at most {bound:.2f}x the reference")
+    summary = {"workers": args.workers, "molecules": results["cold"]["molecules"]}
+    summary.update({f"{phase}_seconds": round(results[phase]["seconds"], 3) for phase in labels})
+    summary.update({"cold_vs_reference": round(ref / cold, 3), "bound_vs_reference": round(ref / parse, 3)})
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

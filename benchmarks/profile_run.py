@@ -13,6 +13,9 @@ dataset from the cache are timed separately. The last line printed is a JSON sum
 
 from __future__ import annotations
 
+# Imported before torch, as in a grid run: importing benchbase pins the portable CPU numerics.
+import benchbase  # isort: skip  # noqa: F401
+
 import argparse
 import json
 import subprocess

@@ -27,6 +27,9 @@ project gin / project gine (what the layers' difference costs). The last line is
 
 from __future__ import annotations
 
+# Imported before torch, as in a grid run: importing benchbase pins the portable CPU numerics.
+import benchbase  # isort: skip  # noqa: F401
+
 import argparse
 import json
 import statistics
