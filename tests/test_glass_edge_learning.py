@@ -110,3 +110,27 @@ def test_edge_output_learns_a_known_function_of_the_pair_vector(tmp_path):
     print(f"per-graph edge r: centred {centred:.3f}, raw {raw:.3f}")
     assert centred > 0.8, f"centred per graph, the edge output reached r = {centred:.3f}"
     assert raw < 0.6, f"on raw targets the edge output reached r = {raw:.3f}: the test no longer tells them apart"
+
+
+def test_edge_pretraining_centres_per_graph_when_set():
+    """The pretraining stage's loss follows ``center_per_graph`` too (through `PretextContext`)."""
+    from benchbase.api import PretextContext
+    from benchbase_glass.encoders import BotanEncoder
+    from benchbase_glass.pretext import EdgePretraining
+
+    torch.manual_seed(0)
+    dataset = SyntheticGlass()
+    graphs = TensorGraphs(dataset.arrays())
+    pretext = EdgePretraining()
+    pretext.prepare(dataset, np.arange(4))
+    encoder = BotanEncoder(dataset.features, hidden=8, steps=1)
+    head = pretext.build_head(encoder)
+    batch = graphs.batch(np.arange(4))
+    targets = dict(batch.targets, bond_motion=batch.targets["bond_motion"] + 2.0 * batch.edge_batch)
+    shifted = batch.replace(targets=targets)
+    for centred in (True, False):
+        ctx = PretextContext(generator=torch.Generator(), center_per_graph=centred)
+        with torch.no_grad():
+            a = float(pretext.step(encoder, head, batch, ctx).loss)
+            b = float(pretext.step(encoder, head, shifted, ctx).loss)
+        assert np.isclose(a, b, rtol=1e-5) == centred
