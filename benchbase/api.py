@@ -139,6 +139,14 @@ class Dataset(ABC):
         """Raise `PluginError` saying what is missing and how to obtain it when the data is not on
         this machine and cannot be fetched; cheap (no loading). The grid skips such datasets."""
 
+    def augment(self, batch: GraphBatch, generator: torch.Generator) -> GraphBatch:
+        """A randomly transformed view of a training batch (a symmetry of the data, say), drawn from
+        `generator`, the run's seeded generator, so that a seed gives the same numbers. The harness
+        calls it on every fine-tuning and pretraining batch and never on evaluation batches. Return
+        a new batch (`batch.replace(...)`) rather than changing tensors in place. Default: the batch
+        unchanged."""
+        return batch
+
     def describe(self) -> dict[str, Any]:
         """Metadata for `benchbase datasets`: override to report size and local availability."""
         return {}

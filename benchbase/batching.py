@@ -112,3 +112,15 @@ def iterate_batches(
         nodes += size
     if current:
         yield graphs.batch(order[current])
+
+
+def center_per_graph(values: torch.Tensor, graph: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    """`values` minus the mean of its graph's rows (`graph`: the graph of each row, 0..num_graphs-1).
+
+    A per-graph offset (a level shared by every node or edge of one graph) then carries no loss:
+    what is fitted is the variation within each graph, which a per-graph correlation measures.
+    """
+    from torch_geometric.utils import scatter
+
+    means = scatter(values, graph, dim=0, dim_size=num_graphs, reduce="mean")
+    return values - means.index_select(0, graph)

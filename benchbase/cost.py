@@ -102,7 +102,9 @@ class Estimator:
         torch.manual_seed(0)
         encoder = loading.build_encoder(self.registry, *run.component("encoder"), dataset.features)
         encoder.prepare(dataset)
-        optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+        params = list(encoder.parameters())
+        # An encoder without parameters (precomputed descriptors) has only its forward to time.
+        optimizer = torch.optim.Adam(params, lr=1e-3) if params else None
         batch_size = run.train["batch_size"]
         sample = np.random.default_rng(0).permutation(graphs.num_graphs)[: batch_size * (CALIBRATION_STEPS + 1)]
         batches = list(iterate_batches(graphs, sample, batch_size, max_nodes=run.train.get("max_nodes")))
@@ -111,9 +113,10 @@ class Estimator:
         for i, batch in enumerate(batches):
             started = time.perf_counter()
             loss = encoder(batch).graph.square().mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            if optimizer is not None:
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
             if i:  # the first step warms up
                 elapsed, seen = elapsed + time.perf_counter() - started, seen + batch.num_graphs
         if not seen:

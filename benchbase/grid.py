@@ -99,7 +99,15 @@ TRAINING: dict[str, Param] = {
     "task_weights": Param(None, "dict", "loss weight per task name (unnamed tasks: 0)"),
     "few_label": Param(None, "dict", "{task, k}: keep only k labelled training graphs of a task"),
     "head_hidden": Param(None, "int", "width of two-layer MLP task heads (default: linear heads)", min=1),
-    "grad_clip": Param(None, "number", "gradient-norm clipping", min=0.0, min_open=True),
+    "grad_clip": Param(
+        None, "number", "clip the gradient norm to this value (fine-tuning and pretraining)", min=0.0, min_open=True
+    ),
+    "center_per_graph": Param(
+        False,
+        "bool",
+        "regression loss of node and edge tasks on targets and predictions each centred per graph, so that a "
+        "per-graph offset of the target cannot dominate the loss (for per-graph metrics such as a Pearson r per graph)",
+    ),
     "threads": Param(1, "int", "intra-op threads of each run, whatever --jobs is: results depend on it", min=1),
     "device": Param("cpu", "str", "where runs train: cpu, cuda, cuda:N, or auto (cuda when available)"),
 }
@@ -114,7 +122,7 @@ PRETRAINING_SETTINGS = ("pretrain_epochs", "pretrain_lr", "pretrain_pool")
 #: Settings of the machine rather than the method: they go to the spec's ``numerics``.
 NUMERICS_SETTINGS = ("threads", "device")
 #: What a pretraining stage reads of the training settings.
-STAGE_SETTINGS = ("pretrain_epochs", "pretrain_lr", "batch_size", "max_nodes", "grad_clip")
+STAGE_SETTINGS = ("pretrain_epochs", "pretrain_lr", "batch_size", "max_nodes", "grad_clip", "center_per_graph")
 
 KIND_OF_AXIS = {
     "datasets": "dataset",

@@ -28,7 +28,7 @@ from benchbase.api import (
     Split,
     TaskInfo,
 )
-from benchbase.batching import TensorGraphs, concat_ranges, iterate_batches
+from benchbase.batching import TensorGraphs, center_per_graph, concat_ranges, iterate_batches
 from benchbase.cache import atomic_path
 from benchbase.errors import TrainingDiverged
 from benchbase.grid import RunSpec
@@ -80,6 +80,18 @@ def _check_finite(loss: torch.Tensor, where: str) -> None:
         raise TrainingDiverged(f"loss became {loss.item()} during {where}")
 
 
+def optimiser_step(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter], grad_clip: float | None
+) -> None:
+    """One update; with `grad_clip` the gradients' global norm is clipped to it first (the train
+    setting ``grad_clip``, read by fine-tuning and pretraining alike)."""
+    optimizer.zero_grad()
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(params, float(grad_clip))
+    optimizer.step()
+
+
 # ---------------------------------------------------------------------------------------------
 # Splits
 
@@ -116,11 +128,12 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dic
     encoder.to(device)
     head.to(device)
     selection = rebalancer.selection_weights() if counts is not None else None
+    train = stage["train"]
     ctx = PretextContext(
         generator=generator,
         selection_weights=None if selection is None else torch.as_tensor(selection, dtype=torch.float32),
+        center_per_graph=bool(train.get("center_per_graph", False)),
     )
-    train = stage["train"]
     params = list(encoder.parameters()) + list(head.parameters())
     optimizer = adam(params, lr=train["pretrain_lr"])
     losses = []
@@ -129,11 +142,10 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dic
         head.train()
         total, steps = 0.0, 0
         for batch in iterate_batches(graphs, pool, train["batch_size"], True, generator, train["max_nodes"]):
+            batch = dataset.augment(batch, generator)  # on CPU, before the move: one generator
             loss = _pretext_loss(pretext, rebalancer, encoder, head, on(device, batch), ctx)
             _check_finite(loss, f"pretraining epoch {epoch}")
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            optimiser_step(optimizer, loss, params, train.get("grad_clip"))
             total, steps = total + loss.item(), steps + 1
         losses.append(total / max(steps, 1))
     with atomic_path(checkpoint) as tmp:
@@ -311,11 +323,10 @@ class FineTuner:
             for batch in iterate_batches(
                 self.graphs, train_idx, cfg["batch_size"], True, self.generator, cfg["max_nodes"]
             ):
+                batch = self.dataset.augment(batch, self.generator)  # training batches only
                 loss = self._loss(on(self.device, batch), training=True)
                 _check_finite(loss, f"fine-tuning epoch {epoch}")
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+                optimiser_step(optimizer, loss, params, cfg.get("grad_clip"))
             valid_loss = self._evaluate_loss(valid_idx)
             history.append(valid_loss)
             if valid_loss < best[0]:
@@ -339,7 +350,12 @@ class FineTuner:
             keep = self._keep_rows(task, batch, training)
             if keep.any():
                 standard = (y[keep] - self.scaler.mean[task.name]) / self.scaler.std[task.name]
-                total = total + self.weights[task.name] * torch.mean((preds[task.name][keep] - standard) ** 2)
+                pred = preds[task.name][keep]
+                if self._centred(task):
+                    graph = self._graph_of_rows(task, batch)[keep]
+                    standard = center_per_graph(standard, graph, batch.num_graphs)
+                    pred = center_per_graph(pred, graph, batch.num_graphs)
+                total = total + self.weights[task.name] * torch.mean((pred - standard) ** 2)
         if self.classification:
             # Binary tasks go through the rebalancer together, as one multilabel loss (NaN = missing).
             logits = torch.stack([preds[t.name] for t in self.classification], dim=-1)
@@ -353,6 +369,16 @@ class FineTuner:
             weight = sum(self.weights[t.name] for t in self.classification) / len(self.classification)
             total = total + weight * self.rebalancer.loss(logits, labels, multilabel=True)
         return total
+
+    def _centred(self, task: TaskInfo) -> bool:
+        """Whether the task's loss is taken per graph around each graph's mean (``center_per_graph``):
+        node and edge regression tasks only; a graph-level task has one row per graph."""
+        return bool(self.train_cfg.get("center_per_graph")) and task.level != "graph" and task.kind == "regression"
+
+    @staticmethod
+    def _graph_of_rows(task: TaskInfo, batch: GraphBatch) -> torch.Tensor:
+        """The batch-local graph of each row of a node or edge task."""
+        return batch.batch if task.level == "node" else batch.edge_batch
 
     def _keep_rows(self, task: TaskInfo, batch: GraphBatch, training: bool) -> torch.Tensor:
         keep = torch.isfinite(batch.targets[task.name])
@@ -401,7 +427,13 @@ class FineTuner:
             for task in self.tasks:
                 y = batch.targets[task.name]
                 keep = self._keep_rows(task, batch, training=False)
-                pred = preds[task.name] * self.scaler.std[task.name] + self.scaler.mean[task.name]
+                pred = preds[task.name].clone()
+                if self._centred(task):
+                    # A centred loss leaves each graph's level of the output unfitted: report the
+                    # within-graph variation around the training mean (per-graph r is unchanged).
+                    graph = self._graph_of_rows(task, batch)[keep]
+                    pred[keep] = center_per_graph(pred[keep], graph, batch.num_graphs)
+                pred = pred * self.scaler.std[task.name] + self.scaler.mean[task.name]
                 rows[task.name][0].append(y[keep].cpu().numpy())
                 rows[task.name][1].append(pred[keep].cpu().numpy())
                 rows[task.name][2].append(graph_of[task.level][keep].cpu().numpy())

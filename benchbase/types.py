@@ -174,11 +174,15 @@ class PretextOutput:
 @dataclass
 class PretextContext:
     """Handed to every pretext step. `selection_weights` (per class, or None) is the rebalancer's
-    data-side answer: how much likelier an item of each class should be picked for corruption."""
+    data-side answer: how much likelier an item of each class should be picked for corruption.
+    `center_per_graph` is the run's training setting of that name: a regression pretext task should
+    then compute its loss on targets and predictions each centred per graph
+    (`benchbase.batching.center_per_graph`)."""
 
     generator: torch.Generator
     selection_weights: torch.Tensor | None = None
     training: bool = True
+    center_per_graph: bool = False
 
 
 Split = dict[str, np.ndarray]

@@ -39,3 +39,113 @@ def test_best_validation_epoch_is_the_one_kept(synthetic_env):
     info = tuner.fit(split)
     assert info["epochs_run"] <= PROFILES["quick"]["epochs"]
     assert np.isclose(tuner._evaluate_loss(split["valid"]), info["best_valid_loss"], rtol=1e-5)
+
+
+def _clip_recorder(monkeypatch):
+    """Wraps torch's clip_grad_norm_: records (max_norm, global norm after clipping) per call."""
+    import torch
+
+    calls = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def recording(params, max_norm, *args, **kwargs):
+        params = list(params)
+        total = original(params, max_norm, *args, **kwargs)
+        after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+        calls.append((max_norm, float(total), float(after)))
+        return total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording)
+    return calls
+
+
+def test_grad_clip_in_fine_tuning(synthetic_env, monkeypatch):
+    calls = _clip_recorder(monkeypatch)
+    registry = default_registry()
+    run = _run({"epochs": 1, "grad_clip": 1e-3})
+    dataset, graphs = dataset_tensors(registry, *run.component("dataset"))
+    _, _, split = make_split(registry, run.spec, dataset)
+    FineTuner(registry, run, dataset, graphs).fit(split)
+    assert calls and all(max_norm == 1e-3 and after <= 1e-3 * 1.01 for max_norm, _, after in calls)
+    assert any(total > 1e-3 for _, total, _ in calls)  # it did clip something
+    calls.clear()
+    FineTuner(registry, _run({"epochs": 1}), dataset, graphs).fit(split)
+    assert calls == []  # unset: no clipping
+
+
+def test_grad_clip_in_pretraining(synthetic_env, monkeypatch, tmp_path):
+    from benchbase.train import pretrain
+
+    calls = _clip_recorder(monkeypatch)
+    raw = {
+        "seeds": [0],
+        "train": {"pretrain_epochs": 1, "grad_clip": 1e-3, "center_per_graph": True},
+        "study": [
+            {"datasets": ["synthetic/chains"], "protocols": ["iid"], "encoders": ["tiny"], "pretext": ["tiny-masking"]}
+        ],
+    }
+    run = expand_grid(default_registry(), raw).runs[0]
+    stage = run.stage_spec()
+    assert stage["train"]["grad_clip"] == 1e-3 and stage["train"]["center_per_graph"] is True
+    pretrain(default_registry(), stage, tmp_path / "stage.pt")
+    assert calls and all(max_norm == 1e-3 and after <= 1e-3 * 1.01 for max_norm, _, after in calls)
+
+
+def test_center_per_graph_is_typed():
+    import pytest
+
+    from benchbase.errors import GridError
+
+    raw = {
+        "seeds": [0],
+        "train": {"center_per_graph": "yes"},
+        "study": [{"datasets": ["synthetic/chains"], "protocols": ["iid"], "encoders": ["tiny"]}],
+    }
+    with pytest.raises(GridError, match="center_per_graph"):
+        expand_grid(default_registry(), raw)
+    assert PROFILES["quick"]["center_per_graph"] is False
+
+
+def test_center_per_graph_ignores_per_graph_offsets(tmp_path):
+    """Centred, the loss of node and edge tasks does not see a constant added to one graph's
+    targets; uncentred it does. Predictions then sit around the training mean in every graph."""
+    import torch
+    from test_glass_data import write_botan_tree
+
+    from benchbase.batching import TensorGraphs
+    from benchbase_glass.datasets import BotanDataset
+
+    root = write_botan_tree(tmp_path / "data")
+    registry = default_registry()
+    dataset = BotanDataset(root=str(root), augment=False)
+    graphs = TensorGraphs(dataset.arrays())
+    losses = {}
+    for centred in (False, True):
+        raw = {
+            "seeds": [0],
+            "train": {"epochs": 1, "batch_size": 2, "center_per_graph": centred},
+            "params": {
+                "dataset": {"glass/botan": {"root": str(root)}},
+                "encoder": {"botan": {"hidden": 8, "steps": 1}},
+            },
+            "study": [{"datasets": ["glass/botan"], "protocols": ["glass-time"], "encoders": ["botan"]}],
+        }
+        run = expand_grid(registry, raw).runs[0]
+        _, _, split = make_split(registry, run.spec, dataset)
+        tuner = FineTuner(registry, run, dataset, graphs)
+        tuner.fit(split)
+        batch = graphs.batch(split["test"])
+        shifted = batch.replace(
+            targets={
+                k: v + 5.0 * batch.edge_batch if k == "bond_motion" else v + 3.0 * batch.batch
+                for k, v in batch.targets.items()
+            }
+        )
+        with torch.no_grad():
+            losses[centred] = (float(tuner._loss(batch, False)), float(tuner._loss(shifted, False)))
+        if centred:
+            pred = tuner.predict(split["test"])["propensity"]
+            for g in np.unique(pred.graph):
+                assert np.isclose(pred.y_pred[pred.graph == g].mean(), tuner.scaler.mean["propensity"], atol=1e-4)
+    assert np.isclose(*losses[True], rtol=1e-5)
+    assert losses[False][1] > 2 * losses[False][0]

@@ -10,6 +10,10 @@ Graph layout (what encoders of this plugin expect):
   ``target_masks``: type-A particles for propensity, A-A pairs closer than 1.35 for bond motion
   (the BOTAN evaluation sets; training uses the same rows).
 
+Training batches get a random symmetry of the cube per configuration (`Dataset.augment`, see
+`benchbase_glass.symmetry`; parameter ``augment``, on by default, as in BOTAN); evaluation batches
+never do (the harness does not augment them).
+
 Graph properties for protocols: ``official_split`` ("train"/"test", from the directory),
 ``temperature``, ``time_index``, ``config`` (the configuration's id within its temperature),
 ``node_class_counts`` (A, B).
@@ -24,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from benchbase.api import Dataset, FeatureSpec, GraphArrays, PluginError, TaskInfo
+from benchbase.api import Dataset, FeatureSpec, GraphArrays, GraphBatch, PluginError, TaskInfo
 from benchbase.cache import cache_dir
 from benchbase.errors import DataUnavailable
 from benchbase.params import Param
 from benchbase_glass import formats
+from benchbase_glass.symmetry import augment_batch
 from benchbase_glass.targets import bond_motion, minimum_image, neighbour_pairs, propensity
 
 GRAPH_CUTOFF = 2.0
@@ -65,10 +71,15 @@ class GlassDataset(Dataset):
     features = FEATURES
     provides = PROVIDES
 
-    def __init__(self) -> None:
+    def __init__(self, augment: bool = True) -> None:
         self._arrays: GraphArrays | None = None
         self._props: dict[str, np.ndarray] = {}
         self._ids: np.ndarray | None = None
+        self.symmetry_augment = bool(augment)
+
+    def augment(self, batch: GraphBatch, generator: torch.Generator) -> GraphBatch:
+        """One random cube symmetry per served configuration (training batches only)."""
+        return augment_batch(batch, generator) if self.symmetry_augment else batch
 
     def samples(self) -> list[formats.Sample]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -213,8 +224,10 @@ class BotanDataset(GlassDataset):
     name = "glass/botan"
     tasks = [NODE_TASK, EDGE_TASK]
 
-    def __init__(self, root: str | None = None, temperatures=None, time_indices=None, max_configs=None) -> None:
-        super().__init__()
+    def __init__(
+        self, root: str | None = None, temperatures=None, time_indices=None, max_configs=None, augment: bool = True
+    ) -> None:
+        super().__init__(augment)
         self.root = Path(root) if root is not None else botan_small_default()
         self.selection = (temperatures, time_indices, max_configs)
 
@@ -241,8 +254,10 @@ class GlassBenchDataset(GlassDataset):
     name = "glass/glassbench"
     tasks = [NODE_TASK]
 
-    def __init__(self, root: str | None = None, temperatures=None, time_indices=None, max_configs=None) -> None:
-        super().__init__()
+    def __init__(
+        self, root: str | None = None, temperatures=None, time_indices=None, max_configs=None, augment: bool = True
+    ) -> None:
+        super().__init__(augment)
         if root is None:
             raise PluginError(
                 "glass/glassbench needs root = '<dir>': download KA_models/ from Zenodo 10.5281/zenodo.10118191"
@@ -323,8 +338,10 @@ class KASmallDataset(GlassDataset):
     name = "glass/ka-small"
     tasks = [NODE_TASK, EDGE_TASK]
 
-    def __init__(self, root: str | None = None, temperatures=None, time_indices=None, max_configs=None) -> None:
-        super().__init__()
+    def __init__(
+        self, root: str | None = None, temperatures=None, time_indices=None, max_configs=None, augment: bool = True
+    ) -> None:
+        super().__init__(augment)
         self.root = Path(root) if root is not None else None
         self.selection = (temperatures, time_indices, max_configs)
 
@@ -363,6 +380,7 @@ def _factory(cls: type) -> Callable[..., Dataset]:
         "temperatures": Param(None, "list", "keep these temperatures only", items="number"),
         "time_indices": Param(None, "list", "keep these time indices only", items="int"),
         "max_configs": Param(None, "int", "configurations per temperature and split", min=1),
+        "augment": Param(True, "bool", "a random symmetry of the cube per training configuration (as BOTAN)"),
     }
     build.__doc__ = cls.__doc__
     return build

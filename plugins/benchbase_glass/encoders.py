@@ -6,7 +6,7 @@ edge input the relative position vector (``edge_attr``, minimum image, from the 
 rounds with one shared set of weights of an edge update MLP([h_src, h_dst, e, e0]) then a node
 update MLP([h, h0, sum of incoming e]), two-layer ReLU MLPs of width `hidden`. It returns node and
 edge latents, so the harness puts the propensity head on nodes and the bond-motion head on edges
-(BOTAN's two decoders; the harness's heads are linear, BOTAN's are MLPs).
+(BOTAN's two decoders: two-layer MLPs 64-64-1 with the train setting ``head_hidden = 64``).
 
 `gnn-node`: the same network returning no edge latents (Bapst et al.'s node-only model); an edge
 task then falls back to the harness's concat(node[src], node[dst]) head. It is meant to be run with

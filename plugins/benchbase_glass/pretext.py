@@ -1,9 +1,12 @@
 """`edge-pretraining`: BOTAN's "train on the edge target first (p = 0), then fine-tune".
 
 The step regresses the dataset's bond-motion target on the pretraining pool with its own head
-(standardised with the pool's mean and std, MSE on the BOTAN rows of `target_masks`). It reads
-labels, so the glass protocols restrict its pool to training configurations (see
-`benchbase_glass.protocols`). Encoders without edge latents get a head on concat(node[src], node[dst]).
+(standardised with the pool's mean and std, MSE on the BOTAN rows of `target_masks`; with the train
+setting ``center_per_graph``, on targets and predictions each centred per configuration, as in
+fine-tuning). Its head is BOTAN's edge decoder, a two-layer MLP of width `hidden` (64-64-1; 0 gives a
+linear head). It reads labels, so the glass protocols restrict its pool to training configurations
+(see `benchbase_glass.protocols`). Encoders without edge latents get a head on
+concat(node[src], node[dst]).
 """
 
 from __future__ import annotations
@@ -13,14 +16,21 @@ import torch
 from torch import nn
 
 from benchbase.api import Dataset, Encoder, GraphBatch, PluginError, PretextContext, PretextOutput, PretextTask
+from benchbase.batching import center_per_graph
 from benchbase.params import Param
 
 
+def _decoder(width: int, hidden: int) -> nn.Module:
+    if not hidden:
+        return nn.Linear(width, 1)
+    return nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+
 class _EdgeHead(nn.Module):
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, hidden: int) -> None:
         super().__init__()
-        self.edge = nn.Linear(width, 1)
-        self.pair = nn.Linear(2 * width, 1)
+        self.edge = _decoder(width, hidden)
+        self.pair = _decoder(2 * width, hidden)
 
     def forward(self, emb, batch: GraphBatch) -> torch.Tensor:
         if emb.edge is not None:
@@ -33,12 +43,16 @@ class EdgePretraining(PretextTask):
     name = "edge-pretraining"
     description = "Pretrain on the bond-motion edge target (BOTAN p = 0), then fine-tune"
     requires = frozenset({"glass"})
-    param_spec = {"target": Param("bond_motion", "str", "the edge target regressed")}
+    param_spec = {
+        "target": Param("bond_motion", "str", "the edge target regressed"),
+        "hidden": Param(64, "int", "width of the two-layer MLP edge decoder (0: linear)", min=0),
+    }
     class_labelled = False
     reads_labels = True
 
-    def __init__(self, target: str = "bond_motion") -> None:
+    def __init__(self, target: str = "bond_motion", hidden: int = 64) -> None:
         self.target = target
+        self.hidden = int(hidden)
         self.mean, self.std = 0.0, 1.0
 
     def prepare(self, dataset: Dataset, pool: np.ndarray) -> None:
@@ -57,7 +71,7 @@ class EdgePretraining(PretextTask):
         self.mean, self.std = float(values[keep].mean()), float(values[keep].std()) or 1.0
 
     def build_head(self, encoder: Encoder) -> nn.Module:
-        return _EdgeHead(encoder.out_dim)
+        return _EdgeHead(encoder.out_dim, self.hidden)
 
     def step(self, encoder: Encoder, head: nn.Module, batch: GraphBatch, ctx: PretextContext) -> PretextOutput:
         y = batch.targets[self.target]
@@ -67,8 +81,12 @@ class EdgePretraining(PretextTask):
         pred = head(encoder(batch), batch)
         if not bool(keep.any()):  # a batch without labelled pairs contributes nothing
             return PretextOutput(loss=pred.sum() * 0.0)
-        standard = (y[keep] - self.mean) / self.std
-        return PretextOutput(loss=torch.mean((pred[keep] - standard) ** 2))
+        standard, pred = (y[keep] - self.mean) / self.std, pred[keep]
+        if ctx.center_per_graph:  # the per-configuration level of bond motion carries no loss
+            graph = batch.edge_batch[keep]
+            standard = center_per_graph(standard, graph, batch.num_graphs)
+            pred = center_per_graph(pred, graph, batch.num_graphs)
+        return PretextOutput(loss=torch.mean((pred - standard) ** 2))
 
 
 PRETEXT_TASKS = [EdgePretraining]
