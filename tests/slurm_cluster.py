@@ -100,7 +100,8 @@ class Cluster:
         return None
 
     def stop(self) -> None:
-        subprocess.run(["scancel", "--user=root"], env=self.env, capture_output=True)
+        if shutil.which("scancel"):  # absent where Slurm is not installed and the tests skip
+            subprocess.run(["scancel", "--user=root"], env=self.env, capture_output=True)
         for pid_file in self.pids:
             try:
                 os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
