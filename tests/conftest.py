@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Before any test module imports torch: importing benchbase pins the portable CPU numerics, which
+# only take effect if it comes first (as in a grid run); otherwise results depend on test order.
+import benchbase  # noqa: F401, E402  # isort: skip
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 BOTAN_SMALL = ROOT.parent / "shared" / "data" / "botan_small"

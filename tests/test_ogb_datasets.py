@@ -99,6 +99,23 @@ def test_esol_regression_set(tmp_path):
     assert data.graph_property("group").shape == (10,)
 
 
+def test_data_key_follows_content_not_file_times(tmp_path):
+    """Run ids carry the data key: a copy of the same files (new modification times, another
+    machine) must keep it, an edited file must change it."""
+    import os
+
+    root = tmp_path / "ogb"
+    folder = write_ogb_set(root, "ogbg-molesol", np.linspace(-3, 1, 10)[:, None])
+    key = OGBMolecules("ogbg-molesol", root=str(root)).content_key()
+    for path in folder.rglob("*"):
+        if path.is_file():
+            os.utime(path, (1_000_000_000, 1_000_000_000))
+    assert OGBMolecules("ogbg-molesol", root=str(root)).content_key() == key
+    edited = next(p for p in folder.rglob("*.csv.gz") if "processed" not in p.parts)
+    edited.write_bytes(edited.read_bytes() + b"\n")
+    assert OGBMolecules("ogbg-molesol", root=str(root)).content_key() != key
+
+
 def test_missing_data_is_one_clear_error(tmp_path):
     data = OGBMolecules("ogbg-molhiv", root=str(tmp_path / "nowhere"))
     assert data.describe()["available"] is False

@@ -40,6 +40,7 @@ from benchbase_molecules.moldata import (
     assemble,
     compact_int,
     digest,
+    file_digest,
     ogb_features,
     pack_strings,
     progress_bar,
@@ -79,9 +80,10 @@ def _ogb_torch_load() -> Iterator[None]:
 
 
 def _files_key(folder: Path) -> str:
-    """Names, sizes and mtimes of the dataset's files: changes whenever the data does."""
+    """Names and content hashes of the dataset's raw files: changes whenever the data does, and
+    only then (a copy to another machine keeps it)."""
     entries = sorted(
-        (str(p.relative_to(folder)), p.stat().st_size, int(p.stat().st_mtime))
+        (str(p.relative_to(folder)), file_digest(p))
         for p in folder.rglob("*")
         if p.is_file() and "processed" not in p.parts
     )

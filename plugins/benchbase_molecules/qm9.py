@@ -34,6 +34,7 @@ from benchbase_molecules.moldata import (
     MoleculeDataset,
     assemble,
     digest,
+    file_digest,
     load_arrays,
     ogb_features,
     pack_strings,
@@ -97,14 +98,13 @@ def source_files() -> list[Path]:
 
 
 def source_key() -> str:
-    """A hash of the source data: the sha256 pip recorded for each CSV (RECORD), else size + mtime,
-    so that the key costs nothing to compute and changes whenever the files do."""
+    """A hash of the source data: the sha256 pip recorded for each CSV (RECORD, free to read), else
+    the sha256 of the file. Content only: the same data gives the same run ids on every install."""
     dist = _distribution()
     recorded = {str(f): f.hash.value for f in (dist.files or []) if f.hash is not None}
     parts: list[Any] = [dist.version]
     for rel, path in zip(_PARTS, source_files(), strict=True):
-        stat = path.stat()
-        parts.append([rel, recorded.get(rel), stat.st_size, int(stat.st_mtime)])
+        parts.append([rel, recorded.get(rel) or file_digest(path)])
     return digest(*parts)
 
 
