@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchbase.cache import atomic_path
+from benchbase.cache import atomic_path, file_sha256
 from benchbase.errors import DependencyFailed, PluginError, StageFailed, StoreError
 from benchbase.executors import Executor, Resources
 from benchbase.grid import Grid, RunSpec
@@ -39,7 +39,6 @@ from benchbase.store import (
     LEASE_SECONDS,
     Owner,
     Store,
-    file_sha256,
     verified,
     write_predictions,
 )

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from benchbase.cache import atomic_path
+from benchbase.cache import atomic_path, file_sha256
 from benchbase.errors import StoreError
 from benchbase.types import Predictions
 
@@ -114,14 +114,6 @@ _ADDED = [
 ]
 PENDING, RUNNING, FINISHED, FAILED = "pending", "running", "finished", "failed"
 JSON_COLUMNS = ("spec", "metrics", "details", "versions", "analysis")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verified(path: Path, sha256: str | None) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchbase.api import PluginError, TaskInfo
-from benchbase.cache import cache_dir
+from benchbase.cache import cache_dir, file_sha256
 from benchbase.errors import DataUnavailable
 from benchbase.params import Param
 from benchbase_molecules.featurize import FEATURIZER_VERSION, featurize_smiles
@@ -40,7 +40,6 @@ from benchbase_molecules.moldata import (
     assemble,
     compact_int,
     digest,
-    file_digest,
     ogb_features,
     pack_strings,
     progress_bar,
@@ -83,7 +82,7 @@ def _files_key(folder: Path) -> str:
     """Names and content hashes of the dataset's raw files: changes whenever the data does, and
     only then (a copy to another machine keeps it)."""
     entries = sorted(
-        (str(p.relative_to(folder)), file_digest(p))
+        (str(p.relative_to(folder)), file_sha256(p))
         for p in folder.rglob("*")
         if p.is_file() and "processed" not in p.parts
     )

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from benchbase.api import PluginError, TaskInfo
-from benchbase.cache import cache_dir
+from benchbase.cache import cache_dir, file_sha256
 from benchbase.errors import DataUnavailable
 from benchbase.params import Param
 from benchbase_molecules.featurize import FEATURIZER_VERSION, featurize_smiles
@@ -34,7 +34,6 @@ from benchbase_molecules.moldata import (
     MoleculeDataset,
     assemble,
     digest,
-    file_digest,
     load_arrays,
     ogb_features,
     pack_strings,
@@ -104,7 +103,7 @@ def source_key() -> str:
     recorded = {str(f): f.hash.value for f in (dist.files or []) if f.hash is not None}
     parts: list[Any] = [dist.version]
     for rel, path in zip(_PARTS, source_files(), strict=True):
-        parts.append([rel, recorded.get(rel) or file_digest(path)])
+        parts.append([rel, recorded.get(rel) or file_sha256(path)])
     return digest(*parts)
 
 
