@@ -237,11 +237,15 @@ def builtin_grid_path(name: str) -> Path:
 
 
 def read_grid_file(path: Path | str | None) -> tuple[dict[str, Any], str]:
+    """The grid's TOML and the name it is shown under. The built-in default is shown as
+    ``grids/quick.toml`` wherever the package is installed, so that generated leaderboards do not
+    depend on the install location."""
+    source = f"grids/{default_grid_path().name}" if path is None else str(path)
     path = default_grid_path() if path is None else Path(path)
     if not path.is_file():
         raise GridError(f"grid file {path} does not exist")
     try:
-        return tomllib.loads(path.read_text()), str(path)
+        return tomllib.loads(path.read_text()), source
     except tomllib.TOMLDecodeError as exc:
         raise GridError(f"grid file {path} is not valid TOML: {exc}") from None
 

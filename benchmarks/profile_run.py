@@ -3,12 +3,16 @@ the default grid, timed by phase.
 
     python benchmarks/profile_run.py                  # node masking + extrapolation, seed 0
     python benchmarks/profile_run.py --pretext none   # fine-tuning only
+    python benchmarks/profile_run.py --ops            # also by torch operator: the GEMMs' share
 
 It runs the harness's own functions (`benchbase.train.pretrain`, `run_finetune`) with one thread,
 wrapping the functions of each phase in a timer. Times are exclusive (a phase inside another counts
 for the inner one), so the phases add up to the total; "other" is what no wrapper covers. Process
 start (importing the harness and its plugins in a fresh interpreter) and loading the featurised
-dataset from the cache are timed separately. The last line printed is a JSON summary.
+dataset from the cache are timed separately. With ``--ops`` the same run is also attributed to
+torch operators (`torch.profiler`, self CPU time, which the profiler itself inflates a little): the
+share of the dense matrix multiplies says how much of a step any harness change cannot touch. The
+last line printed is a JSON summary.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 
 from benchbase import batching, loading, train
 from benchbase.grid import load_grid
+from benchbase.identity import cpu_numerics
 from benchbase.registry import default_registry
 
 
@@ -81,6 +86,24 @@ def instrument(timer: PhaseTimer) -> None:
     timer.wrap(torch, "load", "checkpoint I/O")
 
 
+#: Dense matrix multiplies: the linear layers' forward and backward (MKL or oneDNN kernels).
+GEMM_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmv", "aten::mv"}
+
+
+def operator_shares(profiler: torch.profiler.profile, top: int = 8) -> dict[str, float]:
+    """Print the `top` operators by self CPU time and the GEMMs' share; return the shares."""
+    events = [e for e in profiler.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: -e.self_cpu_time_total)
+    print(f"by torch operator (self CPU time, {total / 1e6:.2f} s profiled):")
+    for event in events[:top]:
+        seconds = event.self_cpu_time_total / 1e6
+        print(f"  {event.key:<44} {seconds:7.2f} s  {100 * event.self_cpu_time_total / total:5.1f}%")
+    gemm = sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS) / total
+    print(f"  matrix multiplies ({', '.join(sorted(GEMM_OPS))}): {100 * gemm:.1f}% of it")
+    return {"gemm_share": round(gemm, 3)}
+
+
 def process_start() -> float:
     code = "import time; t = time.perf_counter(); import benchbase.runner, benchbase.train; "
     code += "from benchbase.registry import default_registry; default_registry(); print(time.perf_counter() - t)"
@@ -92,6 +115,7 @@ def main() -> None:
     parser.add_argument("--pretext", default="node-masking")
     parser.add_argument("--protocol", default="extrapolation-threshold")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ops", action="store_true", help="also attribute the run to torch operators")
     args = parser.parse_args()
     torch.set_num_threads(1)
     registry = default_registry()
@@ -104,7 +128,7 @@ def main() -> None:
         and r.seed == args.seed
         and r.spec["rebalancer"]["name"] == "none"
     )
-    print(f"run: {run.label()}")
+    print(f"run: {run.label()}; CPU numerics: {cpu_numerics()}")
     start = process_start()
     dataset = loading.build_dataset(registry, *run.component("dataset"))
     dataset.prepare(progress=False)  # featurised once, cached: the runs load it
@@ -115,7 +139,8 @@ def main() -> None:
     load = time.perf_counter() - began
     timer = PhaseTimer()
     instrument(timer)
-    with tempfile.TemporaryDirectory() as tmp, timer.phase("other"):
+    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if args.ops else nullcontext()
+    with tempfile.TemporaryDirectory() as tmp, profiler, timer.phase("other"):
         began = time.perf_counter()
         checkpoint = None
         if run.stage_id is not None:
@@ -131,6 +156,8 @@ def main() -> None:
         print(f"  {name:<44} {seconds:7.2f} s  {100 * seconds / total:5.1f}%")
     summary = {"process_start": round(start, 2), "dataset_load": round(load, 2), "total": round(total, 2)}
     summary |= {name: round(seconds, 2) for name, seconds in phases.items()}
+    if args.ops:
+        summary |= operator_shares(profiler)
     print(json.dumps(summary))
 
 

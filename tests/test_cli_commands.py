@@ -49,6 +49,9 @@ def test_default_grid_dry_run_covers_the_study():
     for name in ("extrapolation-threshold", "imbalance", "node-masking", "graph-pattern", "motif", "focal"):
         assert name in result.output
     assert "(pool train)" in result.output  # the pretraining-pool study
+    # Shown (and recorded in the store, hence in FINDINGS.md) by its repository name, not by where
+    # this checkout happens to live.
+    assert "from grids/quick.toml," in result.output
 
 
 def test_a_grid_on_absent_data_says_where_to_get_it(monkeypatch, tmp_path):

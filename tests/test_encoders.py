@@ -277,3 +277,18 @@ def test_fingerprint_mlp_reads_smiles_fingerprints(toy, batch, tmp_path, monkeyp
     again.prepare(toy)  # from the disk cache
     assert torch.equal(again.fingerprints, enc.fingerprints)
     assert not FingerprintMLP.supports_pretext
+
+
+def test_input_embedding_gradient_matches_embedding_bag_and_repeats_bit_for_bit(toy, batch):
+    """The input embedding's own backward (index_add per column) gives embedding_bag's gradient,
+    and the same bits on every call (the run-identity promise needs a deterministic backward)."""
+    torch.manual_seed(0)
+    enc = GIN(toy.features, hidden=8, layers=1)
+    table = enc.node_embedding.table.weight
+    ids = batch.x + enc.node_embedding.offsets
+    upstream = torch.randn(batch.x.shape[0], 8)
+    bag = torch.nn.functional.embedding_bag(ids, table, mode="sum")
+    (expected,) = torch.autograd.grad((bag * upstream).sum(), table)
+    grads = [torch.autograd.grad((enc.node_embedding(batch.x, len(ids)) * upstream).sum(), table)[0] for _ in range(2)]
+    assert torch.allclose(grads[0], expected, atol=1e-5)  # summation order differs: rounding only
+    assert torch.equal(grads[0], grads[1])

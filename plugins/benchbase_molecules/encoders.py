@@ -70,7 +70,7 @@ class InputEmbedding(nn.Module):
         if self.vocab:
             if values is None:
                 raise PluginError("this encoder was built for categorical features but the batch carries none")
-            return F.embedding_bag(values + self.offsets, self.table.weight, mode="sum")
+            return _ColumnEmbeddingSum.apply(values + self.offsets, self.table.weight)
         if self.float_dim:
             if values is None:
                 raise PluginError("this encoder was built for float features but the batch carries none")
@@ -93,6 +93,27 @@ class InputEmbedding(nn.Module):
         width = self.table.num_embeddings
         flat = (index.unsqueeze(1) * width + values + self.offsets).reshape(-1)
         return torch.bincount(flat, minlength=rows * width).reshape(rows, width).to(self.table.weight.dtype)
+
+
+class _ColumnEmbeddingSum(torch.autograd.Function):
+    """``sum_j table[ids[:, j]]`` per row. The forward is `F.embedding_bag`; its backward adds each
+    column's rows of the incoming gradient into the table with `index_add_`. The built-in backward
+    sorts every index of the batch first, which made it the costliest step of a small GIN's
+    backward pass. `index_add_` on CPU adds in index order, so the result is deterministic."""
+
+    @staticmethod
+    def forward(ctx: Any, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.table_shape = weight.shape
+        return F.embedding_bag(ids, weight, mode="sum")
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        (ids,) = ctx.saved_tensors
+        grad_weight = grad.new_zeros(ctx.table_shape)
+        for column in ids.unbind(1):
+            grad_weight.index_add_(0, column, grad)
+        return None, grad_weight
 
 
 def dropout(h: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -172,7 +193,7 @@ class HuGINLayer(nn.Module):
 
     def forward(self, h: torch.Tensor, batch: GraphBatch, bond_counts: torch.Tensor | None = None) -> torch.Tensor:
         src, dst = batch.edge_index
-        agg = (h + self.self_loop).index_add(0, dst, h[src])  # self-loop message + neighbours' h_j
+        agg = (h + self.self_loop).index_add(0, dst, h.index_select(0, src))  # self-loop message + neighbours' h_j
         if self.edge is None:
             return self.mlp(agg)
         if bond_counts is not None:  # categorical bonds: sum_j e_ij = counts @ table
@@ -265,7 +286,7 @@ class OGBGINConv(nn.Module):
 
     def forward(self, h: torch.Tensor, batch: GraphBatch) -> torch.Tensor:
         src, dst = batch.edge_index
-        msg = F.relu(h[src] + _edge_term(self.edge, batch, src.numel()))
+        msg = F.relu(h.index_select(0, src) + _edge_term(self.edge, batch, src.numel()))
         return self.mlp((1 + self.eps) * h + torch.zeros_like(h).index_add_(0, dst, msg))
 
 
@@ -296,7 +317,7 @@ class OGBGCNConv(nn.Module):
         deg = torch.ones(h.shape[0], device=h.device).index_add_(0, src, torch.ones(src.numel(), device=h.device))
         inv_sqrt = deg.pow(-0.5)
         norm = (inv_sqrt[src] * inv_sqrt[dst]).unsqueeze(1)
-        msg = norm * F.relu(h[src] + _edge_term(self.edge, batch, src.numel()))
+        msg = norm * F.relu(h.index_select(0, src) + _edge_term(self.edge, batch, src.numel()))
         return torch.zeros_like(h).index_add_(0, dst, msg) + F.relu(h + self.root) / deg.unsqueeze(1)
 
 
@@ -322,7 +343,7 @@ class SAGEConv(nn.Module):
 
     def forward(self, h: torch.Tensor, batch: GraphBatch) -> torch.Tensor:
         src, dst = batch.edge_index
-        msg = F.relu(h[src] + _edge_term(self.edge, batch, src.numel()))
+        msg = F.relu(h.index_select(0, src) + _edge_term(self.edge, batch, src.numel()))
         mean = scatter(msg, dst, dim=0, dim_size=h.shape[0], reduce="mean")
         return self.self_linear(h) + self.neigh_linear(mean)
 
