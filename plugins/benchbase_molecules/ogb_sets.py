@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchbase.api import PluginError, TaskInfo
-from benchbase.cache import cache_dir, file_sha256
+from benchbase.cache import cache_dir, content_digest
 from benchbase.errors import DataUnavailable
 from benchbase.params import Param
 from benchbase_molecules.featurize import FEATURIZER_VERSION, featurize_smiles
@@ -80,9 +80,10 @@ def _ogb_torch_load() -> Iterator[None]:
 
 def _files_key(folder: Path) -> str:
     """Names and content hashes of the dataset's raw files: changes whenever the data does, and
-    only then (a copy to another machine keeps it)."""
+    only then (a copy to another machine keeps it). The hashes are remembered in the cache
+    (`content_digest`), so that only the first planning reads a large dataset's files."""
     entries = sorted(
-        (str(p.relative_to(folder)), file_sha256(p))
+        (str(p.relative_to(folder)), content_digest(p))
         for p in folder.rglob("*")
         if p.is_file() and "processed" not in p.parts
     )

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from benchbase.api import PluginError, TaskInfo
-from benchbase.cache import cache_dir, file_sha256
+from benchbase.cache import cache_dir, content_digest
 from benchbase.errors import DataUnavailable
 from benchbase.params import Param
 from benchbase_molecules.featurize import FEATURIZER_VERSION, featurize_smiles
@@ -103,7 +103,7 @@ def source_key() -> str:
     recorded = {str(f): f.hash.value for f in (dist.files or []) if f.hash is not None}
     parts: list[Any] = [dist.version]
     for rel, path in zip(_PARTS, source_files(), strict=True):
-        parts.append([rel, recorded.get(rel) or file_sha256(path)])
+        parts.append([rel, recorded.get(rel) or content_digest(path)])
     return digest(*parts)
 
 
