@@ -1,12 +1,13 @@
 """Particle-steps per second of `benchbase glass simulate` against a bare OpenMM script of the same
 Kob-Andersen system (same expression, platform, threads, time step), in one process run.
 
-The wrapper side runs the full simulator (equilibration segments, iso-configurational runs,
-context creation per segment, checkpoints and output files) and divides its particle-steps by its
-wall time; the bare side builds one Context and calls `integrator.step` for the same number of
-steps. Rounds alternate and the median of each is reported, per CPU-second of this process (robust
-to other load on a shared machine; both sides use the same thread count) and per wall-second.
-Target: ratio >= 0.9.
+The wrapper side runs the full simulator (Langevin equilibration segments, iso-configurational NVE
+runs, a Context per equilibration segment and one per configuration's runs, checkpoints and output
+files) and divides its particle-steps by its time; the bare side builds one Context and calls a
+Verlet `integrator.step` for the same number of steps. Rounds alternate and the median of each is
+reported, per CPU-second of this process (robust to other load on a shared machine; both sides use
+the same thread count) and per wall-second.
+Target: ratio >= 0.95.
 
     python benchmarks/glass_simulate.py [--particles 500] [--rounds 3] [--threads 2]
 """
@@ -97,7 +98,7 @@ def main() -> None:
     a, b = statistics.median(m[0] for m in mine), statistics.median(t[0] for t in theirs)
     wall = statistics.median(m[1] for m in mine) / statistics.median(t[1] for t in theirs)
     print(f"median: simulator {a:.3g}, bare OpenMM {b:.3g} particle-steps per CPU-second (N = {args.particles})")
-    print(f"ratio simulator / bare = {a / b:.2f}x by CPU time, {wall:.2f}x by wall time (target >= 0.9x)")
+    print(f"ratio simulator / bare = {a / b:.2f}x by CPU time, {wall:.2f}x by wall time (target >= 0.95x)")
 
 
 if __name__ == "__main__":

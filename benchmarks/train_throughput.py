@@ -23,6 +23,10 @@ epoch per side, then ``--epochs`` timed epochs, alternating the sides epoch by e
 load hits all alike; graphs/s = graphs per epoch / median epoch seconds. The ratios printed: project
 gin / same-math reference, project gin / OGB example, project gine / OGB example (same math), and
 project gin / project gine (what the layers' difference costs). The last line is a JSON summary.
+
+``--compile`` adds a fifth side, *project gin compiled*: the same encoder through
+``torch.compile(dynamic=True)`` (inductor's C++ kernels); its warm-up epoch, which includes the
+compilation, is printed separately. The harness does not compile (see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -164,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per side, after one warm-up epoch")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads, every side")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="add the project's gin through torch.compile")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     torch.set_num_threads(args.threads)
@@ -180,13 +185,14 @@ def main(argv: list[str] | None = None) -> dict:
     indices = np.flatnonzero(ok.numpy())
     generator = torch.Generator().manual_seed(args.seed)
 
-    def project(encoder_name: str):
+    def project(encoder_name: str, compiled: bool = False):
         """The registered encoder + a linear head on the graph embedding, FineTuner's loss."""
         params = {"layers": size["layers"], "hidden": size["hidden"], "dropout": size["dropout"], "pooling": "mean"}
         encoder = loading.build_encoder(registry, encoder_name, params, dataset.features)
         encoder.prepare(dataset)
         head = nn.Linear(encoder.out_dim, 1)
         optimizer = adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
+        forward = torch.compile(encoder, dynamic=True) if compiled else encoder
 
         def epoch() -> int:
             encoder.train()
@@ -195,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
             for batch in iterate_batches(graphs, indices, size["batch_size"], True, generator):
                 target = batch.targets[task]
                 keep = torch.isfinite(target)
-                pred = head(encoder(batch).graph).squeeze(-1)
+                pred = head(forward(batch).graph).squeeze(-1)
                 loss = torch.mean((pred[keep] - (target[keep] - mean) / std) ** 2)
                 optimizer.zero_grad()
                 loss.backward()
@@ -233,6 +239,8 @@ def main(argv: list[str] | None = None) -> dict:
         "project gine": project("gine"),
         "OGB example, as it is": reference(OGBExampleGIN(*dims)),
     }
+    if args.compile:
+        sides["project gin compiled"] = project("gin", compiled=True)
     print(f"{DATASET} subset={args.graphs}: {len(indices)} labelled graphs (the plugin skips unparsable ones)")
     print(f"  {graphs.x.shape[0]} atoms, {graphs.edge_index.shape[1]} directed bonds")
     print(
@@ -242,8 +250,11 @@ def main(argv: list[str] | None = None) -> dict:
     for name, (_, params) in sides.items():
         print(f"  {name:<38} {params:>9,} parameters")
     print(f"1 warm-up + {args.epochs} timed epochs per side, the sides alternating epoch by epoch", flush=True)
-    for run, _ in sides.values():
+    for name, (run, _) in sides.items():
+        start = time.perf_counter()
         run()
+        if name == "project gin compiled":
+            print(f"  warm-up epoch of the compiled side (compilation included): {time.perf_counter() - start:.1f}s")
     times: dict[str, list[float]] = {name: [] for name in sides}
     graphs_per_epoch = {}
     for epoch in range(args.epochs):
@@ -262,6 +273,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"ratio project gin / OGB example as it is: {as_is:.3f}")
     print(f"ratio project gine / OGB example (the same math): {gine:.3f}")
     print(f"the layers' difference: project gin / project gine {rate['project gin'] / rate['project gine']:.3f}")
+    if args.compile:
+        print(f"ratio compiled / eager project gin: {rate['project gin compiled'] / rate['project gin']:.3f}")
     summary = {
         "size": args.size,
         "graphs": len(indices),
