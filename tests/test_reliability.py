@@ -151,6 +151,14 @@ def test_a_killed_worker_is_recorded_failed_and_the_grid_goes_on(synthetic_env, 
     assert len(_finished(store)) == RUNS // 2 and _integrity(store) == "ok"
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C reaches a terminal's foreground process with SIGINT's default action. A shell that
+    starts a job in the background without job control sets SIGINT to "ignore", which the child
+    inherits, and Python then raises no KeyboardInterrupt; tests run from such a job must not
+    depend on how they were started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_cleanly_with_a_summary(synthetic_env, grid, tmp_path):
     store = tmp_path / "store"
     process = subprocess.Popen(
@@ -159,13 +167,14 @@ def test_ctrl_c_stops_cleanly_with_a_summary(synthetic_env, grid, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_in_a_terminal,
     )
     deadline = time.time() + 120
     while time.time() < deadline and len(_finished(store)) < 2:
         time.sleep(0.1)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130
+    assert process.returncode == 130, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted after") and "runs not finished will run with the same command" in last
     assert "Traceback" not in err and _integrity(store) == "ok"
