@@ -43,6 +43,8 @@ UNIT = Param(None, "dict", 'task -> unit of its labels, e.g. {gap = "eV"}')
 METRIC = Param(
     None, "dict", "task -> headline metric (`benchbase plugins` lists them); default: mae, or rocauc for classification"
 )
+#: The four of them by parameter name (`benchbase.ADAPTER_PARAMS`, for adapters of plugins).
+ADAPTER_PARAMS = {"name": NAME, "kind": KIND, "unit": UNIT, "metric": METRIC}
 
 
 def dataset_label(registered: str, params: Mapping[str, Any]) -> str:

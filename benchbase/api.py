@@ -225,7 +225,22 @@ class PretextTask(ABC):
 
     @abstractmethod
     def step(self, encoder: Encoder, head: nn.Module, batch: GraphBatch, ctx: PretextContext) -> PretextOutput:
-        """Corrupt or view the batch, encode it, predict the self-supervised labels."""
+        """Corrupt or view the batch, encode it, predict the self-supervised labels. When
+        ``ctx.selection`` is set (held-out evaluation, see `evaluation_rounds`), corrupt and predict
+        exactly the items it selects, one row of logits per item, in item order."""
+
+    def evaluation_rounds(self, batch: GraphBatch, generator: torch.Generator) -> list[torch.Tensor] | None:
+        """How held-out evaluation scores every item of `batch` exactly once: bool masks over the
+        task's items (the things `step` corrupts and predicts, in the task's own numbering), one per
+        round, each item in exactly one round and each round corrupting about the share a training
+        step corrupts. The harness runs `step` once per round with the mask as
+        ``PretextContext.selection`` and checks that the rounds cover every item once and that each
+        round predicts as many items as it selects. Draw randomness (the order in which a graph's
+        items are taken) only from `generator`, which the harness seeds.
+
+        None (the default): evaluation is one ordinary `step` with its own random corruption, so that
+        only a sample of the items is scored (fine for tasks whose items are whole graphs or pairs)."""
+        return None
 
 
 class Rebalancer(ABC):
@@ -331,7 +346,8 @@ class Protocol(ABC):
 
     def report_pretext(self, labels: Predictions, class_names: list[str] | None) -> dict[str, float]:
         """Metrics of a class-labelled pretext head on held-out graphs (see `evaluates_pretext`):
-        `labels` holds the true and the predicted class of each held-out item."""
+        `labels` holds the true and the predicted class of each held-out item - every item once
+        when the task has `PretextTask.evaluation_rounds`, else those one random corruption chose."""
         return {}
 
     def leaderboard_columns(self, task: TaskInfo) -> list[Column]:

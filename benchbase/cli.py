@@ -123,14 +123,32 @@ def run(
         "leaderboards"
     ),
     no_leaderboard: Annotated[bool, typer.Option("--no-leaderboard", help="Do not regenerate leaderboards.")] = False,
+    until_decided: Annotated[
+        bool,
+        typer.Option(
+            "--until-decided",
+            help="After the grid, add rounds of seeds to the rows of every [[question]] comparison that is still "
+            "undecided, until all are decided, max_seeds is reached or the budget is spent (the grid's "
+            "[analysis] until_decided table sets round, max_seeds and budget; a grid with that table runs this "
+            "way anyway). Looks are corrected for optional stopping (benchbase.stats).",
+        ),
+    ] = False,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Budget of --until-decided: a number of added runs (200) or a wall-clock duration (90s, 8m, 1.5h). "
+            "Default: the grid's until_decided.budget, else until max_seeds."
+        ),
+    ] = None,
 ) -> None:
     """Run every combination of a grid file; finished runs are skipped, so a killed grid resumes.
 
     `benchbase run --grid` runs the built-in default grid (QM9 HOMO-LUMO gap, quick profile) offline.
     """
+    from benchbase.analysis import Budget, parse_budget
     from benchbase.executors import make_executor
     from benchbase.grid import load_grid
-    from benchbase.leaderboard import write_leaderboards
+    from benchbase.publish import write_leaderboards
     from benchbase.runner import GridRunner
     from benchbase.store import Store
 
@@ -148,18 +166,37 @@ def run(
     if not the_grid.runs:
         reasons = sorted({skipped.reason for skipped in the_grid.skipped})
         raise GridError("nothing to run: every combination is skipped:\n  " + "\n  ".join(reasons))
-    results = Store(store, shared_dir)
+    sequential = until_decided or "until_decided" in the_grid.analysis
+    budget_text = budget if budget is not None else (the_grid.analysis.get("until_decided") or {}).get("budget")
+    the_budget = parse_budget(budget_text, "--budget") if budget_text is not None else Budget()
+    if budget is not None and not sequential:
+        raise GridError("--budget applies to --until-decided (or a grid with [analysis] until_decided)")
     options = {**the_grid.executor.get(executor, {}), **_parse_params(executor_option)}
-    the_executor = make_executor(executor, jobs, options, workdir=results.shared / "engines")
+    results = Store(store, shared_dir)
     typer.echo(
         f"grid {the_grid.name!r} ({the_grid.source}): {len(the_grid.runs)} runs, "
         f"{len(the_grid.skipped)} skipped combinations; store {store}",
         err=True,
     )
-    runner = GridRunner(the_grid, results, the_executor, _progress_printer())
+    runner = None
+
+    def run_once(grid: Any) -> Any:
+        nonlocal runner
+        the_executor = make_executor(executor, jobs, options, workdir=results.shared / "engines")
+        runner = GridRunner(grid, results, the_executor, _progress_printer())
+        return runner.run()
+
     try:
-        summary = runner.run()
+        if sequential:
+            from benchbase.until_decided import run_until_decided
+
+            summaries = run_until_decided(the_grid, results, run_once, the_budget, lambda m: typer.echo(m, err=True))
+            summary = _total(summaries)
+        else:
+            summary = run_once(the_grid)
     except KeyboardInterrupt:
+        if runner is None:
+            raise typer.Exit(130) from None
         done = runner.summary
         left = done.total - done.already_finished - done.finished - done.failed - done.finished_elsewhere
         typer.echo(
@@ -182,6 +219,29 @@ def run(
         for label, error in summary.failures:
             typer.secho(f"failed: {label}: {error}", err=True, fg="red")
         raise typer.Exit(1)
+
+
+def _total(summaries: list[Any]) -> Any:
+    """One summary of a study's rounds."""
+    from dataclasses import replace
+
+    first = summaries[0]
+    total = replace(first, failures=list(first.failures))
+    for later in summaries[1:]:
+        for name in (
+            "finished",
+            "failed",
+            "stages_computed",
+            "stages_reused",
+            "seconds",
+            "redone",
+            "finished_elsewhere",
+        ):
+            setattr(total, name, getattr(total, name) + getattr(later, name))
+        total.total += later.total
+        total.already_finished += later.already_finished
+        total.failures += later.failures
+    return total
 
 
 def _print_dry_run(the_grid, store: Path) -> None:
@@ -297,7 +357,7 @@ def leaderboard(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("leaderboards"),
 ) -> None:
     """Regenerate leaderboards, plots, FINDINGS.md and results.jsonl from the store."""
-    from benchbase.leaderboard import write_leaderboards
+    from benchbase.publish import write_leaderboards
 
     written = write_leaderboards(_open_store(store), out, default_registry().code_fingerprints())
     typer.echo(f"wrote {len(written)} tables, {out}/README.md and {out}/FINDINGS.md")
@@ -407,8 +467,30 @@ def datasets(
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
-    table = [[r["name"], ", ".join(r.get("tasks", []))[:40], r.get("size", "?"), r.get("available", "?")] for r in rows]
-    typer.echo(tabulate(table, headers=["dataset", "tasks", "graphs", "available locally"], tablefmt="simple"))
+    table = [
+        [
+            r["name"],
+            ", ".join(r.get("tasks", []))[:40],
+            _units_text(r.get("units")),
+            r.get("size", "?"),
+            r.get("available", "?"),
+            str(r.get("source", ""))[:60],
+        ]
+        for r in rows
+    ]
+    headers = ["dataset", "tasks", "units", "graphs", "available locally", "source"]
+    typer.echo(tabulate(table, headers=headers, tablefmt="simple"))
+    typer.echo("(references and descriptions: benchbase datasets --json)")
+
+
+def _units_text(units: Any) -> str:
+    """One unit when every task shares it, else the first few task=unit pairs."""
+    if not isinstance(units, dict) or not units:
+        return ""
+    distinct = sorted({str(u) for u in units.values() if u})
+    if len(distinct) == 1:
+        return distinct[0]
+    return ", ".join(f"{task}={unit}" for task, unit in list(units.items())[:3] if unit)[:40]
 
 
 @datasets_app.command("prepare")

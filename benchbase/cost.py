@@ -1,7 +1,9 @@
 """What a grid will cost, before it is submitted (`benchbase run --dry-run`).
 
 A run's time is its epochs times the seconds one epoch takes; a pretraining stage's, its epochs
-times the seconds one pass over its pool takes, counted once however many runs share it. Seconds
+times the seconds one pass over its pool takes, counted once however many runs share it (on another
+dataset, ``pretrain_dataset``: an epoch over that dataset; the fine-tuning graphs a pool may add are
+not counted). Seconds
 per epoch come, in this order, from:
 
 1. finished runs and stages in the store with the same dataset, encoder and batch size (their
@@ -143,7 +145,12 @@ class Estimator:
             if stage is not None and stage not in counted:
                 counted.add(stage)
                 cost.stages += 1
-                cost.seconds += per_epoch * run.train["pretrain_epochs"]  # a pool pass, as a fine-tuning epoch
+                pass_seconds = per_epoch  # a pool pass, as a fine-tuning epoch
+                if "pretrain_dataset" in run.spec:  # a pass over another dataset (its size, not the run's)
+                    on_other = RunSpec(run.stage_spec())
+                    pass_seconds = self.epoch_seconds(on_other) or per_epoch
+                    cost.sources.add(self.sources.get(_key(on_other.spec), self.sources[_key(run.spec)]))
+                cost.seconds += pass_seconds * run.train["pretrain_epochs"]
         return [costs[k] for k in sorted(costs)]
 
 

@@ -4,17 +4,20 @@ A *comparison* pits a row (a method) against the row that differs from it only i
 where the other row holds the factor's *baseline* value: a pretext task against ``none``, a
 rebalancer against ``none``, ``pretrain_pool = "all"`` against ``"train"``, a multi-task weighting
 against a single-task one. The grid's ``[analysis]`` table declares extra baselines and the region
-of practical equivalence (ROPE) per metric::
+of practical equivalence (ROPE) per metric, in the metric's unit; where it declares none, a dataset's
+task may (``TaskInfo.rope``, for errors in the task's unit)::
 
     [analysis]
-    rope = { mae = 0.01, spearman = 0.02 }          # by metric name (or full column name)
+    rope = { mae = 0.043, spearman = 0.02 }         # by metric name (or full column name)
     baselines = { "train.task_weights" = { propensity = 1.0, bond_motion = 0.0 } }
+    until_decided = { round = 4, max_seeds = 30 }   # `benchbase run --until-decided` (optional)
 
 A factor is a plugin kind (``pretext``, ``rebalancer``, ``encoder``: its name) or a dotted
 setting (``train.<setting>``, ``<kind>.params.<parameter>``). Statistics: `benchbase.stats`.
 
 *Questions* (``[[question]]`` in a grid file) are the suite's research questions, each answered in
-FINDINGS.md from the stored runs with these comparisons::
+FINDINGS.md from the stored runs; the comparisons of one question are one Holm family, and the
+tables show them with the same numbers::
 
     [[question]]
     id = "a"
@@ -25,35 +28,53 @@ FINDINGS.md from the stored runs with these comparisons::
     metrics = ["test_mae", "test_spearman"]
     where = { "train.pretrain_pool" = "all" }   # optional filter on the method's settings
 
-Where no stored run answers a question, FINDINGS.md names the grid file to run.
+A sequential study (``until_decided``) is replayed look by look from the stored seeds (`evaluate`),
+exactly as `benchbase run --until-decided` decided which comparisons receive more seeds. Where no
+stored run answers a question, FINDINGS.md names the grid file to run.
 """
 
 from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from tabulate import tabulate
 
-from benchbase.api import Column
-from benchbase.grid import PRETRAINING_SETTINGS, builtin_grid_path
-from benchbase.leaderboard import HEADER, IDENTITY_KINDS, Row, Table, flatten, fmt
+from benchbase.analysis import in_task_unit, load_declarations, rope_for
+from benchbase.api import Column, TaskInfo
+from benchbase.grid import builtin_grid_path
+from benchbase.leaderboard import HEADER, Row, Table, fmt
 from benchbase.metrics import get_metric
-from benchbase.stats import MIN_SEEDS, Comparison, compare, correct, rng_for
+from benchbase.settings import PRETRAINING_SETTINGS
+from benchbase.specs import IDENTITY_KINDS, flatten
+from benchbase.stats import (
+    CROSSED,
+    DECIDED,
+    MIN_SEEDS,
+    NESTED,
+    VERDICTS,
+    Comparison,
+    compare,
+    correct,
+    shared_seed_means,
+)
 
 #: Baselines every table is compared against, beside those of the grid's ``[analysis]``.
 DEFAULT_BASELINES: dict[str, Any] = {"pretext": "none", "rebalancer": "none", "train.pretrain_pool": "train"}
 BUILTIN_GRIDS = ("quick.toml", "glass.toml", "paper.toml")
+#: Seeds added per round of `benchbase run --until-decided` when the grid does not say.
+DEFAULT_ROUND = 4
 
 
 # --- analysis settings -------------------------------------------------------------------------
 
 
 def analyses_by_grid(store: Any) -> dict[str, dict[str, Any]]:
-    """Grid name -> {"source", "analysis", "questions"}: the built-in grids' declarations, replaced
-    by what the store recorded for the grids that ran into it."""
+    """Grid name -> {"source", "analysis", "questions", "seeds"}: the built-in grids' declarations,
+    replaced by what the store recorded for the grids that ran into it."""
     out: dict[str, dict[str, Any]] = {}
     for name in BUILTIN_GRIDS:
         path = builtin_grid_path(name)
@@ -63,13 +84,23 @@ def analyses_by_grid(store: Any) -> dict[str, dict[str, Any]]:
                 "source": f"grids/{name}",
                 "analysis": raw.get("analysis", {}),
                 "questions": raw.get("question", []),
+                "seeds": raw.get("seeds", [0]),
             }
     for grid in store.grids():
         recorded = grid.get("analysis") or {}
+        source = grid.get("source") or grid["name"]
+        # what a store recorded is read leniently: a bad declaration of an old grid is skipped with
+        # a note, never allowed to break the leaderboards of another
+        analysis, questions, problems = load_declarations(recorded.get("analysis"), recorded.get("questions"), source)
+        seeds = recorded.get("seeds")
+        if not (isinstance(seeds, list) and all(type(s) is int for s in seeds)):
+            seeds = out.get(grid["name"], {}).get("seeds", [])
         out[grid["name"]] = {
-            "source": grid.get("source") or grid["name"],
-            "analysis": recorded.get("analysis", {}),
-            "questions": recorded.get("questions", []),
+            "source": source,
+            "analysis": analysis,
+            "questions": questions,
+            "seeds": seeds,
+            "problems": problems,
         }
     return out
 
@@ -84,9 +115,9 @@ def analysis_for(analyses: dict[str, dict[str, Any]], grids: list[str]) -> dict[
     return merged
 
 
-def rope_of(analysis: dict[str, Any], column: Column) -> float:
-    ropes = analysis.get("rope", {})
-    return float(ropes.get(column.name, ropes.get(column.metric, 0.0)))
+def rope_of(analysis: dict[str, Any], column: Column, task: TaskInfo | None = None) -> tuple[float, str]:
+    """The ROPE of a column and where it comes from (`benchbase.analysis.rope_for`)."""
+    return rope_for(analysis, column.name, column.metric, task, in_task_unit(column))
 
 
 # --- matching rows -----------------------------------------------------------------------------
@@ -98,7 +129,7 @@ def _factor_key(factor: str) -> tuple[str, tuple[str, ...]]:
     if factor in IDENTITY_KINDS:
         owned: tuple[str, ...] = (f"{factor}.",)
         if factor == "pretext":  # without pretraining, the pretraining settings do not exist
-            owned += tuple(f"train.{s}" for s in PRETRAINING_SETTINGS)
+            owned += tuple(f"train.{s}" for s in PRETRAINING_SETTINGS) + ("pretrain_dataset.",)
         return f"{factor}.name", owned
     return factor, (factor,)
 
@@ -133,90 +164,118 @@ def pairs(table: Table, factor: str, baseline: Any, treatments: list[Any] | None
     return out
 
 
-def compare_rows(table: Table, method: Row, baseline: Row, column: Column, rope: float) -> Comparison | None:
-    seeds = sorted(set(method.seeds) & set(baseline.seeds))
+# --- comparing two rows ------------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    """A pair of rows and a column to compare them on, before any look at the data."""
+
+    table: Table
+    method: Row
+    baseline: Row
+    column: Column
+    rope: float
+    rope_source: str
+
+    def common_seeds(self, order: list[int]) -> list[int]:
+        """The seeds both rows have, in the study's seed order (`SeedPlan.order`)."""
+        both = set(self.method.seeds) & set(self.baseline.seeds)
+        ranked = {seed: i for i, seed in enumerate(order)}
+        return sorted(both, key=lambda s: (ranked.get(s, len(ranked)), s))
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """How a study's seeds arrive: the grid's seeds first, then rounds of `round` new seeds
+    (`benchbase run --until-decided`); `sequential` when the study looks after every round."""
+
+    initial: tuple[int, ...]
+    round: int = 0
+    sequential: bool = False
+
+    def order(self, seeds: set[int]) -> list[int]:
+        first = [s for s in self.initial if s in seeds]
+        return first + sorted(seeds - set(self.initial))
+
+    def seeds_at(self, look: int) -> int:
+        """Seeds a comparison has at look `look` (1-based)."""
+        return len(self.initial) + (look - 1) * self.round
+
+    def next_seeds(self, count: int) -> list[int]:
+        """The seeds of the next round for rows that have `count` seeds of the study."""
+        start = max(self.initial) + 1 + max(0, count - len(self.initial))
+        return list(range(start, start + self.round))
+
+
+def compare_rows(candidate: Candidate, seeds: list[int], look: int = 1, sequential: bool = False) -> Comparison | None:
+    """The paired comparison of a candidate on `seeds` (which both rows have)."""
     if not seeds:
         return None
-    a, b = method.cells[column.name], baseline.cells[column.name]
-    ia = [method.seeds.index(s) for s in seeds]
-    ib = [baseline.seeds.index(s) for s in seeds]
+    a = candidate.method.cells[candidate.column.name]
+    b = candidate.baseline.cells[candidate.column.name]
+    ia = [candidate.method.seeds.index(s) for s in seeds]
+    ib = [candidate.baseline.seeds.index(s) for s in seeds]
     if not (np.isfinite(a.points[ia]).all() and np.isfinite(b.points[ib]).all()):
         return None
+    shared = None
+    if a.design == CROSSED and b.design == CROSSED:
+        shared = shared_seed_means(a.replicates[ia] - b.replicates[ib])
     return compare(
-        method.label,
-        baseline.label,
-        column.name,
-        get_metric(column.metric).higher_is_better,
+        candidate.method.label,
+        candidate.baseline.label,
+        candidate.column.name,
+        get_metric(candidate.column.metric).higher_is_better,
         a.points[ia],
         b.points[ib],
-        a.replicates[ia],
-        b.replicates[ib],
-        rng_for(table.name, method.key, baseline.key, column.name),
-        rope,
+        shared,
+        rope=candidate.rope,
+        rope_source=candidate.rope_source,
+        look=look,
+        sequential=sequential,
     )
 
 
-def table_comparisons(table: Table, analysis: dict[str, Any]) -> list[Comparison]:
-    """Each method against its baseline on the headline column, Holm-corrected over the table."""
-    column = table.headline
-    out = []
-    for factor, baseline in analysis["baselines"].items():
-        for method, base in pairs(table, factor, baseline):
-            comparison = compare_rows(table, method, base, column, rope_of(analysis, column))
-            if comparison is not None:
-                out.append(comparison)
-    correct(out)
-    return out
+def evaluate(candidates: list[Candidate], plan: SeedPlan) -> list[Comparison | None]:
+    """Every candidate's comparison, Holm-corrected as one family.
+
+    Looked at once, each candidate uses all its paired seeds. A sequential study is replayed look by
+    look, as `benchbase run --until-decided` saw it: at look k every open comparison uses its first
+    ``plan.seeds_at(k)`` paired seeds at α_k; a decided one keeps the verdict of its deciding look
+    and the seeds it had then; the rest go on while they have seeds for a next look."""
+    orders = [c.common_seeds(plan.order(set(c.method.seeds) | set(c.baseline.seeds))) for c in candidates]
+    if not plan.sequential:
+        out = [compare_rows(c, seeds) for c, seeds in zip(candidates, orders, strict=True)]
+        correct([c for c in out if c is not None])
+        return out
+    frozen: dict[int, Comparison] = {}
+    current: list[Comparison | None] = [None] * len(candidates)
+    look = 1
+    while True:
+        for i, candidate in enumerate(candidates):
+            if i not in frozen:
+                current[i] = compare_rows(candidate, orders[i][: plan.seeds_at(look)], look, True)
+        _correct_open([c for c in current if c is not None], {id(c) for c in frozen.values()})
+        for i, comparison in enumerate(current):
+            if comparison is not None and i not in frozen and comparison.decided:
+                frozen[i] = comparison
+        # only a complete next look counts: a round cut short by a kill is finished before it is used
+        going_on = [i for i in range(len(candidates)) if i not in frozen and len(orders[i]) >= plan.seeds_at(look + 1)]
+        if not going_on or plan.round <= 0:
+            return current
+        look += 1
 
 
-# --- rendering ---------------------------------------------------------------------------------
+def _correct_open(comparisons: list[Comparison], frozen: set[int]) -> None:
+    """Holm over the whole family; comparisons decided at an earlier look keep their values."""
+    kept = {id(c): (c.p_holm, c.p_equivalence_holm, c.family_size) for c in comparisons if id(c) in frozen}
+    correct(comparisons)
+    for comparison in comparisons:
+        if id(comparison) in kept:
+            comparison.p_holm, comparison.p_equivalence_holm, comparison.family_size = kept[id(comparison)]
 
 
-def _p(value: float) -> str:
-    if not np.isfinite(value):
-        return "-"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def comparison_rows(comparisons: list[Comparison], with_table: dict[int, str] | None = None) -> list[list[Any]]:
-    rows = []
-    for i, c in enumerate(comparisons):
-        line = [with_table[i]] if with_table is not None else []
-        line += [c.method, c.baseline]
-        if with_table is not None:
-            line.append(c.metric)
-        line += [
-            f"{c.difference:+.4f}",
-            f"[{fmt(c.low)}, {fmt(c.high)}]",
-            _p(c.p_value),
-            _p(c.p_holm),
-            fmt(c.probability_of_improvement, 2),
-            f"{c.seeds}{' ⚑' if c.flagged else ''}",
-            f"**{c.verdict}**" if c.verdict != "no detectable difference" else c.verdict,
-        ]
-        rows.append(line)
-    return rows
-
-
-COMPARISON_HEADERS = ["Δ (method − baseline)", "95% CI", "p", "p (Holm)", "P(improvement)", "seeds", "verdict"]
-
-
-def render_comparisons(table: Table, comparisons: list[Comparison]) -> str:
-    if not comparisons:
-        return ""
-    column = table.headline
-    rope = comparisons[0].rope
-    text = f"## Paired comparisons (`{column.name}`)\n\n"
-    text += (
-        f"Each method against the row that differs only in the compared factor, on the seeds both have. "
-        f"p: two-sided paired t-test across seeds; Holm-corrected over the {len(comparisons)} comparisons of "
-        f'this table. Verdict "better"/"worse" needs p (Holm) < 0.05 and a 95% CI of the difference '
-        f"beyond the region of practical equivalence ±{rope:g}. ⚑: fewer than {MIN_SEEDS} paired seeds.\n\n"
-    )
-    headers = ["method", "baseline", *COMPARISON_HEADERS]
-    return (
-        text + tabulate(comparison_rows(comparisons), headers=headers, tablefmt="github", disable_numparse=True) + "\n"
-    )
+# --- questions ---------------------------------------------------------------------------------
 
 
 def _matches(table: Table, question: dict[str, Any]) -> bool:
@@ -232,18 +291,16 @@ def _where(row: Row, where: dict[str, Any]) -> bool:
     return all(k in flat and _canon(flat[k]) == _canon(v) for k, v in where.items())
 
 
-def answer(
-    question: dict[str, Any], tables: list[Table], analysis: dict[str, Any]
-) -> tuple[list[Comparison], list[str]]:
-    """The comparisons that answer one question (Holm-corrected together) and their tables."""
-    factor = question["factor"]
-    steps: list[tuple[Any, list[Any] | None]]
+def _steps(question: dict[str, Any]) -> list[tuple[Any, list[Any] | None]]:
     if "ladder" in question:
         ladder = question["ladder"]
-        steps = [(ladder[i], [ladder[i + 1]]) for i in range(len(ladder) - 1)]
-    else:
-        steps = [(question["baseline"], question.get("treatments"))]
-    comparisons, where_from = [], []
+        return [(ladder[i], [ladder[i + 1]]) for i in range(len(ladder) - 1)]
+    return [(question["baseline"], question.get("treatments"))]
+
+
+def question_candidates(question: dict[str, Any], tables: list[Table], analysis: dict[str, Any]) -> list[Candidate]:
+    """The row pairs and columns that answer one question, in a stable order."""
+    out = []
     for table in tables:
         if not _matches(table, question):
             continue
@@ -252,16 +309,155 @@ def answer(
             column = columns.get(metric)
             if column is None:
                 continue
-            for baseline, treatments in steps:
-                for method, base in pairs(table, factor, baseline, treatments):
-                    if not _where(method, question.get("where", {})):
-                        continue
-                    comparison = compare_rows(table, method, base, column, rope_of(analysis, column))
-                    if comparison is not None:
-                        comparisons.append(comparison)
-                        where_from.append(table.name)
-    correct(comparisons)
-    return comparisons, where_from
+            rope, source = rope_of(analysis, column, table.task)
+            for baseline, treatments in _steps(question):
+                for method, base in pairs(table, question["factor"], baseline, treatments):
+                    if _where(method, question.get("where", {})):
+                        out.append(Candidate(table, method, base, column, rope, source))
+    return out
+
+
+@dataclass
+class Answer:
+    """One question's comparisons (one Holm family) and where each comes from."""
+
+    grid: str
+    source: str
+    question: dict[str, Any]
+    candidates: list[Candidate]
+    comparisons: list[Comparison | None]
+    plan: SeedPlan
+
+    def answered(self) -> list[tuple[Candidate, Comparison]]:
+        return [(c, x) for c, x in zip(self.candidates, self.comparisons, strict=True) if x is not None]
+
+
+def seed_plan(info: dict[str, Any]) -> SeedPlan:
+    """A grid's seed plan from its recorded declarations."""
+    until = (info.get("analysis") or {}).get("until_decided")
+    seeds = tuple(info.get("seeds") or ())
+    if not until or not seeds:
+        return SeedPlan(seeds)
+    return SeedPlan(seeds, int(until.get("round", DEFAULT_ROUND)), sequential=True)
+
+
+def answers(tables: list[Table], analyses: dict[str, dict[str, Any]]) -> list[Answer]:
+    """Every question of every grid, answered from its grid's tables."""
+    out = []
+    for grid_name, info in sorted(analyses.items()):
+        grid_tables = [t for t in tables if grid_name in t.grids]
+        analysis = analysis_for(analyses, [grid_name])
+        plan = seed_plan(info)
+        for question in info.get("questions", []):
+            candidates = question_candidates(question, grid_tables, analysis)
+            out.append(Answer(grid_name, info["source"], question, candidates, evaluate(candidates, plan), plan))
+    return out
+
+
+def table_comparisons(
+    table: Table, analysis: dict[str, Any], from_questions: list[tuple[str, Candidate, Comparison]]
+) -> list[tuple[str, Comparison]]:
+    """The comparisons shown under a table: those of the questions (with their question's Holm
+    family, exactly as in FINDINGS.md), then each other method against its default baseline on the
+    headline column, as one more family."""
+    shown = [(family, comparison) for family, candidate, comparison in from_questions if candidate.table is table]
+    covered = {
+        (candidate.method.key, candidate.baseline.key, candidate.column.name)
+        for _, candidate, _ in from_questions
+        if candidate.table is table
+    }
+    column = table.headline
+    rope, source = rope_of(analysis, column, table.task)
+    extra = []
+    for factor, baseline in analysis["baselines"].items():
+        for method, base in pairs(table, factor, baseline):
+            if (method.key, base.key, column.name) not in covered:
+                extra.append(Candidate(table, method, base, column, rope, source))
+    for comparison in evaluate(extra, SeedPlan(())):
+        if comparison is not None:
+            shown.append(("other", comparison))
+    return shown
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def _p(value: float) -> str:
+    if not np.isfinite(value):
+        return "-"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _seeds_text(comparison: Comparison, plan: SeedPlan) -> str:
+    text = str(comparison.seeds) + (" ⚑" if comparison.flagged else "")
+    if plan.sequential:
+        text += f" (look {comparison.look}{', decided' if comparison.decided else ''})"
+    return text
+
+
+def _verdict_text(comparison: Comparison) -> str:
+    verdict = comparison.verdict
+    return f"**{verdict}**" if verdict in DECIDED else verdict
+
+
+def comparison_row(comparison: Comparison, plan: SeedPlan, lead: list[Any]) -> list[Any]:
+    low, high = comparison.interval
+    return [
+        *lead,
+        f"{comparison.difference:+.4f}",
+        f"[{fmt(low)}, {fmt(high)}] ({comparison.level:.1%})",
+        _p(comparison.p_value),
+        _p(comparison.p_holm),
+        _p(comparison.p_equivalence_holm),
+        fmt(comparison.probability_of_improvement, 2),
+        _seeds_text(comparison, plan),
+        _verdict_text(comparison),
+        comparison.explanation() or "-",
+    ]
+
+
+COMPARISON_HEADERS = [
+    "Δ (method − baseline)",
+    "CI (level)",
+    "p",
+    "p (Holm)",
+    "p equivalent (Holm)",
+    "P(improvement)",
+    "seeds",
+    "verdict",
+    "what would decide it",
+]
+METHODS = (
+    "Δ: mean paired difference over the seeds both rows have. CI and p come from one t statistic: a "
+    "seed-level t-interval, plus the variance of the test set where every seed shares it (crossed design; "
+    "`benchbase.stats`). p: two-sided test of no difference; p equivalent: TOST against the region of practical "
+    "equivalence (ROPE); both Holm-corrected over the family. Verdicts: **better**/**worse**: a difference, "
+    "with the CI wholly beyond the ROPE; **real but smaller than the ROPE**: a difference, and equivalence "
+    "shown; **equivalent**: equivalence shown, no difference; inconclusive: neither, with the smallest "
+    "difference its seeds detect at 80% power (MDE) and the seeds the observed spread would need. "
+    "P(improvement): share of paired seeds where the method wins (ties half). "
+    f"⚑: fewer than {MIN_SEEDS} paired seeds."
+)
+
+
+def render_comparisons(table: Table, shown: list[tuple[str, Comparison]], families: dict[str, int]) -> str:
+    if not shown:
+        return ""
+    text = "## Paired comparisons\n\n" + METHODS + "\n\n"
+    text += (
+        "Family: the question of FINDINGS.md whose Holm correction applies (the same numbers as there); "
+        "`other`: the table's remaining comparisons against a default baseline, corrected together.\n\n"
+    )
+    headers = ["family", "method", "baseline", "metric", "ROPE", *COMPARISON_HEADERS]
+    rows = []
+    for family, c in shown:
+        label = f"({family}), {families.get(family, 0)} comparisons" if family != "other" else "other"
+        rows.append(
+            comparison_row(
+                c, SeedPlan((), sequential=c.sequential), [label, c.method, c.baseline, c.metric, f"±{c.rope:g}"]
+            )
+        )
+    return text + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
 
 
 def _summary(comparisons: list[Comparison]) -> str:
@@ -270,40 +466,67 @@ def _summary(comparisons: list[Comparison]) -> str:
         by_metric.setdefault(c.metric, []).append(c.verdict)
     parts = []
     for metric, verdicts in by_metric.items():
-        counts = {v: verdicts.count(v) for v in ("better", "worse", "no detectable difference")}
-        parts.append(
-            f"`{metric}`: {counts['better']} better, {counts['worse']} worse, "
-            f"{counts['no detectable difference']} no detectable difference (of {len(verdicts)})"
-        )
+        counts = ", ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS if verdicts.count(v))
+        parts.append(f"`{metric}`: {counts} (of {len(verdicts)})")
     return "; ".join(parts)
 
 
-def render_findings(store: Any, tables: list[Table], analyses: dict[str, dict[str, Any]]) -> str:
-    text = HEADER + "# Findings\n\n"
-    text += (
-        "The suite's research questions, answered from the stored runs by paired comparisons "
-        "(`benchbase.stats`): the difference of each method to its baseline on the same seeds and splits, "
-        "its 95% CI (hierarchical bootstrap over seeds and test graphs), a paired t-test across seeds, "
-        "Holm's correction over the comparisons of each question, the probability of improvement, and a "
-        'verdict. "better"/"worse" needs the corrected p < 0.05 and a CI beyond the region of practical '
-        f"equivalence (ROPE) declared in the grid; ⚑ marks fewer than {MIN_SEEDS} paired seeds. "
-        "A difference smaller than its interval is not a finding.\n"
+def _ropes(answered: list[tuple[Candidate, Comparison]]) -> str:
+    seen = {}
+    for candidate, comparison in answered:
+        seen.setdefault(comparison.metric, f"`{comparison.metric}` ±{comparison.rope:g} ({candidate.rope_source})")
+    return ", ".join(seen.values())
+
+
+def _designs(answered: list[tuple[Candidate, Comparison]]) -> str:
+    designs = sorted({comparison.design for _, comparison in answered})
+    words = {
+        CROSSED: "crossed (every seed scored on the same test graphs: their noise is added to the seed spread)",
+        NESTED: "nested (each seed has its own test set)",
+    }
+    return "; ".join(words[d] for d in designs)
+
+
+def _sequential_text(answer: Answer) -> str:
+    if not answer.plan.sequential:
+        return "Looked at once, at α = 0.05.\n\n"
+    plan = answer.plan
+    text = (
+        f"Sequential: {len(plan.initial)} seeds, then rounds of {plan.round}; look k spends α/(k(k+1)), so that "
+        "stopping when decided keeps the error rates (`benchbase.stats`).\n\n"
     )
-    for grid_name, info in sorted(analyses.items()):
-        for question in info.get("questions", []):
-            title = question.get("title", question.get("id", "?"))
-            text += f"\n## ({question.get('id', '?')}) {title}\n\n"
-            grid_tables = [t for t in tables if grid_name in t.grids]
-            analysis = analysis_for(analyses, [grid_name])
-            comparisons, where = answer(question, grid_tables, analysis)
-            if not comparisons:
-                text += f"No stored runs answer this yet: run `benchbase run --grid {info['source']}`.\n"
-                continue
-            ropes = sorted({f"{c.metric} ±{c.rope:g}" for c in comparisons})
-            text += f"From grid `{info['source']}`; ROPE: {', '.join(ropes)}.\n\n"
-            text += f"**Answer**: {_summary(comparisons)}.\n\n"
-            headers = ["table", "method", "baseline", "metric", *COMPARISON_HEADERS]
-            links = {i: f"[{name}]({name}.md)" for i, name in enumerate(where)}
-            rows = comparison_rows(comparisons, links)
-            text += tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
+    for _, comparison in answer.answered():
+        state = (
+            f"decided ({comparison.verdict}) after {comparison.seeds} seeds"
+            if comparison.decided
+            else f"open after {comparison.seeds} seeds, when the study stopped; MDE {comparison.detectable:.4g}"
+        )
+        text += f"- {comparison.method} vs {comparison.baseline}, `{comparison.metric}`: {state}\n"
+    return text + "\n"
+
+
+def render_findings(tables: list[Table], answered: list[Answer], problems: list[str] | None = None) -> str:
+    text = HEADER + "# Findings\n\n"
+    text += "The suite's research questions, answered from the stored runs by paired comparisons. " + METHODS + "\n"
+    if problems:
+        text += "\nDeclarations recorded in the store that were skipped:\n\n" + "".join(f"- {p}\n" for p in problems)
+    for answer in answered:
+        question = answer.question
+        title = question.get("title", question.get("id", "?"))
+        text += f"\n## ({question.get('id', '?')}) {title}\n\n"
+        pairs_ = answer.answered()
+        if not pairs_:
+            text += f"No stored runs answer this yet: run `benchbase run --grid {answer.source}`.\n"
+            continue
+        comparisons = [c for _, c in pairs_]
+        text += f"From grid `{answer.source}`; ROPE: {_ropes(pairs_)}. Design: {_designs(pairs_)}. "
+        text += f"Holm family: these {len(comparisons)} comparisons.\n\n"
+        text += f"**Answer**: {_summary(comparisons)}.\n\n"
+        text += _sequential_text(answer)
+        headers = ["table", "method", "baseline", "metric", *COMPARISON_HEADERS]
+        rows = [
+            comparison_row(c, answer.plan, [f"[{k.table.name}]({k.table.name}.md)", c.method, c.baseline, c.metric])
+            for k, c in pairs_
+        ]
+        text += tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
     return text

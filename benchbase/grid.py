@@ -55,16 +55,40 @@ Combinations that make no sense are skipped, with the reason, by these rules:
    pretext ``none`` only;
 5. a dataset whose data is not available (its plugin raises a `PluginError` when built or from
    `Dataset.check_available`) is skipped, with the plugin's message saying how to obtain it;
-6. a pretext task that reads labels (``reads_labels``) pretrains only with ``pretrain_pool =
-   "train"``: on the whole dataset it would see the test labels.
+6. a pretext task that reads labels (``reads_labels``) pretrains only on graphs whose labels are
+   not tested: with ``pretrain_pool = "train"``, or on another dataset alone (``pretrain_dataset``
+   with ``pretrain_pool = "all"``); on the whole fine-tuning dataset it would see the test labels;
+7. a pretext task or encoder whose ``requires`` the pretraining dataset does not provide is skipped
+   (the encoder must also fit the fine-tuning dataset, rule 1), and a pretraining dataset whose data
+   is not available skips its runs (rule 5).
+
+Pretraining on another dataset. ``pretrain_dataset`` (a training setting; unset: the fine-tuning
+dataset) names a registered dataset to pretrain on - a large unlabeled pool such as ``qm9`` before a
+small measured dataset such as ``freesolv/expt`` (Hu et al. 2020). Its parameters are those the
+grid gives that dataset name, ``[params.dataset."<name>"]`` (or a study's, or a sweep's
+``dataset.<name>.<parameter>``): one dataset name means one configuration throughout a grid.
+``pretrain_pool`` then says which graphs pretraining sees:
+
+- ``all``: the pretraining dataset's graphs alone;
+- ``all+finetune``: those and every graph of the fine-tuning dataset;
+- ``train``: those and the train and valid graphs of the run's split (the test region stays unseen).
+
+Without ``pretrain_dataset`` they mean what they always did (``all+finetune`` is ``all``), and naming
+the fine-tuning dataset itself is the same as leaving it unset. With ``all``, a stage does not depend
+on the fine-tuning dataset or protocol at all: the freesolv and solubility runs of one encoder,
+pretext task, rebalancer and seed share one QM9-pretrained stage - the same stage as QM9's own runs
+with ``pretrain_pool = "all"``. The encoder is built from the dataset's `FeatureSpec` in both stages,
+so the two datasets' features must be equal: a grid where they differ is rejected at planning,
+naming both datasets and the difference (QM9 provides 3D positions unless ``positions = false``).
+Benchbase does not look for graphs that both datasets hold: pretraining on ``freesolv`` (the same
+molecules) before fine-tuning ``freesolv/expt`` shows pretraining the test molecules.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
+import dataclasses
 import itertools
-import json
 import os
 import re
 import tomllib
@@ -74,55 +98,18 @@ from pathlib import Path
 from typing import Any
 
 from benchbase.errors import DataUnavailable, GridError, PluginError
-from benchbase.identity import harness_distribution, numerics
-from benchbase.params import Param, defaults_of, validate
+from benchbase.identity import canonical as _canonical
+from benchbase.identity import content_hash, harness_distribution, numerics
+from benchbase.params import validate
 from benchbase.registry import Registry
-
-POOLS = ("all", "train")
-#: The training settings of ``[train]`` (defaults: the quick profile).
-TRAINING: dict[str, Param] = {
-    "epochs": Param(30, "int", "fine-tuning epochs at most", min=1),
-    "patience": Param(6, "int", "epochs without a better validation loss before stopping", min=1),
-    "batch_size": Param(128, "int", "graphs per batch", min=1),
-    "lr": Param(1e-3, "number", "fine-tuning learning rate (Adam)", min=0.0, min_open=True),
-    "weight_decay": Param(0.0, "number", "fine-tuning weight decay", min=0.0),
-    "pretrain_epochs": Param(5, "int", "pretraining epochs", min=1),
-    "pretrain_lr": Param(1e-3, "number", "pretraining learning rate (Adam)", min=0.0, min_open=True),
-    "pretrain_pool": Param(
-        "all",
-        "str",
-        "all: pretraining sees every graph of the dataset, labels unseen; train: only the train and valid "
-        "graphs of the run's split, so that the test region stays out of pretraining",
-        choices=POOLS,
-    ),
-    "max_nodes": Param(None, "int", "cap on nodes per batch (large graphs)", min=1),
-    "task_weights": Param(None, "dict", "loss weight per task name (unnamed tasks: 0)"),
-    "few_label": Param(None, "dict", "{task, k}: keep only k labelled training graphs of a task"),
-    "head_hidden": Param(None, "int", "width of two-layer MLP task heads (default: linear heads)", min=1),
-    "grad_clip": Param(
-        None, "number", "clip the gradient norm to this value (fine-tuning and pretraining)", min=0.0, min_open=True
-    ),
-    "center_per_graph": Param(
-        False,
-        "bool",
-        "regression loss of node and edge tasks on targets and predictions each centred per graph, so that a "
-        "per-graph offset of the target cannot dominate the loss (for per-graph metrics such as a Pearson r per graph)",
-    ),
-    "threads": Param(1, "int", "intra-op threads of each run, whatever --jobs is: results depend on it", min=1),
-    "device": Param("cpu", "str", "where runs train: cpu, cuda, cuda:N, or auto (cuda when available)"),
-}
-PROFILES: dict[str, dict[str, Any]] = {
-    # Sized for 2 CPU cores: small models, few epochs; tables made with it say "quick profile".
-    "quick": defaults_of(TRAINING),
-    # The literature's scale, meant for GPUs.
-    "paper": {**defaults_of(TRAINING), "epochs": 200, "patience": 30, "batch_size": 256, "pretrain_epochs": 100},
-}
-#: Settings that only pretraining reads: absent from the spec of a run without a pretext task.
-PRETRAINING_SETTINGS = ("pretrain_epochs", "pretrain_lr", "pretrain_pool")
-#: Settings of the machine rather than the method: they go to the spec's ``numerics``.
-NUMERICS_SETTINGS = ("threads", "device")
-#: What a pretraining stage reads of the training settings.
-STAGE_SETTINGS = ("pretrain_epochs", "pretrain_lr", "batch_size", "max_nodes", "grad_clip", "center_per_graph")
+from benchbase.settings import (  # noqa: F401  (re-exported: the settings schema's old home)
+    NUMERICS_SETTINGS,
+    POOLS,
+    PRETRAINING_SETTINGS,
+    PROFILES,
+    STAGE_SETTINGS,
+    TRAINING,
+)
 
 KIND_OF_AXIS = {
     "datasets": "dataset",
@@ -136,14 +123,6 @@ NO_PRETEXT = "none"
 NO_REBALANCER = "none"
 TOP_LEVEL_KEYS = {"name", "profile", "seeds", "train", "params", "study", "analysis", "question", "executor"}
 STUDY_KEYS = set(KIND_OF_AXIS) | {"params", "sweep", "train"}
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def content_hash(value: Any, length: int = 16) -> str:
-    return hashlib.sha256(_canonical(value).encode()).hexdigest()[:length]
 
 
 @dataclass(frozen=True)
@@ -175,28 +154,52 @@ class RunSpec:
     def label(self) -> str:
         names = [self.spec[k]["name"] for k in PLUGIN_KINDS]
         pool = self.spec["train"].get("pretrain_pool")
-        return " | ".join(names) + (f" (pool {pool})" if pool == "train" else "") + f" | seed {self.seed}"
+        other = self.spec.get("pretrain_dataset")
+        if other is not None:
+            note = f" (pretrained on {other['name']}" + (f", pool {pool})" if pool != "all" else ")")
+        else:
+            note = f" (pool {pool})" if pool == "train" else ""
+        return " | ".join(names) + note + f" | seed {self.seed}"
 
     def stage_spec(self) -> dict[str, Any] | None:
         """The pretraining stage this run needs (None without a pretext task). Runs whose stage
         specs are equal share one checkpoint: the stage depends on the protocol only when its pool
-        is the protocol's train split."""
+        is the protocol's train split.
+
+        With another pretraining dataset (``pretrain_dataset``) the stage's dataset, its data key
+        and its code fingerprint are those of the pretraining dataset; with ``pretrain_pool =
+        "all"`` nothing of the fine-tuning dataset or protocol enters it, so that every run that
+        pretrains the same way on that dataset - its own runs included - shares the stage. A pool
+        that adds fine-tuning graphs (``all+finetune``, ``train``) names them under
+        ``pool.finetune`` (dataset, data key, code) and ``pool.graphs`` (``"all"``, or the train
+        split of a protocol and seed)."""
         if self.spec["pretext"]["name"] == NO_PRETEXT:
             return None
         train = self.spec["train"]
-        kinds = ["dataset", "encoder", "pretext", "rebalancer"]
-        pool: Any = "all"
+        code = self.spec["code"]
+        kinds = ["encoder", "pretext", "rebalancer"]
+        graphs: Any = "all"
         if train["pretrain_pool"] == "train":
-            pool = {"train_of": self.spec["protocol"], "seed": self.seed}
+            graphs = {"train_of": self.spec["protocol"], "seed": self.seed}
             kinds.append("protocol")
+        other = self.spec.get("pretrain_dataset")
+        if other is None:
+            dataset, dataset_code, data, pool = self.spec["dataset"], code["dataset"], self.spec.get("data"), graphs
+        else:
+            dataset, dataset_code, data = other, code["pretrain_dataset"], self.spec.get("pretrain_data")
+            pool = "all"
+            if train["pretrain_pool"] != "all":
+                finetune = {"dataset": self.spec["dataset"], "code": code["dataset"], "data": self.spec.get("data")}
+                pool = {"finetune": finetune, "graphs": graphs}
         return {
+            "dataset": dataset,
             **{kind: self.spec[kind] for kind in kinds if kind != "protocol"},
             "pool": pool,
             "seed": self.seed,
             "train": {k: train[k] for k in STAGE_SETTINGS},
-            "code": {k: v for k, v in self.spec["code"].items() if k in kinds or k == "harness"},
+            "code": {"dataset": dataset_code, **{k: v for k, v in code.items() if k in kinds or k == "harness"}},
             "numerics": self.spec["numerics"],
-            "data": self.spec.get("data"),
+            "data": data,
         }
 
     @property
@@ -302,11 +305,16 @@ def _plugin_params(registry: Registry, kind: str, name: str, given: dict, where:
     return validate(registry.get(kind, name).param_spec, given, f"{where}: {kind} {name!r}", by_key)
 
 
-def _check_train(train: dict, where: str) -> None:
+def _check_train(train: dict, where: str, registry: Registry | None = None) -> None:
     validate(TRAINING, train, where)
     device = train.get("device", "cpu")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(device)):
         raise GridError(f"{where}: device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if registry is not None and train.get("pretrain_dataset") is not None:
+        try:
+            registry.get("dataset", train["pretrain_dataset"])  # an unknown name lists the known ones
+        except GridError as exc:
+            raise GridError(f"{where}: pretrain_dataset: {exc}") from None
 
 
 def resolve_device(device: str) -> str:
@@ -323,12 +331,13 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _dataset(registry: Registry, spec: dict, datasets_cache: dict, where: str) -> Any:
-    """The run's dataset, or the reason it is not available on this machine (a `DataUnavailable`
-    from the plugin). Any other error of the plugin stops the grid with its message."""
+def _dataset(registry: Registry, spec: dict, datasets_cache: dict, where: str, kind: str = "dataset") -> Any:
+    """The run's dataset (`kind` ``pretrain_dataset``: the one it pretrains on), or the reason it is
+    not available on this machine (a `DataUnavailable` from the plugin). Any other error of the
+    plugin stops the grid with its message."""
     from benchbase.loading import build_dataset
 
-    dname, dparams = spec["dataset"]["name"], spec["dataset"]["params"]
+    dname, dparams = spec[kind]["name"], spec[kind]["params"]
     key = (dname, _canonical(dparams))
     if key not in datasets_cache:
         try:
@@ -371,26 +380,66 @@ def _check_buildable(registry: Registry, spec: dict, dataset: Any, built: set, w
         built.add(key)
 
 
-def _skip_reason(registry: Registry, spec: dict, dataset: Any) -> str | None:
+def _pretraining_datasets(spec: dict, dataset: Any, pretraining: Any) -> list[Any]:
+    """The datasets whose graphs a run's pretraining pool holds (none without a pretext task)."""
+    if spec["pretext"]["name"] == NO_PRETEXT:
+        return []
+    if pretraining is None:
+        return [dataset]
+    return [pretraining] if spec["train"]["pretrain_pool"] == "all" else [pretraining, dataset]
+
+
+def _check_pretraining(spec: dict, dataset: Any, pretraining: Any, where: str) -> None:
+    """What makes pretraining on another dataset impossible stops the grid: features that differ
+    (the encoder is built from them in both stages) or, for a pool that adds the fine-tuning graphs,
+    datasets that augment their batches differently (one batch holds graphs of both)."""
+    pname, dname = spec["pretrain_dataset"]["name"], spec["dataset"]["name"]
+    ours, theirs = pretraining.features, dataset.features
+    if ours != theirs:
+        differences = "; ".join(
+            f"{f.name} {getattr(ours, f.name)!r} vs {getattr(theirs, f.name)!r}"
+            for f in dataclasses.fields(ours)
+            if getattr(ours, f.name) != getattr(theirs, f.name)
+        )
+        raise GridError(
+            f"{where}: pretraining dataset {pname!r} and dataset {dname!r} have different features ({differences}): "
+            f"an encoder pretrained on one does not fit the other; give {pname!r} parameters under which they agree "
+            f'([params.dataset."{pname}"]) or pretrain on another dataset'
+        )
+    if spec["train"]["pretrain_pool"] != "all" and type(pretraining).augment is not type(dataset).augment:
+        raise GridError(
+            f"{where}: pretraining dataset {pname!r} and dataset {dname!r} augment their batches differently, so "
+            f"their graphs cannot share a pool (pretrain_pool = {spec['train']['pretrain_pool']!r}); use 'all'"
+        )
+
+
+def _skip_reason(registry: Registry, spec: dict, dataset: Any, pretraining: Any = None) -> str | None:
     if isinstance(dataset, str):
         return dataset
+    if isinstance(pretraining, str):
+        return f"pretraining {pretraining}"
     dname = spec["dataset"]["name"]
     provides = set(dataset.provides)
-    for kind in ("encoder", "pretext"):
+    pool = _pretraining_datasets(spec, dataset, pretraining)
+    pname = spec.get("pretrain_dataset", {}).get("name")
+    for kind, datasets in (("encoder", [dataset, *(d for d in pool if d is not dataset)]), ("pretext", pool)):
         name = spec[kind]["name"]
-        if kind == "pretext" and name == NO_PRETEXT:
-            continue
-        cls = registry.get(kind, name).obj
-        missing = set(getattr(cls, "requires", ())) - provides
-        if missing:
-            return f"{kind} {name!r} needs {sorted(missing)}, which dataset {dname!r} does not provide"
+        for data in datasets:  # the encoder runs on both datasets, the pretext task on its pool
+            missing = set(getattr(registry.get(kind, name).obj, "requires", ())) - set(data.provides)
+            if missing:
+                which = f"dataset {dname!r}" if data is dataset else f"pretraining dataset {pname!r}"
+                return f"{kind} {name!r} needs {sorted(missing)}, which {which} does not provide"
     encoder_cls = registry.get("encoder", spec["encoder"]["name"]).obj
     pretext_name = spec["pretext"]["name"]
     if pretext_name != NO_PRETEXT and not getattr(encoder_cls, "supports_pretext", True):
         return f"encoder {encoder_cls.name!r} never sees the corrupted input, so pretext tasks cannot train it"
     if pretext_name != NO_PRETEXT and getattr(registry.get("pretext", pretext_name).obj, "reads_labels", False):
-        if spec["train"]["pretrain_pool"] != "train":
-            return f"pretext {pretext_name!r} reads labels, so it pretrains only with pretrain_pool = 'train'"
+        mode = spec["train"]["pretrain_pool"]
+        if mode == "all+finetune" or (mode == "all" and pretraining is None):
+            return (
+                f"pretext {pretext_name!r} reads labels, so it pretrains only with pretrain_pool = 'train' "
+                "(or 'all' with a pretrain_dataset): with this pool it would see the test labels"
+            )
     protocol_cls = registry.get("protocol", spec["protocol"]["name"]).obj
     missing = set(protocol_cls.requires) - provides
     if missing:
@@ -433,7 +482,7 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
         raise GridError(f"{where}: seeds must be a non-empty list of non-negative integers, got {seeds!r}")
     if not isinstance(raw.get("name", "grid"), str):
         raise GridError(f"{where}: name must be a string")
-    _check_train(raw.get("train", {}), f"{where} [train]")
+    _check_train(raw.get("train", {}), f"{where} [train]", registry)
     base_train = {**PROFILES[profile], **raw.get("train", {})}
     origins: Origins = {}
     base_params = _merge_params({}, raw.get("params", {}), f"{where} [params", origins)
@@ -453,6 +502,7 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
         raise GridError(f"{where}: [executor] must hold one table of options per executor name")
     seen: set[str] = set()
     datasets_cache: dict = {}
+    finetuned: set = set()
     built: set = set()
     for number, study in enumerate(studies, 1):
         here = f"{where} [[study]] {number}"
@@ -473,32 +523,44 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
             axes[kind] = values
         study_origins = dict(origins)
         params = _merge_params(base_params, study.get("params", {}), f"{here} [study.params", study_origins)
-        _check_train(study.get("train", {}), f"{here} [study.train]")
+        _check_train(study.get("train", {}), f"{here} [study.train]", registry)
         study_train = {**base_train, **study.get("train", {})}
         for point in _sweep_points(study.get("sweep", {}), f"{here} [study.sweep]"):
             point_params, train, point_origins = copy.deepcopy(params), dict(study_train), dict(study_origins)
             for key, value in point.items():
                 _apply_sweep_value(point_params, train, key, value, f"{here} [study.sweep]", point_origins)
-            _check_train(train, f"{here} [study.sweep]")
+            _check_train(train, f"{here} [study.sweep]", registry)
             for combo in itertools.product(*(axes[k] for k in PLUGIN_KINDS)):
                 chosen = dict(zip(PLUGIN_KINDS, combo, strict=True))
                 for seed in seeds:
                     spec = make_spec(registry, chosen, point_params, train, seed, profile, here, point_origins)
                     dataset = _dataset(registry, spec, datasets_cache, here)
+                    finetuned.add((spec["dataset"]["name"], _canonical(spec["dataset"]["params"])))
                     if not isinstance(dataset, str) and dataset.content_key() is not None:
                         spec["data"] = dataset.content_key()
+                    pretraining = None
+                    if "pretrain_dataset" in spec:
+                        pretraining = _dataset(registry, spec, datasets_cache, here, "pretrain_dataset")
+                        if not isinstance(pretraining, str) and pretraining.content_key() is not None:
+                            spec["pretrain_data"] = pretraining.content_key()
                     run = RunSpec(spec)
                     if run.run_id in seen:
                         continue
                     seen.add(run.run_id)
                     if not isinstance(dataset, str):
                         _check_buildable(registry, spec, dataset, built, here)
-                    reason = _skip_reason(registry, spec, dataset)
+                        if pretraining is not None and not isinstance(pretraining, str):
+                            _check_pretraining(spec, dataset, pretraining, here)
+                    reason = _skip_reason(registry, spec, dataset, pretraining)
                     if reason:
                         grid.skipped.append(Skipped(run.label(), reason))
                     else:
                         grid.runs.append(run)
                         grid.study_of[run.run_id] = number
+    from benchbase.analysis import check_declarations  # [analysis] and [[question]], against the runs
+
+    # the fine-tuning datasets only: a dataset that is only pretrained on has no table to ask about
+    check_declarations(registry, grid, raw, {key: datasets_cache[key] for key in finetuned})
     return grid
 
 
@@ -513,7 +575,10 @@ def make_spec(
     origins: Origins | None = None,
 ) -> dict:
     """The canonical spec of one run: plugins with their full parameters, training settings, seed,
-    and the identity parts (code fingerprints and numerics)."""
+    and the identity parts (code fingerprints and numerics). A run that pretrains on another dataset
+    also holds ``pretrain_dataset`` (its name and full parameters, from ``params["dataset"]``) and
+    its code fingerprint ``code.pretrain_dataset``; the caller adds its data key, ``pretrain_data``,
+    as it adds ``data``."""
     spec: dict[str, Any] = {}
     code = {"harness": f"{harness_distribution()} {registry.harness_fingerprint()}"}
     for kind, name in chosen.items():
@@ -525,6 +590,23 @@ def make_spec(
         entry = registry.get(kind, name)
         code[kind] = f"{entry.distribution} {entry.fingerprint}"
     settings = {k: v for k, v in train.items() if k not in NUMERICS_SETTINGS}
+    other = settings.get("pretrain_dataset")
+    if other is None or other == chosen["dataset"] or chosen["pretext"] == NO_PRETEXT:
+        # Unset, or the fine-tuning dataset itself: left out, as in specs made before the setting.
+        settings.pop("pretrain_dataset", None)
+        if settings.get("pretrain_pool") == "all+finetune":
+            settings["pretrain_pool"] = "all"  # the fine-tuning dataset's graphs are all of them
+    else:
+        try:
+            entry = registry.get("dataset", other)
+        except GridError as exc:
+            raise GridError(f"{where}: pretrain_dataset: {exc}") from None
+        given = params.get("dataset", {}).get(other, {})
+        spec["pretrain_dataset"] = {
+            "name": other,
+            "params": _plugin_params(registry, "dataset", other, given, where, origins or {}),
+        }
+        code["pretrain_dataset"] = f"{entry.distribution} {entry.fingerprint}"
     if chosen["pretext"] == NO_PRETEXT:
         settings = {k: v for k, v in settings.items() if k not in PRETRAINING_SETTINGS}
     spec["train"] = dict(sorted(settings.items()))
@@ -541,12 +623,16 @@ def respec(registry: Registry, spec: dict[str, Any]) -> dict[str, Any]:
     params = {kind: {spec[kind]["name"]: spec[kind]["params"]} for kind in PLUGIN_KINDS}
     train = {**PROFILES[spec["profile"]], **spec["train"]}
     train.update({k: spec["numerics"][k] for k in NUMERICS_SETTINGS})
+    if "pretrain_dataset" in spec:
+        params["dataset"][spec["pretrain_dataset"]["name"]] = spec["pretrain_dataset"]["params"]
     fresh = make_spec(registry, chosen, params, train, int(spec["seed"]), spec["profile"])
     from benchbase.loading import build_dataset
 
-    key = build_dataset(registry, *RunSpec(fresh).component("dataset")).content_key()
-    if key is not None:
-        fresh["data"] = key
+    for kind, data in (("dataset", "data"), ("pretrain_dataset", "pretrain_data")):
+        if kind in fresh:
+            key = build_dataset(registry, *RunSpec(fresh).component(kind)).content_key()
+            if key is not None:
+                fresh[data] = key
     return fresh
 
 

@@ -26,7 +26,8 @@ executor        ``register(ExecutorSubclass)``                   ``cls(jobs=N, *
 
 Classes carry ``name``, ``description`` and ``defaults`` (their parameters and default values);
 encoders and pretext tasks also ``requires`` (capabilities a dataset must provide, see
-`benchbase.api.Dataset.provides`). The interfaces are documented in `benchbase.api`.
+`benchbase.api.Dataset.provides`). The interfaces are documented in `benchbase.api`; a plugin
+imports them, and all else it uses, from `benchbase` itself (the public API).
 Names are global: two plugins registering the same name of the same kind is an error.
 """
 

@@ -11,13 +11,14 @@ more than the absolute error, so both are reported). Classification (binary, sco
 (the Mann-Whitney statistic) and average precision, equal to scikit-learn's and to OGB's Evaluator
 (tested). Class labels (a pretext head's predicted class against the true one): accuracy, balanced
 accuracy and macro-F1 (Wang et al. 2023, arXiv 2308.08934: overall accuracy of masked-atom
-prediction hides that rare elements are never predicted).
+prediction hides that rare elements are never predicted), whose ``min_items`` leaves classes with
+too few items out of the mean, and the accuracy and item count of the rarest class.
 """
 
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import stats
@@ -311,26 +312,80 @@ class Accuracy(_ClassLabels):
         return hits.sum(axis=1) / true.sum(axis=1)
 
 
-class BalancedAccuracy(_ClassLabels):
-    name = "balanced_acc"
-    description = "mean per-class recall over the classes present"
+class _Averaged(_ClassLabels):
+    """A mean over classes of a per-class score. `min_items` (default 1: every class present) is the
+    least number of true items a class needs to enter the mean: a class with fewer is too rare to
+    score (its recall is a few coin flips) and is left out of the mean, though its items still count
+    where they are predicted as another class (its false positives), as scikit-learn's ``labels=``
+    does. The rule is applied to each graph resample as to the slice."""
 
-    def finish(self, totals):
-        true, _, hits = self._split(totals)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recall = np.where(true > 0, hits / true, np.nan)
-        return np.nanmean(recall, axis=1)
+    def __init__(self, min_items: int = 1) -> None:
+        if isinstance(min_items, bool) or not isinstance(min_items, int | np.integer) or min_items < 1:
+            raise PluginError(f"metric {self.name!r}: min_items must be an integer >= 1, got {min_items!r}")
+        self.min_items = int(min_items)
 
-
-class MacroF1(_ClassLabels):
-    name = "macro_f1"
-    description = "mean F1 over the classes present (a class never predicted has precision 0)"
+    def scores(self, true: np.ndarray, predicted: np.ndarray, hits: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def finish(self, totals):
         true, predicted, hits = self._split(totals)
         with np.errstate(invalid="ignore", divide="ignore"):
-            f1 = np.where(true > 0, 2 * hits / (true + predicted), np.nan)
-        return np.nanmean(f1, axis=1)
+            score = np.where(true >= self.min_items, self.scores(true, predicted, hits), np.nan)
+        scored = np.isfinite(score).any(axis=1)
+        out = np.full(len(score), np.nan)
+        out[scored] = np.nanmean(score[scored], axis=1)
+        return out
+
+
+class BalancedAccuracy(_Averaged):
+    name = "balanced_acc"
+    description = "mean per-class recall over the classes present (with min_items: with at least that many items)"
+
+    def scores(self, true, predicted, hits):
+        return hits / true
+
+
+class MacroF1(_Averaged):
+    name = "macro_f1"
+    description = (
+        "mean F1 over the classes present (with min_items: with at least that many items; "
+        "a class never predicted has precision 0)"
+    )
+
+    def scores(self, true, predicted, hits):
+        return 2 * hits / (true + predicted)
+
+
+class _Rarest(_ClassLabels):
+    """A statistic of the rarest class of the slice: the class with the fewest true items (ties to
+    the lower class index). On a graph resample, the rarest class of that resample."""
+
+    def finish(self, totals):
+        true, _, hits = self._split(totals)
+        if true.shape[1] == 0:
+            return np.full(len(true), np.nan)
+        rarest = np.argmin(np.where(true > 0, true, np.inf), axis=1)
+        rows = np.arange(len(true))
+        return self.value(true[rows, rarest], hits[rows, rarest])
+
+    def value(self, true: np.ndarray, hits: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class RarestAccuracy(_Rarest):
+    name = "rarest_acc"
+    description = "accuracy (recall) on the rarest class present, the one with the fewest items"
+
+    def value(self, true, hits):
+        return hits / true
+
+
+class RarestCount(_Rarest):
+    name = "rarest_n"
+    description = "number of items of the rarest class present (a size beside rarest_acc, not a score)"
+
+    def value(self, true, hits):
+        return true.astype(float)
 
 
 BUILTIN_METRICS: list[type[Metric]] = [
@@ -345,6 +400,8 @@ BUILTIN_METRICS: list[type[Metric]] = [
     Accuracy,
     BalancedAccuracy,
     MacroF1,
+    RarestAccuracy,
+    RarestCount,
 ]
 #: The standard metrics reported for a task of each kind, besides the task's headline metric.
 STANDARD = {
@@ -353,11 +410,12 @@ STANDARD = {
 }
 
 
-def get_metric(name: str) -> Metric:
-    """A registered metric by name (core metrics and those of plugins)."""
+def get_metric(name: str, **params: Any) -> Metric:
+    """A registered metric by name (core metrics and those of plugins), built with `params` (the
+    `Column.params` of a leaderboard column, such as ``min_items`` of a balanced accuracy)."""
     from benchbase.registry import default_registry
 
-    return default_registry().get("metric", name).obj()
+    return default_registry().get("metric", name).obj(**params)
 
 
 def standard_metric_names(task: TaskInfo) -> list[str]:
@@ -439,20 +497,40 @@ def pretext_labels(logits: np.ndarray, targets: np.ndarray, graph: np.ndarray) -
     return Predictions(targets[valid].astype(np.float32), predicted.astype(np.float32), np.asarray(graph)[valid])
 
 
-def pretext_class_metrics(labels: Predictions, class_names: list[str] | None = None) -> dict[str, float]:
+def pretext_class_metrics(
+    labels: Predictions, class_names: list[str] | None = None, min_items: int = 1
+) -> dict[str, float]:
     """How well a class-labelled pretext head predicts held-out items, class by class.
 
-    ``pretext_acc`` (overall accuracy), ``pretext_acc_<class>`` (per-class accuracy, i.e. recall,
-    for the classes present), ``pretext_balanced_acc`` (their mean), ``pretext_macro_f1`` (the mean
-    F1 over the present classes) and ``pretext_items``. Classes are named by `class_names` where
-    given, else by index. This is the view of Wang et al. 2023 (arXiv 2308.08934).
+    ``pretext_acc`` (overall accuracy, every item), for each class present ``pretext_acc_<class>``
+    (its accuracy, i.e. recall) beside ``pretext_n_<class>`` (its number of items),
+    ``pretext_balanced_acc`` and ``pretext_macro_f1`` (the means over the classes with at least
+    `min_items` items; absent when none has), ``pretext_rarest_acc`` and ``pretext_rarest_n`` (the class with the fewest
+    items) and ``pretext_items``. A class present with fewer than `min_items` items is too rare to
+    score: it keeps its accuracy and count but is left out of both means, and is named by
+    ``pretext_excluded_<class>`` = 1; ``pretext_excluded_classes`` counts them (0 when none). Classes
+    are named by `class_names` where given, else by index. This is the view of Wang et al. 2023
+    (arXiv 2308.08934).
     """
     if len(labels.y_true) == 0:
         return {}
-    out = {f"pretext_{cls.name}": float(cls()(labels)) for cls in (Accuracy, BalancedAccuracy, MacroF1)}
+    out = {"pretext_acc": float(Accuracy()(labels))}
+    for cls in (BalancedAccuracy, MacroF1):
+        value = float(cls(min_items=min_items)(labels))
+        if np.isfinite(value):  # left out when no class has `min_items` items
+            out[f"pretext_{cls.name}"] = value
+    for cls in (RarestAccuracy, RarestCount):
+        out[f"pretext_{cls.name}"] = float(cls()(labels))
     out["pretext_items"] = float(len(labels.y_true))
     targets, predicted = labels.y_true.astype(np.int64), labels.y_pred.astype(np.int64)
+    excluded = 0
     for c in np.unique(targets):
-        name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
-        out[f"pretext_acc_{metric_key(name)}"] = float(np.mean(predicted[targets == c] == c))
+        name = metric_key(class_names[c] if class_names is not None and c < len(class_names) else str(c))
+        mine = targets == c
+        out[f"pretext_acc_{name}"] = float(np.mean(predicted[mine] == c))
+        out[f"pretext_n_{name}"] = float(mine.sum())
+        if mine.sum() < min_items:
+            out[f"pretext_excluded_{name}"] = 1.0
+            excluded += 1
+    out["pretext_excluded_classes"] = float(excluded)
     return out

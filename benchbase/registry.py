@@ -13,7 +13,7 @@ import importlib
 import importlib.metadata as metadata
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
@@ -21,7 +21,15 @@ import pluggy
 
 from benchbase import hookspecs
 from benchbase.errors import DuplicateName, GridError, PluginError
-from benchbase.identity import distribution_fingerprint, harness_distribution, module_fingerprint
+from benchbase.identity import (
+    defining_module,
+    distribution_fingerprint,
+    harness_distribution,
+    harness_fingerprint,
+    module_fingerprint,
+    plugin_fingerprint,
+    plugin_modules,
+)
 from benchbase.params import Param, spec_of
 
 ENTRY_POINT_GROUP = "benchbase"
@@ -51,6 +59,9 @@ class Entry:
     version: str
     description: str = ""
     declared: dict[str, Param] | None = None  # a dataset factory's parameters, given at registration
+    #: Modules of the same plugin whose code this entry's results also depend on: the metrics a
+    #: protocol or dataset reads by name from the registry (set at registration).
+    covers: tuple[str, ...] = ()
 
     @property
     def param_spec(self) -> dict[str, Param] | None:
@@ -58,11 +69,24 @@ class Entry:
         return self.declared if self.declared is not None else spec_of(self.obj)
 
     @property
+    def code_modules(self) -> tuple[str, ...] | None:
+        """The modules its code fingerprint covers, for a plugin bundled with the harness: the
+        module closure of the module that defines it and of its `covers`. None where the
+        fingerprint covers a whole distribution (a third party's) or package (a local module)."""
+        if self.distribution != harness_distribution():
+            return None
+        module = defining_module(self.obj)
+        return None if module is None else plugin_modules((module, *self.covers))
+
+    @property
     def fingerprint(self) -> str:
-        """The code fingerprint of what provides this entry (see `benchbase.identity`)."""
+        """The code fingerprint of what computes with this entry (see `benchbase.identity`)."""
         if self.distribution == LOCAL:
             return module_fingerprint(self.plugin)
-        return distribution_fingerprint(self.distribution)
+        module = defining_module(self.obj) if self.distribution == harness_distribution() else None
+        if module is None:
+            return distribution_fingerprint(self.distribution)
+        return plugin_fingerprint((module, *self.covers), self.version)
 
     def info(self) -> dict[str, Any]:
         spec = self.param_spec
@@ -109,10 +133,12 @@ class Registry:
         return f"{entry.distribution}=={entry.version}"
 
     def harness_fingerprint(self) -> str:
-        return distribution_fingerprint(harness_distribution())
+        """The code fingerprint of the harness's computing layer (`benchbase.identity`)."""
+        return harness_fingerprint()
 
     def code_fingerprints(self) -> dict[str, set[str]]:
-        """Distribution -> fingerprints of the code installed now (the harness and every plugin)."""
+        """Distribution -> fingerprints of the code installed now: the harness's and every plugin's
+        (a distribution whose plugins are keyed per module has several)."""
         out: dict[str, set[str]] = {harness_distribution(): {self.harness_fingerprint()}}
         for entry in self.entries.values():
             out.setdefault(entry.distribution, set()).add(entry.fingerprint)
@@ -183,6 +209,13 @@ def _register_module(registry: Registry, manager: pluggy.PluginManager, module: 
     except Exception:
         manager.unregister(module)
         raise
+    ours = staged.entries.keys() - registry.entries.keys()
+    metrics = sorted(
+        {m for key in ours if key[0] == "metric" and (m := defining_module(staged.entries[key].obj)) is not None}
+    )
+    for key in ours:
+        if key[0] in ("protocol", "dataset") and metrics:
+            staged.entries[key] = replace(staged.entries[key], covers=tuple(metrics))
     registry.entries = staged.entries
 
 

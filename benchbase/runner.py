@@ -133,6 +133,8 @@ def error_text(exc: BaseException) -> str:
 def _versions(spec: dict[str, Any]) -> dict[str, Any]:
     """The distribution (and code fingerprint) behind each plugin of the run, and the environment."""
     components = {kind: spec["code"].get(kind) for kind in ("dataset", "protocol", "encoder", "pretext", "rebalancer")}
+    if "pretrain_dataset" in spec["code"]:  # the dataset its pretraining stage read
+        components["pretrain_dataset"] = spec["code"]["pretrain_dataset"]
     distributions = sorted({value.split(" ", 1)[0] for value in spec["code"].values()})
     return {"components": components, "harness": spec["code"]["harness"], "environment": environment(distributions)}
 
@@ -310,7 +312,9 @@ class GridRunner:
             pending.append(run)
         self.store.plan(self.grid.name, {r.run_id: r.spec for r in pending})
         self.store.record_grid(
-            self.grid.name, self.grid.source, {"analysis": self.grid.analysis, "questions": self.grid.questions}
+            self.grid.name,
+            self.grid.source,
+            {"analysis": self.grid.analysis, "questions": self.grid.questions, "seeds": self.grid.seeds},
         )
         return pending
 
@@ -474,7 +478,7 @@ class GridRunner:
 
     def _label(self, stage_id: str) -> str:
         spec = self.stage_specs[stage_id]
-        return f"{spec['pretext']['name']} on {spec['encoder']['name']}, seed {spec['seed']}"
+        return f"{spec['pretext']['name']} on {spec['encoder']['name']}, {spec['dataset']['name']}, seed {spec['seed']}"
 
     def _stage_available(self, stage_id: str, reused: bool) -> None:
         self.ready_stages.add(stage_id)

@@ -6,7 +6,8 @@ synthetic dataset that provides what it requires (or on the dataset given), and 
 shapes, determinism for a seed, parameters that round-trip, unknown parameters rejected, objects
 that pickle (executors ship them to workers), and one training step. A failure raises
 `ConformanceError` naming the plugin and what is wrong. `check_registered(kind, name)` finds the
-plugin in the registry; `checkable(kind)` lists the registered names of a kind.
+plugin in the registry; `checkable(kind)` lists the registered names of a kind; `registered_by(module)`
+says what a plugin module registers.
 
 In a plugin's tests::
 
@@ -21,7 +22,9 @@ requirements go beyond them (SMILES, say) passes its own small dataset.
 
 from __future__ import annotations
 
+import os
 import pickle
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -308,6 +311,7 @@ def check_pretext(cls: type[PretextTask], dataset: Dataset | None = None, encode
             _fail(what, "item_graph must give the graph of each row of logits")
     elif not _same(first.loss, second.loss):
         _fail(what, "is not deterministic for a generator seed")
+    _check_evaluation_rounds(what, pretext, encoder, head, batch)
     _picklable(what, pretext)
 
     def loss() -> torch.Tensor:
@@ -321,6 +325,32 @@ def check_pretext(cls: type[PretextTask], dataset: Dataset | None = None, encode
 
     head.train()
     _train_step(what, encoder, loss, extra=list(head.parameters()))
+
+
+def _check_evaluation_rounds(what: str, pretext: PretextTask, encoder: Any, head: Any, batch: Any) -> None:
+    """A task with `evaluation_rounds`: rounds that select every item once, the same for a generator
+    seed, and a step per round that predicts exactly the items its round selects."""
+    from benchbase.train import evaluation_contexts
+
+    def contexts(seed: int) -> list[tuple[PretextContext, int | None]]:
+        try:
+            return evaluation_contexts(pretext, batch, PretextContext(generator=torch.Generator().manual_seed(seed)))
+        except PluginError as exc:  # the harness's message names the task already
+            raise ConformanceError(str(exc)) from None
+
+    first, second = contexts(0), contexts(0)
+    if first and first[0][1] is None:
+        return  # no evaluation_rounds: one ordinary step, checked above
+    same = len(first) == len(second) and all(
+        _same(a.selection, b.selection) for (a, _), (b, _) in zip(first, second, strict=True)
+    )
+    if not same:
+        _fail(what, "evaluation_rounds is not deterministic for a generator seed")
+    with torch.no_grad():
+        for ctx, selected in first:
+            out = pretext.step(encoder, head, batch, ctx)
+            if out.logits is None or len(out.logits) != selected:
+                _fail(what, f"a step given a selection of {selected} items must predict exactly those items")
 
 
 def check_rebalancer(cls: type[Rebalancer]) -> None:
@@ -469,6 +499,29 @@ def check_registered(kind: str, name: str, dataset: Dataset | None = None) -> No
     checks[kind]()
 
 
+def registered_by(plugin: ModuleType) -> set[tuple[str, str]]:
+    """What a plugin module registers through its hooks, as ``(kind, name)`` pairs, loaded as
+    benchbase loads it: after the core's own plugins only (none of the installed ones, so that a
+    plugin that is also installed registers no duplicate name). Raises `ConformanceError` with
+    the error when the module fails to load."""
+    from benchbase.registry import load_registry
+
+    saved = {key: os.environ.get(key) for key in ("BENCHBASE_PLUGINS", "BENCHBASE_EXTRA_PLUGINS")}
+    os.environ["BENCHBASE_PLUGINS"] = "core"
+    os.environ.pop("BENCHBASE_EXTRA_PLUGINS", None)
+    try:
+        registry = load_registry(extra_modules=[plugin])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    if registry.failures:
+        _fail(f"plugin {plugin.__name__!r}", "; ".join(f"{f.plugin}: {f.error}" for f in registry.failures))
+    return {(e.kind, e.name) for e in registry.listing() if e.plugin == plugin.__name__}
+
+
 def checkable(kind: str) -> list[str]:
     """Registered names of one kind (for parametrising tests)."""
     from benchbase.registry import default_registry
@@ -488,4 +541,5 @@ __all__ = [
     "check_rebalancer",
     "check_registered",
     "checkable",
+    "registered_by",
 ]

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import os
 import random
+import tempfile
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from benchbase.api import (
     PluginError,
     Predictions,
     PretextContext,
+    PretextTask,
     Protocol,
     Split,
     TaskInfo,
@@ -31,9 +35,9 @@ from benchbase.api import (
 from benchbase.batching import TensorGraphs, center_per_graph, concat_ranges, iterate_batches
 from benchbase.cache import atomic_path
 from benchbase.errors import TrainingDiverged
-from benchbase.grid import RunSpec
+from benchbase.grid import RunSpec, expand_grid, load_grid
 from benchbase.metrics import pretext_labels, subset
-from benchbase.registry import Registry
+from benchbase.registry import Registry, default_registry
 from benchbase.splits import check_split
 
 
@@ -109,12 +113,14 @@ def make_split(registry: Registry, spec: dict[str, Any], dataset: Dataset) -> tu
 
 
 def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
-    """Train encoder + pretext head on the stage's pool and save the checkpoint atomically."""
+    """Train encoder + pretext head on the stage's pool and save the checkpoint atomically. The
+    encoder, the pretext task (its vocabularies and class counts) and the rebalancer are prepared
+    on the stage's dataset - the pretraining dataset, pooled with the fine-tuning graphs when the
+    pool holds them (`pretraining_pool`)."""
     started = time.perf_counter()
     generator = seed_everything(int(stage["seed"]))
     device = device_of(stage["numerics"])
-    dataset, graphs = loading.dataset_tensors(registry, stage["dataset"]["name"], stage["dataset"]["params"])
-    pool = _pool_indices(registry, stage, dataset, graphs)
+    dataset, graphs, pool = pretraining_pool(registry, stage)
     encoder = loading.build_encoder(registry, stage["encoder"]["name"], stage["encoder"]["params"], dataset.features)
     encoder.prepare(dataset)
     pretext = loading.build_pretext(registry, stage["pretext"]["name"], stage["pretext"]["params"])
@@ -159,10 +165,27 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dic
     }
 
 
-def _pool_indices(registry: Registry, stage: dict[str, Any], dataset: Dataset, graphs: TensorGraphs) -> np.ndarray:
-    if stage["pool"] == "all":
-        return np.arange(graphs.num_graphs)
-    spec = {"protocol": stage["pool"]["train_of"], "seed": stage["pool"]["seed"]}
+def pretraining_pool(registry: Registry, stage: dict[str, Any]) -> tuple[Dataset, TensorGraphs, np.ndarray]:
+    """The dataset a stage pretrains on, its tensors and the pool (graph positions in them): the
+    stage's dataset, or - when its pool adds fine-tuning graphs (``pool.finetune``, see
+    `RunSpec.stage_spec`) - that dataset followed by the fine-tuning dataset (`loading.PooledDataset`),
+    the pool being every graph of the first and the pooled graphs of the second."""
+    dataset, graphs = loading.dataset_tensors(registry, stage["dataset"]["name"], stage["dataset"]["params"])
+    pool = stage["pool"]
+    if not (isinstance(pool, dict) and "finetune" in pool):
+        return dataset, graphs, _pool_indices(registry, pool, dataset)
+    other = pool["finetune"]["dataset"]
+    theirs = _pool_indices(registry, pool["graphs"], loading.build_dataset(registry, other["name"], other["params"]))
+    pooled, pooled_graphs = loading.pooled_tensors(registry, stage["dataset"], other)
+    return pooled, pooled_graphs, np.concatenate([np.arange(graphs.num_graphs), graphs.num_graphs + theirs])
+
+
+def _pool_indices(registry: Registry, pool: Any, dataset: Dataset) -> np.ndarray:
+    """``"all"``: every graph of `dataset`; ``{"train_of": protocol, "seed": seed}``: the train and
+    valid graphs of that protocol's split of it."""
+    if pool == "all":
+        return np.arange(dataset.arrays().num_graphs)
+    spec = {"protocol": pool["train_of"], "seed": pool["seed"]}
     protocol, _, split = make_split(registry, spec, dataset)
     return protocol.pretrain_pool(split, "train")
 
@@ -239,8 +262,23 @@ def _rows_of_graphs(graphs: TensorGraphs, level: str, indices: np.ndarray) -> to
     return concat_ranges(ptr[idx], ptr[idx + 1] - ptr[idx])
 
 
+@dataclass(frozen=True)
+class EpochEnd:
+    """What `FineTuner.fit`'s ``on_epoch`` callback sees after each epoch: the epoch (0-based), its
+    validation loss (the early-stopping criterion) and the tuner, whose model is the one at the
+    end of that epoch (in evaluation mode: `FineTuner.predict` may be called on any slice)."""
+
+    epoch: int
+    valid_loss: float
+    tuner: FineTuner
+
+
 class FineTuner:
-    """Fits encoder + heads on one split of one dataset and predicts any slice."""
+    """Fits encoder + heads on one split of one dataset and predicts any slice.
+
+    Public (`benchbase.FineTuner`, contract-versioned): `fit`, `predict`, `load_pretrained` and the
+    attributes `tasks`, `weights` (each task's loss weight; 0: its head is not trained), `encoder`,
+    `heads`. Everything else is the harness's own."""
 
     def __init__(self, registry: Registry, run: RunSpec, dataset: Dataset, graphs: TensorGraphs) -> None:
         self.run, self.dataset, self.graphs = run, dataset, graphs
@@ -296,7 +334,11 @@ class FineTuner:
         keep[np.setdiff1d(np.arange(self.graphs.num_graphs), split["train"])] = True
         return {task: torch.from_numpy(keep).to(self.device)}
 
-    def fit(self, split: Split) -> dict[str, Any]:
+    def fit(self, split: Split, on_epoch: Callable[[EpochEnd], None] | None = None) -> dict[str, Any]:
+        """Train on ``split["train"]`` with early stopping on ``split["valid"]``, then keep the best
+        epoch's weights. `on_epoch`, if given, is called after each epoch's validation (learning
+        curves); it must not change the model or draw from torch's global random generator, or
+        the run would no longer be the one the harness makes."""
         train_idx, valid_idx = split["train"], split["valid"]
         self.keep = self._label_keep(split)
         targets, masks = {}, {}
@@ -329,6 +371,8 @@ class FineTuner:
                 optimiser_step(optimizer, loss, params, cfg.get("grad_clip"))
             valid_loss = self._evaluate_loss(valid_idx)
             history.append(valid_loss)
+            if on_epoch is not None:
+                on_epoch(EpochEnd(epoch, valid_loss, self))
             if valid_loss < best[0]:
                 state = (copy.deepcopy(self.encoder.state_dict()), copy.deepcopy(self.heads.state_dict()))
                 best = (valid_loss, epoch, state)
@@ -450,7 +494,12 @@ def evaluate_pretext(
     pool: np.ndarray,
 ) -> tuple[Predictions, list[str] | None] | None:
     """The pretrained pretext head's predicted classes on held-out graphs (class-labelled,
-    multiclass tasks), with the graph position of each item; None when there is nothing to score."""
+    multiclass tasks), with the graph position of each item; None when there is nothing to score.
+
+    A task with `PretextTask.evaluation_rounds` (node masking, say) has every item of every held-out
+    graph scored exactly once, in rounds that each corrupt about a training step's share; any other
+    task gets one ordinary step per batch (a random sample of items). Deterministic per run seed:
+    the rounds and any random corruption come from a generator seeded from it."""
     name, params = run.component("pretext")
     pretext = loading.build_pretext(registry, name, params)
     if not pretext.class_labelled or pretext.is_multilabel():
@@ -473,20 +522,47 @@ def evaluate_pretext(
     with torch.no_grad():
         for batch in iterate_batches(graphs, indices, run.train["batch_size"], max_nodes=run.train["max_nodes"]):
             batch = on(device, batch)
-            out = pretext.step(encoder, head, batch, ctx)
-            if out.logits is None:  # a batch with nothing to predict (no context, say)
-                continue
-            logits.append(out.logits.cpu().numpy())
-            targets.append(out.targets.cpu().numpy())
-            if out.item_graph is not None:
-                graph_of_item.append(batch.graph_index[out.item_graph].cpu().numpy())
-            else:  # no graph per item: each item is its own resampling unit
-                graph_of_item.append(-1 - np.arange(items, items + len(out.logits)))
-            items += len(out.logits)
+            for round_ctx, selected in evaluation_contexts(pretext, batch, ctx):
+                out = pretext.step(encoder, head, batch, round_ctx)
+                if out.logits is None:  # a batch with nothing to predict (no context, say)
+                    continue
+                if selected is not None and len(out.logits) != selected:
+                    raise PluginError(
+                        f"pretext task {pretext.name!r} predicted {len(out.logits)} items in an evaluation "
+                        f"round that selects {selected}"
+                    )
+                logits.append(out.logits.cpu().numpy())
+                targets.append(out.targets.cpu().numpy())
+                if out.item_graph is not None:
+                    graph_of_item.append(batch.graph_index[out.item_graph].cpu().numpy())
+                else:  # no graph per item: each item is its own resampling unit
+                    graph_of_item.append(-1 - np.arange(items, items + len(out.logits)))
+                items += len(out.logits)
     if not logits:
         return None
     labels = pretext_labels(np.concatenate(logits), np.concatenate(targets), np.concatenate(graph_of_item))
     return labels, pretext.class_names()
+
+
+def evaluation_contexts(
+    pretext: PretextTask, batch: GraphBatch, ctx: PretextContext
+) -> list[tuple[PretextContext, int | None]]:
+    """The contexts of one held-out batch's steps, each with the number of items it selects: one
+    per round of the task's `evaluation_rounds` (checked to cover every item exactly once; empty
+    rounds skipped), or the plain context (None: the task chooses)."""
+    rounds = pretext.evaluation_rounds(batch, ctx.generator)
+    if rounds is None:
+        return [(ctx, None)]
+    rounds = [torch.as_tensor(mask).cpu() for mask in rounds]
+    if rounds:
+        masks = all(mask.dtype == torch.bool and mask.dim() == 1 for mask in rounds)
+        cover = torch.stack(rounds).sum(dim=0) if masks and len({len(m) for m in rounds}) == 1 else None
+        if cover is None or not bool((cover == 1).all()):
+            raise PluginError(
+                f"pretext task {pretext.name!r}: evaluation_rounds must be equal-length bool masks that select "
+                "every item exactly once"
+            )
+    return [(dataclasses.replace(ctx, selection=mask), int(mask.sum())) for mask in rounds if bool(mask.any())]
 
 
 @dataclass
@@ -512,18 +588,71 @@ def with_derived_slices(
     return out
 
 
+@dataclass
+class FineTuning:
+    """One run set up for fine-tuning as ``benchbase run`` sets it up: its dataset (and its tensors),
+    the protocol's split, and its `FineTuner`, built when `tuner` is first read (a script that
+    needs only the data and the split builds no model)."""
+
+    registry: Registry
+    run: RunSpec
+    dataset: Dataset
+    graphs: TensorGraphs
+    protocol: Protocol
+    #: The task whose labels define the split (`Protocol.task_of`).
+    split_task: TaskInfo
+    split: Split
+
+    @functools.cached_property
+    def tuner(self) -> FineTuner:
+        return FineTuner(self.registry, self.run, self.dataset, self.graphs)
+
+
+def prepare_finetune(registry: Registry, run: RunSpec) -> FineTuning:
+    """The dataset and split of one run, and its tuner to come (`FineTuning`)."""
+    dataset, graphs = loading.dataset_tensors(registry, *run.component("dataset"))
+    protocol, split_task, split = make_split(registry, run.spec, dataset)
+    return FineTuning(registry, run, dataset, graphs, protocol, split_task, split)
+
+
+def fine_tunings(grid: Path | str | Mapping[str, Any], registry: Registry | None = None) -> Iterator[FineTuning]:
+    """The fine-tuning runs of a grid (a grid file, or its table as a dict), in the grid's order,
+    each set up as ``benchbase run`` sets it up (`FineTuning`); for research scripts such as
+    learning curves (``tuner.fit(run.split, on_epoch=...)``). Nothing is stored. A run with a
+    pretext task is pretrained first, into a temporary checkpoint that its tuner loads. The
+    caller sets torch's thread count (``benchbase run`` uses the run's ``train.threads``). Raises
+    `PluginError` when the grid has no run this machine can train, saying why."""
+    registry = registry or default_registry()
+    if isinstance(grid, Mapping):
+        expanded = expand_grid(registry, dict(grid))
+    else:
+        expanded = load_grid(registry, grid)
+    if not expanded.runs:
+        reasons = sorted({f"{s.label}: {s.reason}" for s in expanded.skipped})
+        raise PluginError("the grid has no run to fine-tune" + (": " + "; ".join(reasons) if reasons else ""))
+    for run in expanded.runs:
+        prepared = prepare_finetune(registry, run)
+        stage = run.stage_spec()
+        if stage is not None:
+            with tempfile.TemporaryDirectory(prefix="benchbase-stage-") as folder:
+                checkpoint = Path(folder) / "stage.pt"
+                pretrain(registry, stage, checkpoint)
+                prepared.tuner.load_pretrained(checkpoint)
+        yield prepared
+
+
 def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> RunOutcome:
     """Fine-tune and evaluate one run."""
     started = time.perf_counter()
-    dataset, graphs = loading.dataset_tensors(registry, *run.component("dataset"))
-    protocol, split_task, split = make_split(registry, run.spec, dataset)
-    tuner = FineTuner(registry, run, dataset, graphs)
+    prepared = prepare_finetune(registry, run)
+    dataset, graphs, protocol = prepared.dataset, prepared.graphs, prepared.protocol
+    split_task, split, tuner = prepared.split_task, prepared.split, prepared.tuner
     if checkpoint is not None:
         tuner.load_pretrained(checkpoint)
     fit_info = tuner.fit(split)
     train_seconds = time.perf_counter() - started
     by_slice = {name: tuner.predict(indices) for name, indices in split.items() if name != "train"}
-    pool = protocol.pretrain_pool(split, run.train["pretrain_pool"]) if checkpoint is not None else None
+    pool, evaluation_pool = _finetuning_pool(run, protocol, split) if checkpoint is not None else (None, None)
     metrics: dict[str, dict[str, float]] = {}
     predictions: dict[str, dict[str, Predictions]] = {}
     for task in dataset.tasks:
@@ -535,7 +664,7 @@ def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> R
         for slice_name, pred in per_slice.items():
             predictions.setdefault(slice_name, {})[task.name] = pred
     if protocol.evaluates_pretext and checkpoint is not None and split_task.name in metrics:
-        evaluated = evaluate_pretext(registry, run, dataset, graphs, checkpoint, split["test"], pool)
+        evaluated = evaluate_pretext(registry, run, dataset, graphs, checkpoint, split["test"], evaluation_pool)
         if evaluated is not None:
             labels, class_names = evaluated
             metrics[split_task.name].update(protocol.report_pretext(labels, class_names))
@@ -549,6 +678,20 @@ def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> R
         **_skipped_inputs(dataset),
     }
     return RunOutcome(metrics=metrics, predictions=predictions, split=split, details=details)
+
+
+def _finetuning_pool(run: RunSpec, protocol: Protocol, split: Split) -> tuple[np.ndarray | None, np.ndarray]:
+    """(the graphs of the run's dataset that its pretraining pool held, for `Protocol.report`; the
+    graphs its pretext task is prepared on for `evaluate_pretext`). With another pretraining dataset
+    the first is None - the pool's statistics (the imbalance protocol's ``pool_nodes_<class>``) would
+    count only part of a pool that is mostly elsewhere - and the second the train and valid graphs:
+    what the task's preparation reads of the dataset whose held-out graphs it scores (vocabularies
+    that come from the features, which the two datasets share)."""
+    mode = run.train["pretrain_pool"]
+    if "pretrain_dataset" in run.spec:
+        return None, protocol.pretrain_pool(split, "train")
+    pool = protocol.pretrain_pool(split, "train" if mode == "train" else "all")
+    return pool, pool
 
 
 def _skipped_inputs(dataset: Dataset) -> dict[str, Any]:

@@ -54,6 +54,13 @@ class TaskInfo:
 
     `metric` names the headline metric of leaderboards (see `benchbase.metrics`);
     `higher_is_better` orders them.
+
+    `rope` is the task's region of practical equivalence for errors, in the task's `unit`: a
+    difference of MAE or RMSE between two methods smaller than it is too small to matter (for a
+    QM9 energy, chemical accuracy). Paired comparisons use it where the grid's ``[analysis]``
+    declares no ROPE of its own (`benchbase.analysis.rope_for`); metrics in other units (rank
+    correlations, accuracies, ratios) never take it. `rope_reason` says where the value comes from.
+    None: the dataset declares none.
     """
 
     name: str
@@ -63,6 +70,8 @@ class TaskInfo:
     metric: str = "mae"
     higher_is_better: bool = False
     description: str = ""
+    rope: float | None = None
+    rope_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,12 +186,15 @@ class PretextContext:
     data-side answer: how much likelier an item of each class should be picked for corruption.
     `center_per_graph` is the run's training setting of that name: a regression pretext task should
     then compute its loss on targets and predictions each centred per graph
-    (`benchbase.batching.center_per_graph`)."""
+    (`benchbase.batching.center_per_graph`). `selection`, set only in held-out evaluation, is one
+    round of the task's own `PretextTask.evaluation_rounds`: a bool mask over its items (in the
+    task's numbering) to corrupt and predict instead of drawing them at random."""
 
     generator: torch.Generator
     selection_weights: torch.Tensor | None = None
     training: bool = True
     center_per_graph: bool = False
+    selection: torch.Tensor | None = None
 
 
 Split = dict[str, np.ndarray]
@@ -202,11 +214,14 @@ class Predictions:
 class Column:
     """A leaderboard column: `metric` on the rows of prediction slice `slice`; with `per`, the ratio
     of that value to the same metric on slice `per` (an extrapolation gap, say). Leaderboards
-    recompute every column, with its confidence interval, from the stored predictions."""
+    recompute every column, with its confidence interval, from the stored predictions. `params` are
+    keyword arguments of the metric (``get_metric(metric, **dict(params))``), such as the least
+    number of items a class needs to enter a balanced accuracy; they do not change the name."""
 
     slice: str
     metric: str
     per: str | None = None
+    params: tuple[tuple[str, Any], ...] = ()
 
     @property
     def name(self) -> str:

@@ -45,8 +45,8 @@ def test_datasets_lists_tasks_and_availability():
 def test_default_grid_dry_run_covers_the_study():
     result = runner.invoke(app, ["run", "--grid", "--dry-run", "--store", "/nonexistent-store"])
     assert result.exit_code == 0, result.output
-    assert "grid 'quick'" in result.output and "seeds [0, 1, 2, 3, 4, 5]" in result.output
-    for name in ("extrapolation-threshold", "imbalance", "node-masking", "graph-pattern", "motif", "focal"):
+    assert "grid 'quick'" in result.output and "seeds [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in result.output
+    for name in ("extrapolation-threshold", "imbalance", "node-masking", "motif", "inverse-frequency", "focal"):
         assert name in result.output
     assert "(pool train)" in result.output  # the pretraining-pool study
     # Shown (and recorded in the store, hence in FINDINGS.md) by its repository name, not by where

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from benchbase.api import Predictions, TaskInfo
+from benchbase.api import PluginError, Predictions, TaskInfo
 from benchbase.metrics import (
     BUILTIN_METRICS,
     binned_errors,
@@ -183,8 +183,49 @@ def test_pretext_class_metrics_against_sklearn():
     labels = pretext_labels(np.vstack([logits, logits[:1]]), np.append(targets, -100), np.append(graph, 0))
     more = pretext_class_metrics(labels, None)
     assert more["pretext_acc_0"] == out["pretext_acc_C"] and more["pretext_items"] == 400
+    for c in present:  # counts beside accuracies
+        assert out[f"pretext_n_{names[c]}"] == (targets == c).sum()
+    assert out["pretext_excluded_classes"] == 0 and out["pretext_rarest_n"] == (targets == 4).sum()
     with pytest.raises(ValueError, match="do not match"):
         pretext_labels(logits[:3], targets, graph)
+
+
+@pytest.mark.parametrize("name", ["balanced_acc", "macro_f1"])
+def test_min_items_leaves_too_rare_classes_out_of_the_mean(name):
+    """min_items: the mean over the classes with at least that many true items, as scikit-learn's
+    labels= computes it (the rare class's items still count as false positives of others); on each
+    resample the same rule (a resample may push a class over or under the floor)."""
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1, 2, 3], [120, 45, 30, 6]).astype(float)
+    p = np.where(rng.random(len(y)) < 0.6, y, rng.integers(0, 4, len(y))).astype(float)
+    graph = np.arange(len(y)) // 3
+    pred = Predictions(y, p, graph)
+    sk = {
+        "balanced_acc": lambda labels: skm.recall_score(y, p, labels=labels, average="macro"),
+        "macro_f1": lambda labels: skm.f1_score(y, p, labels=labels, average="macro"),
+    }[name]
+    assert get_metric(name)(pred) == pytest.approx(sk([0, 1, 2, 3]))  # default: every class present
+    assert get_metric(name, min_items=30)(pred) == pytest.approx(sk([0, 1, 2]))
+    assert get_metric(name, min_items=46)(pred) == pytest.approx(sk([0]))
+    assert np.isnan(get_metric(name, min_items=121)(pred))
+    metric = get_metric(name, min_items=32)  # class 2 (30 items) crosses it in some resamples
+    units = np.unique(graph)
+    drawn = draw_units(len(units), rng, replicates=30)
+    fast = metric.resampled(pred, unit_weights(units, drawn, units))
+    slow = np.array([metric(_expanded(pred, drawn[r])) for r in range(30)])
+    np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
+    with pytest.raises(PluginError, match="min_items"):
+        get_metric(name, min_items=0)
+
+
+def test_rarest_class_metrics():
+    y = np.repeat([0, 1, 2], [50, 7, 20]).astype(float)
+    p = y.copy()
+    p[50:53] = 0  # 3 of the 7 items of class 1 missed
+    pred = Predictions(y, p, np.arange(len(y)))
+    assert get_metric("rarest_n")(pred) == 7
+    assert get_metric("rarest_acc")(pred) == pytest.approx(4 / 7)
+    assert get_metric("rarest_acc")(Predictions(y[:50], p[:50], np.arange(50))) == 1.0
 
 
 def test_metrics_are_registered_plugins():

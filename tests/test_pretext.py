@@ -139,6 +139,74 @@ def test_node_masking_uses_context_weights(toy):
         task.choose(batch, ctx(weights=torch.ones(5)))
 
 
+def test_node_masking_evaluation_rounds_mask_every_atom_once(toy, batch):
+    """Held-out evaluation: every atom in exactly one round, each round masking per graph the
+    count a training step masks (max(1, round(rate * n)), the last one possibly fewer); the same
+    rounds for a seed; a step given a round masks and predicts exactly its atoms."""
+    task = NodeMasking(mask_rate=0.15)
+    task.prepare(toy, np.arange(len(SMILES)))
+    rounds = task.evaluation_rounds(batch, torch.Generator().manual_seed(0))
+    assert (torch.stack(rounds).sum(0) == 1).all()
+    sizes = (batch.ptr[1:] - batch.ptr[:-1]).numpy()
+    k = np.maximum(1, np.round(0.15 * sizes))
+    per_round = np.stack([np.bincount(batch.batch[m].numpy(), minlength=len(sizes)) for m in rounds])
+    assert (per_round <= k).all() and (per_round.max(0) == k).all()
+    assert len(rounds) == int(np.ceil(sizes / k).max())
+    again = task.evaluation_rounds(batch, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(rounds, again, strict=True))
+    other = task.evaluation_rounds(batch, torch.Generator().manual_seed(1))
+    assert any(not torch.equal(a, b) for a, b in zip(rounds, other, strict=False))
+    enc = Recorder(gin(toy))
+    head = task.build_head(enc)
+    targets = []
+    for mask in rounds:
+        out = task.step(enc, head, batch, PretextContext(generator=torch.Generator(), training=False, selection=mask))
+        corrupted = enc.seen[-1].x
+        assert (corrupted[mask] == torch.tensor(toy.features.node_vocab)).all()
+        assert (corrupted[~mask] == batch.x[~mask]).all()
+        assert torch.equal(out.targets, batch.x[mask, 0]) and torch.equal(out.item_graph, batch.batch[mask])
+        targets += out.targets.tolist()
+    assert Counter(targets) == Counter(batch.x[:, 0].tolist())  # every atom scored once
+    with pytest.raises(PluginError, match="bool mask over the batch's"):
+        task.choose(batch, PretextContext(generator=torch.Generator(), selection=rounds[0][:-1]))
+
+
+def test_edge_masking_evaluation_rounds_mask_every_bond_once(toy, batch):
+    task = EdgeMasking()
+    task.prepare(toy, np.arange(len(SMILES)))
+    rounds = task.evaluation_rounds(batch, torch.Generator().manual_seed(0))
+    _, first, bond_graph, sizes = task.bonds(batch)
+    assert (torch.stack(rounds).sum(0) == 1).all() and len(rounds[0]) == len(first)
+    enc = Recorder(gin(toy))
+    head = task.build_head(enc)
+    targets = []
+    for mask in rounds:
+        out = task.step(enc, head, batch, PretextContext(generator=torch.Generator(), training=False, selection=mask))
+        masked_edges = (enc.seen[-1].edge_attr == torch.tensor(toy.features.edge_vocab)).all(1)
+        assert int(masked_edges.sum()) == 2 * int(mask.sum())  # both directions of each selected bond
+        assert len(out.targets) == int(mask.sum())
+        targets += out.targets.tolist()
+    assert Counter(targets) == Counter(batch.edge_attr[first, 0].tolist())
+
+
+def test_rounds_per_graph_cover_groups_of_any_size():
+    from benchbase_molecules.pretext import rounds_per_graph
+
+    sizes = torch.tensor([0, 1, 2, 9, 10, 23, 40])
+    group = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
+    shuffled = group[torch.randperm(len(group), generator=torch.Generator().manual_seed(0))]
+    for g in (group, shuffled):
+        rounds = rounds_per_graph(g, sizes, 0.15, torch.Generator().manual_seed(3))
+        assert (torch.stack(rounds).sum(0) == 1).all()
+        per_round = torch.stack([torch.bincount(g[m], minlength=len(sizes)) for m in rounds])
+        assert per_round.sum(0).tolist() == sizes.tolist()
+        assert per_round.max(0).values.tolist() == [0, 1, 1, 1, 2, 3, 6]
+    assert (
+        rounds_per_graph(torch.zeros(0, dtype=torch.long), torch.zeros(3, dtype=torch.long), 0.15, torch.Generator())
+        == []
+    )
+
+
 def test_parameters_are_checked():
     with pytest.raises(PluginError, match="unknown parameter"):
         NodeMasking(rate=0.2)
@@ -164,6 +232,53 @@ def test_node_masking_on_real_qm9_subset(tmp_path_factory):
     enc = GIN(dataset.features, hidden=16, layers=2)
     out = task.step(enc, task.build_head(enc), batch, ctx())
     assert out.logits.shape[0] == out.targets.shape[0] >= 64
+
+
+def test_held_out_evaluation_scores_every_atom_once(tmp_path):
+    """`evaluate_pretext` on real QM9 molecules: every atom of every test graph is scored exactly
+    once (one item per atom, its true element), and the result is the same on a second call."""
+    from benchbase.grid import expand_grid
+    from benchbase.loading import dataset_tensors
+    from benchbase.registry import default_registry
+    from benchbase.train import evaluate_pretext, make_split, pretrain
+
+    registry = default_registry()
+    if "qm9/homo_lumo_gap" not in registry.names("dataset"):
+        pytest.skip("no qm9 dataset registered")
+    raw = {
+        "seeds": [0],
+        "train": {"pretrain_epochs": 1, "batch_size": 32, "pretrain_pool": "train"},
+        "params": {"dataset": {"qm9/homo_lumo_gap": {"subset": 200}}, "encoder": {"gin": {"layers": 2, "hidden": 16}}},
+        "study": [
+            {
+                "datasets": ["qm9/homo_lumo_gap"],
+                "protocols": ["imbalance"],
+                "encoders": ["gin"],
+                "pretext": ["node-masking"],
+            }
+        ],
+    }
+    run = expand_grid(registry, raw).runs[0]
+    dataset, graphs = dataset_tensors(registry, *run.component("dataset"))
+    protocol, _, split = make_split(registry, run.spec, dataset)
+    pool = protocol.pretrain_pool(split, "train")
+    checkpoint = tmp_path / "stage.pt"
+    pretrain(registry, run.stage_spec(), checkpoint)
+    test = split["test"]
+    labels, names = evaluate_pretext(registry, run, dataset, graphs, checkpoint, test, pool)
+    arrays = dataset.arrays()
+    sizes = arrays.node_ptr[test + 1] - arrays.node_ptr[test]
+    assert len(labels.y_true) == sizes.sum()
+    np.testing.assert_array_equal(np.bincount(labels.graph, minlength=len(arrays.node_ptr) - 1)[test], sizes)
+    for g in test[:20]:  # each graph's items are its atoms' elements
+        atoms = np.asarray(arrays.x)[arrays.node_ptr[g] : arrays.node_ptr[g + 1], 0]
+        assert sorted(labels.y_true[labels.graph == g].astype(int).tolist()) == sorted(atoms.tolist())
+    again, _ = evaluate_pretext(registry, run, dataset, graphs, checkpoint, test, pool)
+    for field in ("y_true", "y_pred", "graph"):
+        np.testing.assert_array_equal(getattr(labels, field), getattr(again, field))
+    report = protocol.report_pretext(labels, names)
+    elements = Counter(names[c] for c in labels.y_true.astype(int))
+    assert {k: report[f"pretext_n_{k}"] for k in elements} == dict(elements)
 
 
 def test_registered_tasks():

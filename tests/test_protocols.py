@@ -139,6 +139,46 @@ def test_imbalance_is_a_seeded_random_split(ds, seed):
     other = protocol.split(ds, ds.task(), seed + 1)
     if len(usable(ds)) >= 20:
         assert not same(split, other)
+    # Unset, rare_test_share leaves the plain random split of before.
+    f = (0.8, 0.1, 0.1)
+    expected = dict(zip(("train", "valid", "test"), P.random_partition(usable(ds), f, seed), strict=True))
+    assert same(split, expected)
+
+
+@SETTINGS
+@given(tables(min_graphs=20, max_graphs=200), st.integers(0, 1000), st.sampled_from([0.1, 0.3, 0.5]))
+def test_imbalance_stratifies_by_rare_class(ds, seed, share):
+    """rare_test_share: graphs holding a rare class go to test at that share, the others at
+    test_fraction; a partition, seeded."""
+    protocol = P.Imbalance(rare_test_share=share)
+    split = protocol.split(ds, ds.task(), seed)
+    assert_partition(split, usable(ds))
+    assert same(split, protocol.split(ds, ds.task(), seed))
+    _, has_rare = protocol._has_rare(ds, split)
+    with_rare = usable(ds)[has_rare[usable(ds)]]
+    without = usable(ds)[~has_rare[usable(ds)]]
+
+    def sizes(n, f_test):  # (train, valid, test) as random_partition cuts them
+        bounds = np.round(np.cumsum([1 - 0.1 - f_test, 0.1]) * n).astype(int)
+        return bounds[0], bounds[1] - bounds[0], n - bounds[1]
+
+    for stratum, f_test in ((with_rare, share), (without, 0.1)):
+        got = tuple(int(np.isin(split[name], stratum).sum()) for name in ("train", "valid", "test"))
+        assert got == sizes(len(stratum), f_test)
+
+
+def test_imbalance_enriched_test_fold_holds_the_rare_class():
+    counts = np.zeros((400, 2), dtype=np.int64)
+    counts[:, 0] = 5
+    counts[::40, 1] = 1  # 10 graphs with the rare class
+    ds = Table(np.arange(400.0), counts=counts)
+    plain = P.Imbalance().split(ds, ds.task(), 0)
+    enriched = P.Imbalance(rare_test_share=0.5).split(ds, ds.task(), 0)
+    assert counts[enriched["test"], 1].sum() == 5
+    assert counts[enriched["valid"], 1].sum() == 1 and counts[enriched["train"], 1].sum() == 4
+    assert abs(len(enriched["test"]) - len(plain["test"])) <= 5
+    with pytest.raises(PluginError, match="leaves no training"):
+        P.Imbalance(rare_test_share=0.9, valid_fraction=0.1)
 
 
 # --- extrapolation by threshold -------------------------------------------------------------------
@@ -394,9 +434,53 @@ def test_imbalance_report_counts_and_rare_errors():
 def test_imbalance_report_pretext():
     logits = np.eye(3)[[0, 0, 1, 2, 2, 0]]
     targets = np.array([0, 0, 1, 1, 2, 2])
-    out = P.Imbalance().report_pretext(pretext_labels(logits, targets, np.arange(6)), ["C", "N", "O"])
+    labels = pretext_labels(logits, targets, np.arange(6))
+    out = P.Imbalance(min_class_items=1).report_pretext(labels, ["C", "N", "O"])
     assert out["pretext_acc_C"] == 1.0 and out["pretext_acc_N"] == 0.5 and out["pretext_acc_O"] == 0.5
+    assert out["pretext_n_C"] == out["pretext_n_N"] == out["pretext_n_O"] == 2
     assert out["pretext_balanced_acc"] == pytest.approx(2 / 3)
+    assert out["pretext_excluded_classes"] == 0
+    # At the default floor (30 items) every class here is too rare: named, no means reported.
+    out = P.Imbalance().report_pretext(labels, ["C", "N", "O"])
+    assert out["pretext_excluded_classes"] == 3 and out["pretext_excluded_N"] == 1.0
+    assert "pretext_balanced_acc" not in out and "pretext_macro_f1" not in out
+    assert out["pretext_acc"] == pytest.approx(4 / 6) and out["pretext_n_O"] == 2
+
+
+def test_imbalance_too_rare_class_is_named_and_left_out_of_the_means():
+    """A class under min_class_items keeps its accuracy and count, is named, and does not enter
+    balanced accuracy or macro-F1 (its items still count where predicted as another class, as
+    scikit-learn's labels= does); the leaderboard's columns compute the same numbers."""
+    skm = pytest.importorskip("sklearn.metrics")
+    from benchbase.metrics import get_metric
+
+    rng = np.random.default_rng(0)
+    targets = np.repeat([0, 1, 2], [200, 40, 12])  # "F" has 12 items
+    predicted = np.where(rng.random(len(targets)) < 0.7, targets, rng.integers(0, 3, len(targets)))
+    logits = np.eye(3)[predicted]
+    labels = pretext_labels(logits, targets, np.arange(len(targets)) // 4)
+    protocol = P.Imbalance()  # min_class_items = 30
+    out = protocol.report_pretext(labels, ["C", "N", "F"])
+    assert out["pretext_n_C"] == 200 and out["pretext_n_N"] == 40 and out["pretext_n_F"] == 12
+    assert out["pretext_excluded_F"] == 1.0 and out["pretext_excluded_classes"] == 1
+    assert "pretext_excluded_N" not in out and "pretext_excluded_C" not in out
+    assert out["pretext_acc_F"] == pytest.approx(np.mean(predicted[targets == 2] == 2))
+    recall = skm.recall_score(targets, predicted, labels=[0, 1], average=None)
+    assert out["pretext_balanced_acc"] == pytest.approx(recall.mean())
+    assert out["pretext_macro_f1"] == pytest.approx(skm.f1_score(targets, predicted, labels=[0, 1], average="macro"))
+    assert out["pretext_acc"] == pytest.approx(skm.accuracy_score(targets, predicted))  # every item
+    assert out["pretext_rarest_n"] == 12 and out["pretext_rarest_acc"] == out["pretext_acc_F"]
+    columns = {c.name: c for c in protocol.leaderboard_columns(TaskInfo("y"))}
+    assert {"pretext_macro_f1", "pretext_balanced_acc", "pretext_acc", "pretext_rarest_acc", "pretext_rarest_n"} <= set(
+        columns
+    )
+    for name, column in columns.items():
+        if column.slice == "pretext":
+            assert get_metric(column.metric, **dict(column.params))(labels) == pytest.approx(out[name])
+    # With a floor of 10, F is scored again.
+    loose = P.Imbalance(min_class_items=10).report_pretext(labels, ["C", "N", "F"])
+    assert loose["pretext_excluded_classes"] == 0
+    assert loose["pretext_balanced_acc"] == pytest.approx(skm.balanced_accuracy_score(targets, predicted))
 
 
 def test_pretrain_pool_by_mode():

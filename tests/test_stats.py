@@ -1,7 +1,9 @@
-"""Interval estimates and paired comparisons (`benchbase.stats`) against scipy and known values,
-and the verdict's behaviour on synthetic experiments with and without a planted effect."""
+"""Interval estimates, tests and the five verdicts (`benchbase.stats`) against scipy, hand-computed
+values and synthetic studies built to give each verdict."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -11,43 +13,61 @@ from benchbase.api import Predictions
 from benchbase.metrics import MAE
 from benchbase.stats import (
     BETTER,
-    NO_DIFFERENCE,
+    EQUIVALENT,
+    INCONCLUSIVE,
+    SMALL,
     WORSE,
-    Comparison,
     compare,
     correct,
     draw_units,
-    hierarchical_interval,
+    estimate,
     holm,
-    paired_p_value,
+    look_alpha,
     probability_of_improvement,
-    rng_for,
+    shared_seed_means,
     unit_weights,
 )
 
 
-def test_one_seed_interval_is_the_ordinary_percentile_bootstrap():
-    """With one seed the hierarchical bootstrap reduces to scipy's percentile bootstrap of the
-    metric over graphs; the two agree within Monte Carlo error."""
-    rng = np.random.default_rng(0)
-    errors = rng.exponential(size=400)
-    pred = Predictions(np.zeros(400), errors, np.arange(400))
-    units = np.arange(400)
-    replicates = MAE().resampled(pred, unit_weights(units, draw_units(400, rng, 4000), units))
-    low, high = hierarchical_interval(replicates[None, :], rng, outer=4000)
-    reference = stats.bootstrap((errors,), np.mean, method="percentile", n_resamples=4000, random_state=1)
-    assert low == pytest.approx(reference.confidence_interval.low, abs=0.01)
-    assert high == pytest.approx(reference.confidence_interval.high, abs=0.01)
+def test_nested_interval_and_p_are_scipys_paired_t():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=8), rng.normal(size=8)
+    est = estimate(a - b)
+    reference = stats.ttest_rel(a, b)
+    assert est.p_value() == pytest.approx(reference.pvalue)
+    low, high = est.interval()
+    ci = reference.confidence_interval(0.95)
+    assert (low, high) == pytest.approx((ci.low, ci.high))
+    assert est.df == 7
 
 
-def test_interval_widens_with_spread_between_seeds():
-    rng = rng_for("spread")
-    tight = np.full((6, 200), 1.0) + rng.normal(scale=0.01, size=(6, 200))
-    loose = tight + np.linspace(-0.5, 0.5, 6)[:, None]
-    low_t, high_t = hierarchical_interval(tight, rng_for("a"))
-    low_l, high_l = hierarchical_interval(loose, rng_for("a"))
-    assert high_l - low_l > 10 * (high_t - low_t)
-    assert low_l < 1.0 < high_l
+def test_shared_test_set_variance_widens_the_interval_and_raises_the_df():
+    rng = np.random.default_rng(5)
+    points = rng.normal(0.1, 0.02, size=6)
+    shared = rng.normal(0.1, 0.05, size=1000)  # the seed mean on resamples of a shared test set
+    nested, crossed = estimate(points), estimate(points, shared)
+    assert crossed.se > 2 * nested.se
+    assert crossed.df > nested.df  # the resampling term counts as known
+    assert crossed.interval()[1] - crossed.interval()[0] > nested.interval()[1] - nested.interval()[0]
+
+
+def test_tost_against_scipy_one_sided_tests():
+    rng = np.random.default_rng(6)
+    d = rng.normal(0.002, 0.01, size=10)
+    rope = 0.02
+    lower = stats.ttest_1samp(d + rope, 0.0, alternative="greater").pvalue
+    upper = stats.ttest_1samp(d - rope, 0.0, alternative="less").pvalue
+    assert estimate(d).p_equivalence(rope) == pytest.approx(max(lower, upper))
+
+
+def test_equal_differences_give_no_test():
+    est = estimate(np.full(6, 0.3))
+    assert math.isnan(est.p_value()) and math.isnan(est.interval()[0])
+    comparison = compare("m", "b", "test_mae", False, np.full(6, 1.3), np.full(6, 1.0), rope=0.1)
+    correct([comparison])
+    assert comparison.verdict == INCONCLUSIVE
+    assert "no spread" in comparison.explanation()
+    assert comparison.probability_of_improvement == 0.0  # worse on every seed
 
 
 def test_holm_against_hand_computed_values():
@@ -55,85 +75,103 @@ def test_holm_against_hand_computed_values():
     assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
     adjusted = holm([0.5, float("nan"), 0.01])
     assert adjusted[0] == pytest.approx(0.5) and np.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
-    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # 0.8 x 2 capped at 1; monotone
+    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
 
 
-def test_paired_p_value_is_scipys_paired_t_test():
-    rng = np.random.default_rng(2)
-    a, b = rng.normal(size=8), rng.normal(size=8)
-    assert paired_p_value(a, b) == pytest.approx(stats.ttest_rel(a, b).pvalue)
-    assert np.isnan(paired_p_value(a[:1], b[:1]))
-    assert np.isnan(paired_p_value(a, a))
+def test_probability_of_improvement_is_paired():
+    method, baseline = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 2.0, 0.0, 5.0])
+    # higher is better: seed wins 0, tie .5, 1, 0 -> 1.5 / 4
+    assert probability_of_improvement(method, baseline, higher_is_better=True) == pytest.approx(1.5 / 4)
+    assert probability_of_improvement(method, baseline, higher_is_better=False) == pytest.approx(2.5 / 4)
+    # worse on every paired seed reads 0, whatever the spread across seeds
+    worse = np.array([1.1, 2.1, 3.1, 4.1, 5.1, 6.1])
+    assert probability_of_improvement(worse, worse - 0.1, higher_is_better=False) == 0.0
 
 
-def test_probability_of_improvement_counts_pairs():
-    method, baseline = np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 0.0])
-    # higher is better: pairs (m > b) = 0+0+1 + .5+.5+1 + 1+1+1 -> 6 / 9
-    assert probability_of_improvement(method, baseline, higher_is_better=True) == pytest.approx(6 / 9)
-    assert probability_of_improvement(method, baseline, higher_is_better=False) == pytest.approx(3 / 9)
-
-
-def _experiment(rng: np.random.Generator, effect: float, seeds: int = 6, graphs: int = 300) -> Comparison:
-    """One synthetic comparison: per seed a baseline error per test graph, the method's error the
-    same plus `effect` (lower is better, so a negative effect is an improvement), seed-level noise."""
-    units = np.arange(graphs)
-    points_a, points_b, reps_a, reps_b = [], [], [], []
-    for _ in range(seeds):
-        base = rng.exponential(size=graphs) + rng.normal(scale=0.05)
-        method = np.maximum(base + effect + rng.normal(scale=0.05) + rng.normal(scale=0.2, size=graphs), 0)
-        drawn = draw_units(graphs, rng, 200)
-        weights = unit_weights(units, drawn, units)
-        for errors, points, reps in ((method, points_a, reps_a), (base, points_b, reps_b)):
-            pred = Predictions(np.zeros(graphs), errors, units)
-            points.append(MAE()(pred))
-            reps.append(MAE().resampled(pred, weights))
-    return compare(
-        "m",
-        "b",
-        "test_mae",
-        False,
-        np.array(points_a),
-        np.array(points_b),
-        np.array(reps_a),
-        np.array(reps_b),
-        rng,
-        rope=0.01,
-    )
-
-
-def test_planted_improvement_is_found():
-    rng = np.random.default_rng(3)
-    comparison = _experiment(rng, effect=-0.3)
+def _verdict(differences: np.ndarray, rope: float, higher_is_better: bool = False) -> tuple[str, object]:
+    baseline = np.linspace(1.0, 2.0, len(differences))
+    comparison = compare("m", "b", "metric", higher_is_better, baseline + differences, baseline, rope=rope)
     correct([comparison])
-    assert comparison.verdict == BETTER and comparison.high < -0.01
+    return comparison.verdict, comparison
 
 
-def test_no_effect_is_called_a_difference_at_most_at_the_nominal_rate():
-    rng = np.random.default_rng(4)
-    verdicts = []
-    for _ in range(200):
-        comparison = _experiment(rng, effect=0.0, graphs=150)
-        correct([comparison])
-        verdicts.append(comparison.verdict)
-    false_positives = sum(v != NO_DIFFERENCE for v in verdicts)
-    # alpha = 0.05: with 200 experiments, at most ~10 expected; 20 would be far above nominal
-    assert false_positives <= 20
+@pytest.mark.parametrize(
+    ("differences", "rope", "expected"),
+    [
+        (np.array([-0.31, -0.29, -0.30, -0.32, -0.28, -0.30]), 0.05, BETTER),  # lower error, beyond the ROPE
+        (np.array([0.31, 0.29, 0.30, 0.32, 0.28, 0.30]), 0.05, WORSE),
+        (np.array([0.0151, 0.012, 0.018, 0.014, 0.016, 0.0159]), 0.043, SMALL),  # real, inside the ROPE
+        (np.array([0.002, -0.003, 0.001, -0.001, 0.003, -0.002]), 0.043, EQUIVALENT),
+        (np.array([0.2, -0.25, 0.15, -0.1, 0.3, -0.2]), 0.043, INCONCLUSIVE),
+    ],
+)
+def test_each_verdict_from_a_study_built_to_give_it(differences, rope, expected):
+    verdict, comparison = _verdict(differences, rope)
+    assert verdict == expected
+    if expected == INCONCLUSIVE:
+        assert "MDE" in comparison.explanation() and "paired seeds would" in comparison.explanation()
+    else:
+        assert comparison.explanation() == ""
 
 
-def test_verdict_needs_the_interval_beyond_the_rope():
-    base = dict(
-        method="m",
-        baseline="b",
-        metric="test_mae",
-        higher_is_better=False,
-        seeds=6,
-        p_value=0.001,
-        probability_of_improvement=1.0,
-        p_holm=0.001,
-    )
-    assert Comparison(difference=-0.05, low=-0.08, high=-0.02, rope=0.01, **base).verdict == BETTER
-    assert Comparison(difference=-0.005, low=-0.008, high=-0.002, rope=0.01, **base).verdict == NO_DIFFERENCE
-    assert Comparison(difference=0.05, low=0.02, high=0.08, rope=0.01, **base).verdict == WORSE
-    not_significant = {**base, "p_holm": 0.2}
-    assert Comparison(difference=-0.05, low=-0.08, high=-0.02, rope=0.0, **not_significant).verdict == NO_DIFFERENCE
-    assert Comparison(difference=-0.05, low=-0.08, high=-0.02, rope=0.0, **{**base, "seeds": 3}).flagged
+def test_higher_is_better_flips_better_and_worse():
+    verdict, _ = _verdict(np.array([0.31, 0.29, 0.30, 0.32, 0.28, 0.30]), 0.05, higher_is_better=True)
+    assert verdict == BETTER
+
+
+def test_real_difference_straddling_the_rope_is_inconclusive_and_says_so():
+    verdict, comparison = _verdict(np.array([0.03, 0.06, 0.045, 0.055, 0.035, 0.05]), 0.043)
+    assert verdict == INCONCLUSIVE and comparison.different
+    assert "real" in comparison.explanation()
+
+
+def test_no_rope_never_gives_equivalence():
+    verdict, comparison = _verdict(np.array([0.002, -0.003, 0.001, -0.001, 0.003, -0.002]), 0.0)
+    assert verdict == INCONCLUSIVE and "no ROPE" in comparison.explanation()
+
+
+def test_seeds_needed_cannot_beat_a_shared_test_set_noise():
+    points = np.array([0.01, -0.02, 0.015, -0.01, 0.02, 0.0])
+    assert estimate(points).seeds_needed(0.01, 0.05) is not None
+    assert estimate(points, np.random.default_rng(0).normal(0, 0.02, 1000)).seeds_needed(0.01, 0.05) is None
+
+
+def test_seeds_needed_brings_the_mde_to_the_target():
+    est = estimate(np.random.default_rng(1).normal(0, 0.1, 6))
+    needed = est.seeds_needed(0.05, 0.05)
+    from benchbase.stats import Estimate
+
+    assert Estimate(0.0, needed, est.var_seed, 0.0).detectable(0.05) <= 0.05
+    assert Estimate(0.0, needed - 1, est.var_seed, 0.0).detectable(0.05) > 0.05
+
+
+def test_look_alpha_spends_at_most_alpha_over_any_number_of_looks():
+    assert look_alpha(1, sequential=False) == 0.05
+    spent = sum(look_alpha(k, sequential=True) for k in range(1, 10_000))
+    assert spent < 0.05 and spent > 0.0499
+
+
+def test_holm_family_holds_comparisons_of_different_looks_on_alpha_scale():
+    base = np.linspace(1, 2, 6)
+    first = compare("m", "b", "x", False, base - 0.3 + np.linspace(0, 0.01, 6), base, look=1, sequential=True)
+    third = compare("m", "b", "x", False, base - 0.3 + np.linspace(0, 0.01, 6), base, look=3, sequential=True)
+    correct([first, third])
+    assert third.level == pytest.approx(1 - 0.05 / 12)
+    assert third.p_holm >= first.p_holm  # a later look pays more
+
+
+def test_crossed_differences_resample_the_same_graphs_for_both_arms():
+    """One draw of graphs shared by seeds and arms: a method that is the baseline plus a constant
+    has a shared-test-set variance of zero, so its interval is the seed-level one."""
+    rng = np.random.default_rng(7)
+    graphs = np.arange(300)
+    drawn = draw_units(300, rng, 200)
+    weights = unit_weights(graphs, drawn, graphs)
+    per_seed_a, per_seed_b = [], []
+    for seed in range(6):
+        base = rng.exponential(size=300) + 1
+        offset = 0.1 + 0.01 * seed
+        per_seed_a.append(MAE().resampled(Predictions(np.zeros(300), base + offset, graphs), weights))
+        per_seed_b.append(MAE().resampled(Predictions(np.zeros(300), base, graphs), weights))
+    shared = shared_seed_means(np.array(per_seed_a) - np.array(per_seed_b))
+    assert np.var(shared) == pytest.approx(0.0, abs=1e-20)

@@ -149,3 +149,32 @@ def test_center_per_graph_ignores_per_graph_offsets(tmp_path):
                 assert np.isclose(pred.y_pred[pred.graph == g].mean(), tuner.scaler.mean["propensity"], atol=1e-4)
     assert np.isclose(*losses[True], rtol=1e-5)
     assert losses[False][1] > 2 * losses[False][0]
+
+
+def test_evaluation_rounds_are_checked():
+    """The harness runs a task's evaluation rounds only when they select every item exactly once."""
+    import pytest
+    import torch
+
+    from benchbase.api import PluginError, PretextContext
+    from benchbase.train import evaluation_contexts
+
+    class Rounds:
+        name = "stub"
+
+        def __init__(self, rounds):
+            self.rounds = rounds
+
+        def evaluation_rounds(self, batch, generator):
+            return self.rounds
+
+    ctx = PretextContext(generator=torch.Generator())
+    a, b = torch.tensor([True, False, False]), torch.tensor([False, True, True])
+    empty = torch.zeros(3, dtype=torch.bool)
+    contexts = evaluation_contexts(Rounds([a, empty, b]), None, ctx)
+    assert [n for _, n in contexts] == [1, 2]  # the empty round is skipped
+    assert torch.equal(contexts[1][0].selection, b) and contexts[1][0].generator is ctx.generator
+    assert evaluation_contexts(Rounds(None), None, ctx) == [(ctx, None)]  # no rounds: one ordinary step
+    for bad in ([a, a | b], [a], [a, torch.tensor([False, True])], [a.long(), b.long()]):
+        with pytest.raises(PluginError, match="exactly once"):
+            evaluation_contexts(Rounds(bad), None, ctx)

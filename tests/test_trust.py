@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from benchbase.api import Predictions
 from benchbase.cli import app
 from benchbase.grid import PROFILES, RunSpec, make_spec
-from benchbase.leaderboard import write_leaderboards
 from benchbase.metrics import get_metric
+from benchbase.publish import write_leaderboards
 from benchbase.registry import default_registry
 from benchbase.store import FINISHED, Store, read_predictions, write_predictions
 
@@ -91,15 +91,24 @@ def test_collect_loads_records_that_never_reached_the_database(synthetic_env, sy
     assert "0 finished, 0 failed, 12 were already finished" in rerun.output
 
 
-def _synthetic_store(tmp_path, effects: dict[str, float], seeds: int = 6, graphs: int = 400) -> Store:
+def _synthetic_store(
+    tmp_path,
+    effects: dict[str, float],
+    seeds: int = 6,
+    graphs: int = 400,
+    shared: bool = True,
+    luck: dict | None = None,
+) -> Store:
     """A store with runs of the synthetic plugin whose predictions are planted: the baseline
-    (rebalancer none) errs by a per-graph amount; each rebalancer by that plus its effect."""
+    (rebalancer none) errs by a per-graph amount; each rebalancer by that plus its effect and, from
+    `luck`, a per-seed offset of that size. `shared`: every seed is scored on the same graphs
+    (crossed design), else each seed on its own (nested)."""
     registry = default_registry()
     store = Store(tmp_path / "store")
     rng = np.random.default_rng(0)
-    graph = np.arange(graphs)
     for seed in range(seeds):
-        base_error = rng.exponential(size=graphs)
+        graph = np.arange(graphs) + (0 if shared else seed * graphs)
+        base_error = rng.exponential(size=graphs) + 0.5
         for method, effect in {"none": 0.0, **effects}.items():
             chosen = {
                 "dataset": "synthetic/chains",
@@ -110,7 +119,7 @@ def _synthetic_store(tmp_path, effects: dict[str, float], seeds: int = 6, graphs
             }
             spec = make_spec(registry, chosen, {}, PROFILES["quick"], seed, "quick")
             run = RunSpec(spec)
-            noise = rng.normal(scale=0.1, size=graphs)
+            noise = rng.normal(scale=0.1, size=graphs) + rng.normal(scale=(luck or {}).get(method, 0.0))
             y = rng.normal(size=graphs)
             pred = Predictions(y, y + np.maximum(base_error + effect + noise, 0), graph)
             path = store.predictions_path(run.run_id)
@@ -128,19 +137,75 @@ def _synthetic_store(tmp_path, effects: dict[str, float], seeds: int = 6, graphs
                 stage_id=run.stage_id,
             )
             assert read_predictions(path)["test"]["count"].y_pred.dtype == np.float32
+    question = {
+        "id": "q",
+        "title": "Does re-weighting change the error?",
+        "factor": "rebalancer",
+        "baseline": "none",
+        "metrics": ["test_mae"],
+    }
+    store.record_grid(
+        "synthetic",
+        "synthetic.toml",
+        {"analysis": {"rope": {"mae": 0.05}}, "questions": [question], "seeds": list(range(seeds))},
+    )
     return store
 
 
-def test_a_planted_effect_is_better_and_no_effect_is_no_detectable_difference(synthetic_env, tmp_path):
+def _verdict_lines(text: str) -> dict[str, str]:
+    """Comparison lines by method."""
+    return {
+        cells[2].strip(): line
+        for line in text.splitlines()
+        if line.startswith("| ") and len(cells := line.split("|")) > 10 and cells[2].strip().startswith("tiny /")
+    }
+
+
+def test_each_of_the_five_verdicts_from_a_store_built_to_give_it(synthetic_env, tmp_path):
+    effects = {
+        "inverse-frequency": -0.3,  # better: well beyond the ROPE of 0.05
+        "focal": 0.3,  # worse
+        "sqrt-inverse-frequency": 0.02,  # real, but inside the ROPE
+        "class-balanced": 0.0,  # equivalent
+        "logit-adjustment": 0.0,  # inconclusive: its seeds vary by 0.3
+    }
+    store = _synthetic_store(tmp_path, effects, luck={"logit-adjustment": 0.3})
+    out = tmp_path / "lb"
+    write_leaderboards(store, out)
+    findings = (out / "FINDINGS.md").read_text()
+    lines = _verdict_lines(findings)
+    assert "**better**" in lines["tiny / tiny-masking / inverse-frequency"]
+    assert "**worse**" in lines["tiny / tiny-masking / focal"]
+    assert "**real but smaller than the ROPE**" in lines["tiny / tiny-masking / sqrt-inverse-frequency"]
+    assert "**equivalent**" in lines["tiny / tiny-masking / class-balanced"]
+    inconclusive = lines["tiny / tiny-masking / logit-adjustment"]
+    assert "| inconclusive " in inconclusive and "MDE" in inconclusive and "paired seeds would" in inconclusive
+    # The table shows the question's comparisons with the same numbers as FINDINGS.md.
+    table = (out / "synthetic-chains__count__iid.md").read_text()
+    for method, line in _verdict_lines(table).items():
+        assert line.split("|")[6:12] == lines[method].split("|")[5:11]
+
+
+def test_design_follows_the_splits(synthetic_env, tmp_path):
+    """The same graphs for every seed: crossed (one resample of graphs shared by seeds and arms);
+    a test set per seed: nested (the seed spread holds the test-set noise)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    crossed = _synthetic_store(tmp_path / "a", {"focal": 0.3}, shared=True)
+    nested = _synthetic_store(tmp_path / "b", {"focal": 0.3}, shared=False)
+    write_leaderboards(crossed, tmp_path / "a" / "lb")
+    write_leaderboards(nested, tmp_path / "b" / "lb")
+    assert "Design: crossed" in (tmp_path / "a" / "lb" / "FINDINGS.md").read_text()
+    assert "Design: nested" in (tmp_path / "b" / "lb" / "FINDINGS.md").read_text()
+
+
+def test_a_planted_effect_is_better_and_regeneration_is_byte_identical(synthetic_env, tmp_path):
     store = _synthetic_store(tmp_path, {"inverse-frequency": -0.2, "focal": 0.0})
     out = tmp_path / "lb"
     write_leaderboards(store, out)
     table = (out / "synthetic-chains__count__iid.md").read_text()
-    lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| tiny /")}
-    planted = lines["tiny / tiny-masking / inverse-frequency"]
-    null = lines["tiny / tiny-masking / focal"]
-    assert "**better**" in planted and "| 6 " in planted
-    assert "no detectable difference" in null
+    lines = _verdict_lines(table)
+    assert "**better**" in lines["tiny / tiny-masking / inverse-frequency"]
     # The planted method ranks first, every cell has its interval.
     assert "| 1      | tiny      | tiny-masking | inverse-frequency |" in table and "[" in table
     first = (out / "README.md").read_bytes()

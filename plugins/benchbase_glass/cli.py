@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from benchbase.api import PluginError
+from benchbase import PluginError
 
 glass_app = typer.Typer(help="Glass dynamics: Kob-Andersen simulator and baselines.", no_args_is_help=True)
 

@@ -4,25 +4,25 @@ controlled comparisons (raw vs per-configuration-centred targets, say). Used by 
 
     python -m benchbase_glass.curves --centred --epochs 10 --hidden 32 --steps 4
 
-It runs the harness's own fine-tuning (`benchbase.train.FineTuner`) on ``glass/botan`` at
-T = 0.44, time index 7, with one thread; nothing is stored. ``--pair-mlp`` instead fits a plain
-MLP (3-64-64-1) from the pair vector alone to bond motion on the same split: no message passing,
-the smallest model in which to see the effect of ``--centred``.
+It runs the harness's own fine-tuning through the public API (`benchbase.fine_tunings` sets the
+run up from a grid as ``benchbase run`` would; `benchbase.FineTuner.fit`'s ``on_epoch`` callback
+reports each epoch) on ``glass/botan`` at T = 0.44, time index 7, with one thread; nothing is
+stored. ``--pair-mlp`` instead fits a plain MLP (3-64-64-1) from the pair vector alone to bond
+motion on the same split: no message passing, the smallest model in which to see the effect of
+``--centred``.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from benchbase.grid import expand_grid
-from benchbase.loading import dataset_tensors
-from benchbase.registry import default_registry
-from benchbase.train import FineTuner, make_split
+from benchbase import EpochEnd, FineTuner, center_per_graph, fine_tunings
 from benchbase_glass.metrics import per_graph_r
 
 
@@ -39,21 +39,18 @@ def mean_r(tuner: FineTuner, indices: np.ndarray) -> dict[str, float]:
     return out
 
 
-class CurveTuner(FineTuner):
-    """A FineTuner that also records the validation r after every epoch."""
+def print_epoch(valid: np.ndarray) -> Callable[[EpochEnd], None]:
+    """An ``on_epoch`` callback: the epoch's validation loss and validation r per trained task."""
 
-    def _evaluate_loss(self, indices: np.ndarray) -> float:
-        loss = super()._evaluate_loss(indices)
-        r = mean_r(self, indices)
-        self.curve.append(r)
-        print(f"epoch {len(self.curve)}: valid loss {loss:.4f} " + " ".join(f"{k} r {v:.3f}" for k, v in r.items()))
-        return loss
+    def report(end: EpochEnd) -> None:
+        r = " ".join(f"{k} r {v:.3f}" for k, v in mean_r(end.tuner, valid).items())
+        print(f"epoch {end.epoch + 1}: valid loss {end.valid_loss:.4f} {r}")
+
+    return report
 
 
 def pair_mlp(args: argparse.Namespace, dataset, graphs, split) -> None:
     """Bond motion from the pair vector alone, raw or centred per configuration (`--pair-mlp`)."""
-    from benchbase.batching import center_per_graph
-
     torch.manual_seed(args.seed)
     net = torch.nn.Sequential(
         torch.nn.Linear(3, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1)
@@ -124,17 +121,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
-    registry = default_registry()
-    run = expand_grid(registry, grid_for(args)).runs[0]
-    dataset, graphs = dataset_tensors(registry, *run.component("dataset"))
-    _, _, split = make_split(registry, run.spec, dataset)
+    run = next(fine_tunings(grid_for(args)))  # one run; the model is built only when used
     if args.pair_mlp:
-        pair_mlp(args, dataset, graphs, split)
+        pair_mlp(args, run.dataset, run.graphs, run.split)
         return
-    tuner = CurveTuner(registry, run, dataset, graphs)
-    tuner.curve = []
-    info = tuner.fit(split)
-    test = mean_r(tuner, split["test"])
+    tuner = run.tuner
+    info = tuner.fit(run.split, on_epoch=print_epoch(run.split["valid"]))
+    test = mean_r(tuner, run.split["test"])
     print(f"best epoch {info['best_epoch'] + 1}; test " + " ".join(f"{k} r {v:.3f}" for k, v in test.items()))
     print(f"seconds {time.perf_counter() - started:.0f}")
 

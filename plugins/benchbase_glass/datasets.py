@@ -30,10 +30,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchbase.api import Dataset, FeatureSpec, GraphArrays, GraphBatch, PluginError, TaskInfo
-from benchbase.cache import cache_dir
-from benchbase.errors import DataUnavailable
-from benchbase.params import Param
+from benchbase import (
+    Dataset,
+    DataUnavailable,
+    FeatureSpec,
+    GraphArrays,
+    GraphBatch,
+    Param,
+    PluginError,
+    TaskInfo,
+    cache_dir,
+)
 from benchbase_glass import formats
 from benchbase_glass.symmetry import augment_batch
 from benchbase_glass.targets import bond_motion, minimum_image, neighbour_pairs, propensity

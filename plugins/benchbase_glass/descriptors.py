@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from benchbase.api import Dataset, Predictions, TaskInfo
-from benchbase.metrics import task_metrics
+from benchbase import Dataset, Predictions, TaskInfo, task_metrics
 from benchbase_glass.simulate import CUT, SIGMA, ka_pair_energy
 
 

@@ -31,9 +31,7 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
-from benchbase.api import Dataset, Embeddings, Encoder, FeatureSpec, GraphBatch, PluginError
-from benchbase.batching import concat_ranges
-from benchbase.params import Param
+from benchbase import Dataset, Embeddings, Encoder, FeatureSpec, GraphBatch, Param, PluginError, concat_ranges
 
 
 class _SplitLinear(nn.Module):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchbase.api import PluginError
+from benchbase import PluginError
 
 DENSITY = 1.2
 _TEMPERATURE = re.compile(r"^T(\d+(?:\.\d*)?)$")

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from benchbase.api import Predictions
-from benchbase.metrics import Metric
+from benchbase import Metric, Predictions
 
 
 def per_graph_r(pred: Predictions, row_unit: np.ndarray, n_units: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,9 +15,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchbase.api import Dataset, Encoder, GraphBatch, PluginError, PretextContext, PretextOutput, PretextTask
-from benchbase.batching import center_per_graph
-from benchbase.params import Param
+from benchbase import (
+    Dataset,
+    Encoder,
+    GraphBatch,
+    Param,
+    PluginError,
+    PretextContext,
+    PretextOutput,
+    PretextTask,
+    center_per_graph,
+)
 
 
 def _decoder(width: int, hidden: int) -> nn.Module:

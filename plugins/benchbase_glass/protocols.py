@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchbase.api import Column, Dataset, PluginError, Protocol, Split, TaskInfo
-from benchbase.params import Param
+from benchbase import Column, Dataset, Param, PluginError, Protocol, Split, TaskInfo
 
 TIME_INDEX = Param(None, "int", "time index of the targets (default: the latest)", min=0)
 VALID = Param(

@@ -35,8 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchbase.api import PluginError
-from benchbase.cache import atomic_path
+from benchbase import PluginError, atomic_path
 
 KB_KJ_PER_MOL_K = 0.0083144626  # Boltzmann constant in kJ/mol/K (CODATA 2018 via N_A)
 EPSILON = np.array([[1.0, 1.5], [1.5, 0.5]])

@@ -17,7 +17,7 @@ import itertools
 
 import torch
 
-from benchbase.api import GraphBatch
+from benchbase import GraphBatch
 
 
 def cube_symmetries() -> torch.Tensor:

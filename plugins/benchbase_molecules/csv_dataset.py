@@ -39,10 +39,17 @@ from typing import Any
 
 import numpy as np
 
-from benchbase.adapters import KIND, METRIC, NAME, UNIT, check_declarations, check_name, dataset_label, declared_tasks
-from benchbase.api import PluginError, TaskInfo
-from benchbase.errors import DataUnavailable
-from benchbase.params import Param
+from benchbase import (
+    ADAPTER_PARAMS,
+    DataUnavailable,
+    Param,
+    PluginError,
+    TaskInfo,
+    check_adapter_name,
+    check_task_declarations,
+    dataset_label,
+    declared_tasks,
+)
 from benchbase_molecules.moldata import digest
 from benchbase_molecules.smiles_dataset import MoleculeRecords, SmilesDataset
 
@@ -74,13 +81,13 @@ class CsvDataset(SmilesDataset):
     description = "your own molecules: a CSV file of SMILES and one or more targets (path = ...)"
     param_spec = {
         "path": Param(None, "str", "the CSV file (required; a relative path is read from the working directory)"),
-        "name": NAME,
+        "name": ADAPTER_PARAMS["name"],
         "smiles_column": Param("smiles", "str", "column of SMILES"),
         "targets": Param(None, "list", "target columns, in order; default: every other numeric column", items="str"),
         "id_column": Param(None, "str", "column of unique molecule ids; default: the row number (0 = first row)"),
-        "kind": KIND,
-        "unit": UNIT,
-        "metric": METRIC,
+        "kind": ADAPTER_PARAMS["kind"],
+        "unit": ADAPTER_PARAMS["unit"],
+        "metric": ADAPTER_PARAMS["metric"],
         "split_column": Param(
             None, "str", "column of train / valid / test (empty: none), the official split used by iid"
         ),
@@ -100,7 +107,7 @@ class CsvDataset(SmilesDataset):
         split_column: str | None = None,
         workers: int = 1,
     ) -> None:
-        check_name("csv", name)
+        check_adapter_name("csv", name)
         super().__init__(
             dataset_label("csv", {"path": path, "name": name}), official_split=split_column is not None, workers=workers
         )
@@ -118,7 +125,7 @@ class CsvDataset(SmilesDataset):
 
     def _check_parameters(self) -> None:
         """What is wrong whatever the file holds, before it is read."""
-        check_declarations(self.kind, self.unit, self.metric, self.where)
+        check_task_declarations(self.kind, self.unit, self.metric, self.where)
         special = [c for c in (self.smiles_column, self.id_column, self.split_column) if c is not None]
         if len(set(special)) != len(special):
             raise PluginError(f"{self.where}: smiles_column, id_column and split_column must be different columns")

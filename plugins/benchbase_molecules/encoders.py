@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
-from benchbase.api import Embeddings, Encoder, FeatureSpec, GraphBatch, PluginError
-from benchbase.params import Param, spec_of, validate
+from benchbase import Embeddings, Encoder, FeatureSpec, GraphBatch, Param, PluginError, spec_of, validate
 
 POOLINGS = ("mean", "sum", "max")
 
@@ -585,7 +584,7 @@ def morgan_fingerprints(smiles: list[str], radius: int, bits: int) -> np.ndarray
     from rdkit import Chem, DataStructs
     from rdkit.Chem import rdFingerprintGenerator
 
-    from benchbase.cache import atomic_path, cache_dir
+    from benchbase import atomic_path, cache_dir
 
     digest = hashlib.sha256("\n".join(smiles).encode()).hexdigest()[:24]
     path = Path(cache_dir("fingerprints")) / f"morgan-r{radius}-b{bits}-{digest}.npy"

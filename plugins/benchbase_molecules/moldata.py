@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchbase.api import Dataset, FeatureSpec, GraphArrays, PluginError, TaskInfo
-from benchbase.cache import atomic_path
+from benchbase import Dataset, FeatureSpec, GraphArrays, PluginError, TaskInfo, atomic_path
 
 CACHE_LAYOUT_VERSION = 1
 _MANIFEST = "__manifest__"

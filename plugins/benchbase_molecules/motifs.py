@@ -22,8 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from benchbase.api import PluginError
-from benchbase.cache import atomic_path, cache_dir
+from benchbase import PluginError, atomic_path, cache_dir
 
 _BOND_SYMBOL = {"SINGLE": "-", "DOUBLE": "=", "TRIPLE": "#", "AROMATIC": ":"}
 _BOND_ORDER = ["-", "=", "#", ":"]

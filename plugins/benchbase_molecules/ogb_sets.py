@@ -30,10 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from benchbase.api import PluginError, TaskInfo
-from benchbase.cache import cache_dir, content_digest
-from benchbase.errors import DataUnavailable
-from benchbase.params import Param
+from benchbase import DataUnavailable, Param, PluginError, TaskInfo, cache_dir, content_digest
 from benchbase_molecules.featurize import FEATURIZER_VERSION, featurize_smiles
 from benchbase_molecules.moldata import (
     MoleculeDataset,

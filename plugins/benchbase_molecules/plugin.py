@@ -7,12 +7,14 @@ from benchbase import hookimpl
 
 @hookimpl
 def register_datasets(register):
-    """QM9 (``qm9``, ``qm9/<task>``), OGB graph-property sets (``ogbg-mol*``), ``pcqm4mv2`` and ``csv``
-    (your own file). Registration only imports light modules; data is loaded lazily."""
-    from benchbase_molecules import csv_dataset, ogb_sets, qm9
+    """QM9 (``qm9``, ``qm9/<task>``), OGB graph-property sets (``ogbg-mol*``), ``pcqm4mv2``, the measured
+    sets ``freesolv`` (``freesolv/<task>``) and ``solubility``, and ``csv`` (your own file).
+    Registration only imports light modules; data is loaded lazily."""
+    from benchbase_molecules import csv_dataset, measured, ogb_sets, qm9
 
     qm9.register(register)
     ogb_sets.register(register)
+    measured.register(register)
     csv_dataset.register(register)
 
 

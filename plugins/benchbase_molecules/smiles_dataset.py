@@ -12,7 +12,7 @@ methods are not):
 
 - `molecule_dataset` for data in memory::
 
-      from benchbase.api import TaskInfo
+      from benchbase import TaskInfo
       from benchbase_molecules.smiles_dataset import molecule_dataset
 
       data = molecule_dataset(
@@ -44,8 +44,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchbase.api import OFFICIAL_SPLIT, PluginError, TaskInfo
-from benchbase.cache import cache_dir
+from benchbase import OFFICIAL_SPLIT, PluginError, TaskInfo, cache_dir
 from benchbase_molecules.featurize import FEATURIZER_VERSION, featurize_smiles
 from benchbase_molecules.moldata import (
     MoleculeDataset,

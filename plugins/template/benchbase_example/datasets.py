@@ -9,7 +9,7 @@ featuriser, the cache, skipped-row bookkeeping and scaffolds.
 from __future__ import annotations
 
 import numpy as np
-from benchbase.api import Dataset, FeatureSpec, GraphArrays, Param, TaskInfo
+from benchbase import Dataset, FeatureSpec, GraphArrays, Param, TaskInfo
 
 KINDS = ("a", "b", "c")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchbase.api import Embeddings, Encoder, FeatureSpec, GraphBatch, Param
+from benchbase import Embeddings, Encoder, FeatureSpec, GraphBatch, Param
 from torch import nn
 from torch_geometric.utils import scatter
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from benchbase.api import Predictions
-from benchbase.metrics import Metric
+from benchbase import Metric, Predictions
 
 
 class MaxError(Metric):

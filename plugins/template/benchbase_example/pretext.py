@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from benchbase.api import Dataset, Encoder, GraphBatch, Param, PretextContext, PretextOutput, PretextTask
+from benchbase import Dataset, Encoder, GraphBatch, Param, PretextContext, PretextOutput, PretextTask
 from torch import nn
 
 

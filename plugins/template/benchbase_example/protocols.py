@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from benchbase.api import Dataset, Param, Protocol, Split, TaskInfo
+from benchbase import Dataset, Param, Protocol, Split, TaskInfo
 
 
 class Ordered(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from benchbase.api import Param, Rebalancer
+from benchbase import Param, Rebalancer
 
 
 class PowerWeights(Rebalancer):

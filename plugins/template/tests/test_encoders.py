@@ -3,8 +3,7 @@ special about it."""
 
 import numpy as np
 import torch
-from benchbase.api import FeatureSpec, GraphArrays
-from benchbase.batching import TensorGraphs
+from benchbase import FeatureSpec, GraphArrays, TensorGraphs
 from benchbase.testing import check_encoder
 
 from benchbase_example.encoders import DeepSets

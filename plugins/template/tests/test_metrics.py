@@ -1,7 +1,7 @@
 """The metric: benchbase's conformance kit checks the contract; a test of its own checks a value."""
 
 import numpy as np
-from benchbase.api import Predictions
+from benchbase import Predictions
 from benchbase.testing import check_metric
 
 from benchbase_example.metrics import MaxError

@@ -1,0 +1,119 @@
+"""The leaderboard directory, written from a store: every table with its comparisons and plots,
+the index, FINDINGS.md and ``results.jsonl``.
+
+This module sits above the three it assembles - tables (`benchbase.leaderboard`), comparisons and
+findings (`benchbase.findings`) and plots (`benchbase.plots`) - so that none of them imports another
+upwards. Output is a pure function of the store's records and predictions: regenerating from the
+same results gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from benchbase import findings, plots
+from benchbase.leaderboard import (
+    HEADER,
+    Table,
+    build_tables,
+    cell_text,
+    content_hash,
+    export_rows,
+    render_table,
+)
+from benchbase.store import FINISHED, Store
+
+
+def write_leaderboards(store: Store, out: Path | str, current_code: dict[str, set[str]] | None = None) -> list[Path]:
+    """Regenerate every table, the index, the plots, FINDINGS.md and ``results.jsonl``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = store.runs()
+    digest = source_digest(store, runs, current_code)
+    if _up_to_date(out, digest):
+        return sorted(p for p in out.glob("*.md") if p.name not in ("README.md", "FINDINGS.md"))
+    tables = build_tables(store, runs)
+    analyses = findings.analyses_by_grid(store)
+    answered = findings.answers(tables, analyses)
+    from_questions, families = _question_families(answered)
+    written = []
+    keep = {"README.md", "FINDINGS.md"}
+    plot_dir = out / "plots"
+    for table in tables:
+        analysis = findings.analysis_for(analyses, table.grids)
+        shown = findings.table_comparisons(table, analysis, from_questions)
+        table_plots = plots.table_plots(table, plot_dir)
+        path = out / f"{table.name}.md"
+        path.write_text(render_table(table, findings.render_comparisons(table, shown, families), table_plots))
+        keep.add(path.name)
+        written.append(path)
+    for old in out.glob("*.md"):
+        if old.name not in keep and old.read_text().startswith(HEADER):
+            old.unlink()  # a table no longer backed by results
+    plots.remove_stale(plot_dir, tables)
+    (out / "README.md").write_text(_index(tables, runs, digest))
+    problems = [p for info in analyses.values() for p in info.get("problems", [])]
+    (out / "FINDINGS.md").write_text(findings.render_findings(tables, answered, problems))
+    with open(out / "results.jsonl", "w") as handle:
+        for row in export_rows([r for r in runs if r["status"] in (FINISHED, "failed")], current_code):
+            handle.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+    return written
+
+
+def _question_families(answered: list[Any]) -> tuple[list[tuple[str, Any, Any]], dict[str, int]]:
+    """Each question's comparisons labelled by the question's id (with its grid where two grids use
+    one id), and the size of each family."""
+    ids = [a.question.get("id", "?") for a in answered]
+    from_questions, families = [], {}
+    for answer, question_id in zip(answered, ids, strict=True):
+        label = question_id if ids.count(question_id) == 1 else f"{answer.grid}:{question_id}"
+        pairs = answer.answered()
+        families[label] = len(pairs)
+        from_questions += [(label, candidate, comparison) for candidate, comparison in pairs]
+    return from_questions, families
+
+
+def source_digest(store: Store, runs: list[dict[str, Any]], current_code: dict[str, set[str]] | None) -> str:
+    """What the leaderboards are made from: every run's state and predictions, the grids' analysis
+    settings, and the code that renders them (this module's distribution)."""
+    from benchbase.identity import distribution_fingerprint, harness_distribution
+
+    state = [(r["run_id"], r["status"], r.get("updated_at"), r.get("predictions_sha256")) for r in runs]
+    grids = [(g["name"], g.get("analysis")) for g in store.grids()]
+    code = sorted((k, sorted(v)) for k, v in (current_code or {}).items())
+    return content_hash([state, grids, code, distribution_fingerprint(harness_distribution())], 16)
+
+
+def _up_to_date(out: Path, digest: str) -> bool:
+    """True when `out` was generated from exactly this source (a re-run that trained nothing)."""
+    readme = out / "README.md"
+    return readme.is_file() and f"<!-- source: {digest} -->" in readme.read_text() and (out / "FINDINGS.md").is_file()
+
+
+def _index(tables: list[Table], runs: list[dict[str, Any]], digest: str) -> str:
+    index = []
+    for table in tables:
+        best = table.rows[0]
+        index.append(
+            [
+                f"[{table.dataset}]({table.name}.md)",
+                table.task.name,
+                table.protocol,
+                len(table.rows),
+                table.headline.name,
+                f"{best.label}: {cell_text(best.cells[table.headline.name])}",
+            ]
+        )
+    n_finished = sum(1 for r in runs if r["status"] == FINISHED)
+    n_failed = sum(1 for r in runs if r["status"] == "failed")
+    text = HEADER + f"<!-- source: {digest} -->\n# benchbase leaderboards\n\n"
+    text += f"Made from {n_finished} finished runs ({n_failed} failed) exported in `results.jsonl`; "
+    text += "the research questions are answered in [FINDINGS.md](FINDINGS.md).\n"
+    text += "Each cell: mean ± unbiased std over seeds [95% CI]; best first. A first place is not a finding: "
+    text += "see each table's paired comparisons.\n\n"
+    headers = ["dataset", "task", "protocol", "rows", "headline", "first row (mean ± std [95% CI])"]
+    return text + tabulate(index, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
