@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
 from rdkit import Chem
 from toy_molecules import SMILES, ToyMolecules
 
@@ -292,3 +293,25 @@ def test_input_embedding_gradient_matches_embedding_bag_and_repeats_bit_for_bit(
     grads = [torch.autograd.grad((enc.node_embedding(batch.x, len(ids)) * upstream).sum(), table)[0] for _ in range(2)]
     assert torch.allclose(grads[0], expected, atol=1e-5)  # summation order differs: rounding only
     assert torch.equal(grads[0], grads[1])
+
+
+def test_a_training_batch_of_one_single_atom_molecule_trains():
+    """Methane alone in the last training batch (FreeSolv: 513 training graphs in batches of 32):
+    nn.BatchNorm1d raises on one row; the encoders' norm uses its running statistics there and
+    normalises every larger batch exactly as nn.BatchNorm1d does."""
+    from benchbase_molecules.encoders import BatchNorm
+    from benchbase_molecules.featurize import featurize_smiles
+
+    features = FeatureSpec(node_vocab=tuple(get_atom_feature_dims()), edge_vocab=tuple(get_bond_feature_dims()))
+    graphs = featurize_smiles(["C"])
+    arrays = GraphArrays(graphs.node_ptr, graphs.edge_ptr, graphs.edge_index, graphs.node_feat, graphs.edge_feat)
+    torch.manual_seed(0)
+    enc = GIN(features, layers=2, hidden=16)
+    enc.train()
+    emb = enc(TensorGraphs(arrays).batch(np.arange(1)))
+    emb.graph.sum().backward()
+    assert torch.isfinite(emb.graph).all()
+    norm, reference = BatchNorm(8), torch.nn.BatchNorm1d(8)
+    rows = torch.randn(5, 8)
+    assert torch.equal(norm(rows), reference(rows))
+    assert torch.equal(norm.running_mean, reference.running_mean)
