@@ -426,6 +426,49 @@ def _code_line(build: dict[str, Any], runs: list[dict]) -> str:
     return f"- code: {'; '.join(parts)} (commit {', '.join(commits)}); numerics: {machine}\n"
 
 
+#: Per-class metrics a protocol reports (``<prefix>n_<class>`` items scored, ``<prefix>acc_<class>``
+#: accuracy, ``<prefix>excluded_<class>`` too few items to be averaged), by slice prefix.
+_CLASS_COUNT = re.compile(r"^(?P<prefix>.*)n_(?P<cls>[^_]+)$")
+
+
+def render_classes(table: Table) -> str:
+    """Per row and class: the items scored (mean over seeds), the accuracy and how many seeds left
+    the class out as too rare, from the runs' stored metrics - so that every per-class accuracy is
+    read beside the count it rests on."""
+    lines, classes = [], set()
+    for row in table.rows:
+        metrics = [(run.get("metrics") or {}).get(table.task.name, {}) for run in row.runs.values()]
+        found = {
+            m.group("cls"): m.group("prefix")
+            for key in metrics[0]
+            if (m := _CLASS_COUNT.match(key)) and f"{m.group('prefix')}acc_{m.group('cls')}" in metrics[0]
+        }
+        classes |= set(found)
+        lines.append((row, metrics, found))
+    if not classes:
+        return ""
+    order = sorted(classes)
+    body = []
+    for row, metrics, found in lines:
+        line = [row.label]
+        for cls in order:
+            prefix = found.get(cls)
+            counts = [m.get(f"{prefix}n_{cls}") for m in metrics] if prefix is not None else []
+            counts = [c for c in counts if c is not None]
+            if not counts:
+                line.append("-")
+                continue
+            accuracy = [m.get(f"{prefix}acc_{cls}") for m in metrics]
+            accuracy = [a for a in accuracy if a is not None and math.isfinite(a)]
+            excluded = sum(1 for m in metrics if m.get(f"{prefix}excluded_{cls}"))
+            text = f"{np.mean(counts):.0f} items, acc {fmt(float(np.mean(accuracy)), 3) if accuracy else '-'}"
+            line.append(text + (f", too rare in {excluded} seed(s)" if excluded else ""))
+        body.append(line)
+    text = "\n## Per class\n\nItems scored per seed (mean over seeds) and accuracy, per class; a class scored on "
+    text += "too few items in a seed is left out of that seed's balanced accuracy and macro-F1.\n\n"
+    return text + tabulate(body, headers=["row", *order], tablefmt="github", disable_numparse=True) + "\n"
+
+
 def render_table(table: Table, comparisons_text: str, plots: list[tuple[str, str]]) -> str:
     arrow = "↑" if get_metric(table.headline.metric).higher_is_better else "↓"
     headers = ["rank", "encoder", "pretext", "rebalancer"] + (["settings"] if table.differing else [])
@@ -459,6 +502,7 @@ def render_table(table: Table, comparisons_text: str, plots: list[tuple[str, str
     for note in table.notes:
         text += f"- note: {note}\n"
     text += "\n" + tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
+    text += render_classes(table)
     if comparisons_text:
         text += "\n" + comparisons_text
     if plots:

@@ -211,3 +211,30 @@ def test_a_planted_effect_is_better_and_regeneration_is_byte_identical(synthetic
     first = (out / "README.md").read_bytes()
     write_leaderboards(store, tmp_path / "lb2")
     assert (tmp_path / "lb2" / "README.md").read_bytes() == first
+
+
+def test_per_class_accuracies_are_shown_with_the_items_they_rest_on():
+    from benchbase.api import Column, TaskInfo
+    from benchbase.leaderboard import Row, Table, render_classes
+
+    runs = {
+        seed: {
+            "metrics": {
+                "gap": {
+                    "pretext_n_C": 300.0 + seed,
+                    "pretext_acc_C": 0.9,
+                    "pretext_n_F": 20.0,
+                    "pretext_acc_F": 0.5,
+                    "pretext_excluded_F": 1.0,
+                    "test_mae": 0.3,
+                }
+            }
+        }
+        for seed in (0, 1)
+    }
+    row = Row("k", {}, runs, label="gin / node-masking / none")
+    table = Table("t", "d", TaskInfo("gap"), "imbalance", {}, [Column("test", "mae")], [row], {}, [], [])
+    text = render_classes(table)
+    assert "| gin / node-masking / none | 300 items, acc 0.900" in text.replace("  ", " ").replace("  ", " ")
+    assert "20 items, acc 0.500, too rare in 2 seed(s)" in text
+    assert "test_mae" not in text
