@@ -28,6 +28,17 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("BENCHBASE_HYPOTHESIS", "deterministic"))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_fingerprints():
+    """Code fingerprints are computed once per process (`benchbase.identity`), as a CLI run needs;
+    a test that redirects module lookups, the working directory or the import path must not leave
+    its fingerprints to the next test, which may compare them with those of a fresh subprocess."""
+    from benchbase.identity import clear_fingerprint_caches
+
+    clear_fingerprint_caches()
+    yield
+
+
 def _leaderboard_files() -> dict[str, bytes]:
     folder = ROOT / "leaderboards"
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
