@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
 from typer.testing import CliRunner
 
 from benchbase.cli import app
@@ -28,6 +29,7 @@ def test_dry_run_lists_runs_skips_and_count(synthetic_env, synthetic_grid, tmp_p
     assert not (tmp_path / "store" / "benchbase.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_run_records_every_run_and_rerun_trains_nothing(synthetic_env, synthetic_grid, tmp_path):
     store, out = tmp_path / "store", tmp_path / "lb"
     result = invoke("run", "--grid", synthetic_grid, "--store", store, "--leaderboard-out", out)
@@ -123,6 +125,7 @@ def test_exports_and_byte_identical_leaderboards(synthetic_env, synthetic_grid, 
     assert invoke("results", "--store", tmp_path / "nowhere").exit_code == 2
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_results_as_one(synthetic_env, synthetic_grid, tmp_path):
     results = []
     for jobs in ("1", "2"):

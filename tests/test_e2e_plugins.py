@@ -63,6 +63,7 @@ def qm9_cache(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("BENCHBASE_CACHE", str(tmp_path_factory.getbasetemp() / "qm9-e2e-cache"))
 
 
+@pytest.mark.slow
 def test_every_molecular_plugin_runs_in_a_grid(qm9_cache, tmp_path):
     registry = default_registry()
     molecular_encoders = sorted(ENCODER_PARAMS)

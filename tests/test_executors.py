@@ -90,6 +90,7 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["local-1", "local-2", "ray", "submitit-local", "slurm"])
+@pytest.mark.slow
 def test_every_executor_runs_the_same_grid_the_same_way(name, synthetic_env, tmp_path, request, reference):
     if name == "slurm":
         slurm = request.getfixturevalue("slurm")
@@ -116,6 +117,7 @@ def test_every_executor_runs_the_same_grid_the_same_way(name, synthetic_env, tmp
 
 
 @pytest.mark.parametrize("name", ["local-2", "ray"])
+@pytest.mark.slow
 def test_a_killed_driver_resumes_on_every_executor(name, synthetic_env, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID.replace("epochs = 3", "epochs = 40").replace("seeds = [0]", "seeds = [0, 1]"))

@@ -68,6 +68,7 @@ def test_failed_smiles_keep_positions_aligned():
     _assert_equal(graphs, smiles)
 
 
+@pytest.mark.slow
 def test_thousands_of_qm9_molecules_equal_smiles2graph(qm9_cache):
     src = load_source()
     smiles = unpack_strings(src["smiles"], src["smiles_ptr"])

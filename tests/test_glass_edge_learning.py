@@ -12,6 +12,7 @@ budget must not (so that this test fails when the centring stops working).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from test_glass_data import write_botan_tree
 
@@ -104,6 +105,7 @@ def _edge_r(tmp_path, centred: bool) -> float:
     return float(values.mean())
 
 
+@pytest.mark.slow
 def test_edge_output_learns_a_known_function_of_the_pair_vector(tmp_path):
     threads = torch.get_num_threads()
     try:  # one thread: the numbers (and the time, ~15 s) are those of one core

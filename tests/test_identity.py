@@ -283,6 +283,7 @@ def _project_modules() -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_editing_code_that_computes_nothing_keeps_every_run_and_stage_of_the_default_grid(edit):
     before = _ids()
     registry = default_registry()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from benchbase.cli import app
@@ -73,6 +74,7 @@ def _cli(site: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_new_plugin_installs_is_listed_and_passes_its_own_tests(tmp_path, monkeypatch):
     work = tmp_path / "empty"
     work.mkdir()

@@ -596,6 +596,7 @@ def qm9_small(tmp_path_factory):
     mp.undo()
 
 
+@pytest.mark.slow
 def test_every_core_protocol_on_qm9(qm9_small):
     data = qm9_small
     n = data.arrays().num_graphs

@@ -39,6 +39,7 @@ def test_registered_names_and_tasks(cache):
         qm9.QM9(tasks=["gap"])
 
 
+@pytest.mark.slow
 def test_subset_labels_units_and_ids(cache):
     data = qm9.QM9(subset=300)
     arrays = data.arrays()

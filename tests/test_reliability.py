@@ -68,6 +68,7 @@ def grid(tmp_path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_concurrent_invocations_compute_each_run_once(synthetic_env, grid, tmp_path):
     store = tmp_path / "store"
     drivers = [
@@ -87,6 +88,7 @@ def test_concurrent_invocations_compute_each_run_once(synthetic_env, grid, tmp_p
         assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0  # all released
 
 
+@pytest.mark.slow
 def test_driver_killed_at_ten_random_moments_loses_nothing(synthetic_env, grid, tmp_path):
     store, rng = tmp_path / "store", random.Random(7)
     kills = 0
@@ -125,6 +127,7 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finding worker processes needs /proc")
+@pytest.mark.slow
 def test_a_killed_worker_is_recorded_failed_and_the_grid_goes_on(synthetic_env, tmp_path):
     grid, store = tmp_path / "grid.toml", tmp_path / "store"
     grid.write_text(GRID.replace("seeds = [0, 1, 2, 3]", "seeds = [0, 1]").replace("epochs = 30", "epochs = 12"))
@@ -159,6 +162,7 @@ def _as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_with_a_summary(synthetic_env, grid, tmp_path):
     store = tmp_path / "store"
     process = subprocess.Popen(
@@ -188,6 +192,7 @@ def _small_grid(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_damaged_checkpoint_is_detected_and_recomputed(synthetic_env, tmp_path):
     grid, store = _small_grid(tmp_path), tmp_path / "store"
     assert subprocess.run(_command(grid, store, "--jobs", "1"), env=synthetic_env).returncode == 0
@@ -216,6 +221,7 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_the_runs_it_hits_and_keeps_the_store(synthetic_env, tmp_path, monkeypatch):
     grid, store, shared = _small_grid(tmp_path), tmp_path / "store", tmp_path / "shared"
     if _mount_tmpfs(shared, "24k"):  # a real, small filesystem for checkpoints and predictions
@@ -263,6 +269,7 @@ def _errors(store: Path) -> list[str]:
         return [r[0] for r in db.execute("SELECT error FROM runs WHERE error IS NOT NULL").fetchall()]
 
 
+@pytest.mark.slow
 def test_a_full_database_disk_gives_one_line_and_exit_2(synthetic_env, tmp_path):
     grid, store = _small_grid(tmp_path), tmp_path / "store"
     if not _mount_tmpfs(store, "96k"):
@@ -306,6 +313,7 @@ def test_store_versions_migrate_forward_and_refuse_newer(tmp_path):
     assert f"schema version 99, newer than this benchbase understands ({SCHEMA_VERSION})" in result.output
 
 
+@pytest.mark.slow
 def test_doctor_reports_repairs_and_then_finds_the_store_healthy(synthetic_env, tmp_path):
     from typer.testing import CliRunner
 

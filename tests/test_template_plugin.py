@@ -52,6 +52,7 @@ def _env(site, synthetic_env):
     return {**synthetic_env, "PYTHONPATH": pythonpath}
 
 
+@pytest.mark.slow
 def test_template_is_listed_and_runs_in_a_grid(installed_template, synthetic_env, tmp_path):
     env = _env(installed_template, synthetic_env)
     listing = subprocess.run(
