@@ -202,11 +202,6 @@ class SeedPlan:
         """Seeds a comparison has at look `look` (1-based)."""
         return len(self.initial) + (look - 1) * self.round
 
-    def next_seeds(self, count: int) -> list[int]:
-        """The seeds of the next round for rows that have `count` seeds of the study."""
-        start = max(self.initial) + 1 + max(0, count - len(self.initial))
-        return list(range(start, start + self.round))
-
 
 def compare_rows(candidate: Candidate, seeds: list[int], look: int = 1, sequential: bool = False) -> Comparison | None:
     """The paired comparison of a candidate on `seeds` (which both rows have)."""

@@ -28,7 +28,7 @@ from tabulate import tabulate
 from benchbase.api import Column, Predictions, TaskInfo
 from benchbase.grid import content_hash
 from benchbase.metrics import Metric, get_metric
-from benchbase.specs import IDENTITY_KINDS, build_of, config_of, flatten, table_dataset  # noqa: F401
+from benchbase.specs import IDENTITY_KINDS, build_of, config_of, flatten, table_dataset
 from benchbase.stats import CROSSED, NESTED, draw_units, estimate, rng_for, shared_seed_means, unit_weights
 from benchbase.store import FINISHED, PENDING, RUNNING, Store
 

@@ -16,12 +16,12 @@ from typing import Any
 from tabulate import tabulate
 
 from benchbase import findings, plots
+from benchbase.identity import content_hash
 from benchbase.leaderboard import (
     HEADER,
     Table,
     build_tables,
     cell_text,
-    content_hash,
     export_rows,
     render_table,
 )

@@ -25,7 +25,9 @@ from typing import Any
 from benchbase.analysis import Budget
 from benchbase.findings import DEFAULT_ROUND
 from benchbase.grid import Grid, RunSpec
-from benchbase.leaderboard import build_tables, config_of, content_hash
+from benchbase.identity import content_hash
+from benchbase.leaderboard import build_tables
+from benchbase.specs import config_of
 from benchbase.stats import look_alpha
 from benchbase.store import FINISHED, Store
 
