@@ -89,6 +89,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import logging
 import os
 import re
 import tomllib
@@ -331,6 +332,65 @@ def resolve_device(device: str) -> str:
     return device
 
 
+log = logging.getLogger("benchbase")
+
+#: Paths already warned about as impossible to hash, so that a grid of many runs warns once each.
+_UNHASHABLE_WARNED: set[str] = set()
+
+
+def _path_parameters(registry: Registry, name: str, params: dict[str, Any]) -> list[str]:
+    """The parameters of dataset `name` that name files or directories: those declared with the
+    ``"path"`` type, and - for plugins written before that type existed - one called ``path`` that
+    takes a string."""
+    try:
+        spec = registry.get("dataset", name).param_spec or {}
+    except (GridError, PluginError):
+        return []
+    keys = [k for k, p in spec.items() if p.type == "path" or (k == "path" and p.type in ("str", "any"))]
+    if spec == {} and isinstance(params.get("path"), str):  # a factory that takes anything
+        keys = ["path"]
+    return sorted(k for k in keys if isinstance(params.get(k), str))
+
+
+def _hash_path(path: Path) -> str:
+    """A digest of a file's bytes, or of a directory's files (their relative names and bytes)."""
+    from benchbase.cache import content_digest
+
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return content_hash([[str(p.relative_to(path)), content_digest(p)] for p in files])
+    return content_digest(path)
+
+
+def data_key(registry: Registry, component: dict[str, Any], dataset: Any) -> str | None:
+    """What enters a run's identity for its data: the plugin's `content_key()` when it gives one;
+    else a hash of every file or directory its path parameters name, so that a third-party dataset
+    whose file is edited in place never passes for the one already run (None when it has neither).
+    A path that cannot be read is warned about once and left out of the key."""
+    if not isinstance(dataset, str):
+        key = dataset.content_key()
+        if key is not None:
+            return key
+    name, params = component["name"], component["params"]
+    hashed = {}
+    for parameter in _path_parameters(registry, name, params):
+        path = Path(params[parameter]).expanduser()
+        try:
+            hashed[parameter] = _hash_path(path)
+        except OSError as exc:
+            shown = str(path.absolute())
+            if shown not in _UNHASHABLE_WARNED:
+                _UNHASHABLE_WARNED.add(shown)
+                log.warning(
+                    "dataset %r: cannot hash %s (parameter %s): %s; its runs' identity does not cover this data",
+                    name,
+                    shown,
+                    parameter,
+                    exc.strerror or exc,
+                )
+    return content_hash(hashed) if hashed else None
+
+
 def _dataset(registry: Registry, spec: dict, datasets_cache: dict, where: str, kind: str = "dataset") -> Any:
     """The run's dataset (`kind` ``pretrain_dataset``: the one it pretrains on), or the reason it is
     not available on this machine (a `DataUnavailable` from the plugin). Any other error of the
@@ -536,13 +596,15 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                     spec = make_spec(registry, chosen, point_params, train, seed, profile, here, point_origins)
                     dataset = _dataset(registry, spec, datasets_cache, here)
                     finetuned.add((spec["dataset"]["name"], _canonical(spec["dataset"]["params"])))
-                    if not isinstance(dataset, str) and dataset.content_key() is not None:
-                        spec["data"] = dataset.content_key()
+                    key = data_key(registry, spec["dataset"], dataset)
+                    if key is not None:
+                        spec["data"] = key
                     pretraining = None
                     if "pretrain_dataset" in spec:
                         pretraining = _dataset(registry, spec, datasets_cache, here, "pretrain_dataset")
-                        if not isinstance(pretraining, str) and pretraining.content_key() is not None:
-                            spec["pretrain_data"] = pretraining.content_key()
+                        key = data_key(registry, spec["pretrain_dataset"], pretraining)
+                        if key is not None:
+                            spec["pretrain_data"] = key
                     run = RunSpec(spec)
                     if run.run_id in seen:
                         continue
@@ -630,7 +692,7 @@ def respec(registry: Registry, spec: dict[str, Any]) -> dict[str, Any]:
 
     for kind, data in (("dataset", "data"), ("pretrain_dataset", "pretrain_data")):
         if kind in fresh:
-            key = build_dataset(registry, *RunSpec(fresh).component(kind)).content_key()
+            key = data_key(registry, fresh[kind], build_dataset(registry, *RunSpec(fresh).component(kind)))
             if key is not None:
                 fresh[data] = key
     return fresh

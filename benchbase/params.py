@@ -22,9 +22,12 @@ from typing import Any
 
 from benchbase.errors import GridError
 
-#: Value types: "number" accepts int and float; "any" accepts everything.
-TYPES = ("int", "float", "number", "str", "bool", "list", "dict", "any")
+#: Value types: "number" accepts int and float; "any" accepts everything; "path" is a string naming
+#: a file or directory, whose content the harness hashes into a run's identity when the dataset
+#: gives no `content_key()` (so that data edited in place is never mistaken for the old).
+TYPES = ("int", "float", "number", "str", "bool", "list", "dict", "any", "path")
 _PYTHON = {"int": (int,), "float": (float, int), "number": (int, float), "str": (str,), "bool": (bool,)}
+_PYTHON["path"] = (str,)
 _PYTHON |= {"list": (list, tuple), "dict": (dict,)}
 
 
@@ -57,9 +60,13 @@ class Param:
         if self.choices:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         else:
-            text = {"int": "an integer", "float": "a number", "number": "a number", "str": "a string"}.get(
-                self.type, f"a {self.type}" if self.type != "any" else "any value"
-            )
+            text = {
+                "int": "an integer",
+                "float": "a number",
+                "number": "a number",
+                "str": "a string",
+                "path": "a file or directory path",
+            }.get(self.type, f"a {self.type}" if self.type != "any" else "any value")
             if self.type == "list" and self.items:
                 text = f"a list of {self.items} values"
             bounds = []

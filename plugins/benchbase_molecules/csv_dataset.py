@@ -80,7 +80,7 @@ class CsvDataset(SmilesDataset):
     cache_namespace = "csv"
     description = "your own molecules: a CSV file of SMILES and one or more targets (path = ...)"
     param_spec = {
-        "path": Param(None, "str", "the CSV file (required; a relative path is read from the working directory)"),
+        "path": Param(None, "path", "the CSV file (required; a relative path is read from the working directory)"),
         "name": ADAPTER_PARAMS["name"],
         "smiles_column": Param("smiles", "str", "column of SMILES"),
         "targets": Param(None, "list", "target columns, in order; default: every other numeric column", items="str"),
