@@ -49,12 +49,15 @@ ADAPTER_PARAMS = {"name": NAME, "kind": KIND, "unit": UNIT, "metric": METRIC}
 
 def dataset_label(registered: str, params: Mapping[str, Any]) -> str:
     """The name of the data set an adapter serves: ``<registered>/<label>``, where the label is the
-    `name` parameter or, unset, the stem of a `path` parameter (a file) or the last part of a
-    `class` parameter (a dotted path). A dataset with none of these parameters is `registered`
+    `name` parameter or, unset, the stem of a `path` parameter (a file; ``mols.csv.gz`` is ``mols``)
+    or the last part of a `class` parameter (a dotted path). A dataset with none of these parameters is `registered`
     itself, so non-adapter datasets keep their names."""
     label = params.get("name")
     if not label and isinstance(params.get("path"), str):
-        label = PurePath(params["path"]).stem
+        path = PurePath(params["path"])
+        if path.suffix.lower() in (".gz", ".bz2", ".xz", ".zip"):  # mols.csv.gz is mols, like mols.csv
+            path = path.with_suffix("")
+        label = path.stem
     if not label and isinstance(params.get("class"), str):
         label = params["class"].rpartition(".")[2]
     return f"{registered}/{label}" if label else registered

@@ -289,6 +289,10 @@ def results(
         Path | None,
         typer.Option(help="Also export each finished run's predictions to this directory (one .npz per run)."),
     ] = None,
+    rejected: Annotated[
+        Path | None,
+        typer.Option(help="Also export the input rows the datasets rejected (dataset, id, why) to this CSV file."),
+    ] = None,
 ) -> None:
     """Export every run (spec, status, metrics; `stale` when computed by other code) to standard output."""
     from benchbase.leaderboard import export_rows
@@ -300,6 +304,8 @@ def results(
     rows = export_rows(runs, default_registry().code_fingerprints())
     if predictions is not None:
         _export_predictions(the_store, runs, predictions)
+    if rejected is not None:
+        _export_rejected(runs, rejected)
     if format == "jsonl":
         for row in rows:
             typer.echo(json.dumps(row, sort_keys=True, default=str))
@@ -335,6 +341,32 @@ def _export_predictions(store: Any, runs: list[dict[str, Any]], out: Path) -> No
     (out / "README.txt").write_text(readme)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     typer.echo(f"exported the predictions of {len(manifest)} runs to {out}/", err=True)
+
+
+def _export_rejected(runs: list[dict[str, Any]], out: Path) -> None:
+    """The rows each dataset could not use, as listed in its runs' records, once per dataset and id."""
+    from benchbase.adapters import dataset_label
+
+    found: dict[tuple[str, str], str] = {}
+    short: dict[str, int] = {}  # dataset -> rejected rows its records count but do not list
+    for run in runs:
+        details = run.get("details") or {}
+        examples = details.get("skipped_examples") or []
+        if not examples:
+            continue
+        dataset = dataset_label(run["spec"]["dataset"]["name"], run["spec"]["dataset"]["params"])
+        for native_id, why in examples:
+            found.setdefault((dataset, str(native_id)), str(why))
+        missing = int(details.get("skipped_inputs", len(examples))) - len(examples)
+        short[dataset] = max(short.get(dataset, 0), missing)
+    with open(out, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["dataset", "id", "reason"])
+        writer.writerows([dataset, native_id, why] for (dataset, native_id), why in sorted(found.items()))
+    typer.echo(f"exported {len(found)} rejected rows to {out}", err=True)
+    for dataset, missing in sorted(short.items()):
+        if missing > 0:  # a record keeps the first rejected rows only: say so rather than look complete
+            typer.secho(f"warning: {dataset}: {missing} more rejected rows are counted but not listed", err=True)
 
 
 def _flat_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,10 @@ with one clear line; several CSV data sets in one grid kept apart."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,6 +77,12 @@ def test_a_csv_runs_through_a_grid_and_its_rejected_rows_are_reported(mols, tmp_
     assert reasons[int(rows[7]["mol_id"])].startswith("no label: ")
     for protocol in ("iid", "extrapolation-threshold", "scaffold"):
         assert "# csv/mols · gap · " + protocol in (out / f"csv-mols__gap__{protocol}.md").read_text()
+    # the rejected rows exported by `benchbase results --rejected`, once per dataset and id
+    exported = runner.invoke(app, ["results", "--store", str(store), "--rejected", str(tmp_path / "rejected.csv")])
+    assert exported.exit_code == 0 and "exported 3 rejected rows" in exported.output, exported.output
+    lines = (tmp_path / "rejected.csv").read_text().splitlines()
+    assert lines[0] == "dataset,id,reason" and len(lines) == 4
+    assert f"csv/mols,{rows[5]['mol_id']},SMILES rejected by RDKit: {REJECTED[0]!r}" in lines
 
 
 def test_defaults_infer_targets_kinds_metrics_and_ids(mols):
@@ -261,3 +269,80 @@ def test_a_csv_edited_in_place_gets_new_run_ids(mols, tmp_path):
     loading._datasets.clear()  # a new invocation builds the dataset afresh
     after = {run.run_id for run in load_grid(default_registry(), grid).runs}
     assert before.isdisjoint(after)  # the data is part of every run's identity
+
+
+def _dry_run(tmp_path: Path, data: bytes, params: dict, name: str = "mols.csv") -> Any:
+    path = tmp_path / name
+    path.write_bytes(data)
+    table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in {"path": str(path), **params}.items())
+    body = f'[params.dataset.csv]\n{table}\n[[study]]\ndatasets = ["csv"]\nprotocols = ["iid"]\nencoders = ["gin"]\n'
+    return runner.invoke(
+        app, ["run", "--grid", str(_grid(tmp_path, body)), "--store", str(tmp_path / "s"), "--dry-run"]
+    )
+
+
+ESOL = "smiles,logSolubility,logP\nCCO,-0.77,0.1\nc1ccccc1,-1.64,2.1\nCCN,0.5,-0.1\nCCCO,-0.1,0.3\n"
+
+
+@pytest.mark.parametrize(
+    "data, params, message",
+    [
+        # a bad cell in a second, inferred target column: reported, not the column silently dropped
+        (
+            ESOL.replace("2.1", "n.d.").encode(),
+            {},
+            "column 'logP' holds numbers but 'n.d.' at row 1 (line 3); correct the cell, or name the targets",
+        ),
+        # ... and in a second declared one, like the first
+        (
+            ESOL.replace("2.1", "n.d.").encode(),
+            {"targets": ["logSolubility", "logP"]},
+            "target column 'logP' is not numeric: 'n.d.' at row 1 (line 3)",
+        ),
+        # a repeated header: rejected at planning, not a KeyError in every run
+        (
+            ESOL.replace("logP", "logSolubility").encode(),
+            {},
+            "the header repeats column 'logSolubility' (columns 2, 3); give each column its own name",
+        ),
+        # a separator the sniffer cannot see and a wrong declared one: what to set
+        (
+            ESOL.replace(",", ";").encode(),
+            {"delimiter": ","},
+            'the header has one column only: set delimiter = ";" (or the file\'s separator)',
+        ),
+        (ESOL.encode("utf-16"), {}, "not UTF-8 text (byte 0xff at offset 0); save the file as UTF-8 CSV"),
+        (gzip.compress(ESOL.encode())[:30], {}, "a damaged gzip file"),
+        (ESOL.encode(), {"delimiter": ";;"}, "delimiter must be one character, got ';;'"),
+    ],
+    ids=[
+        "inferred-target",
+        "declared-target",
+        "duplicate-header",
+        "wrong-delimiter",
+        "utf16",
+        "damaged-gzip",
+        "long-delimiter",
+    ],  # fmt: skip
+)
+def test_bad_csv_files_stop_planning_with_one_line(synthetic_env, tmp_path, data, params, message):
+    result = _dry_run(tmp_path, data, params)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.mark.parametrize(
+    "data, params, name",
+    [
+        (ESOL.replace(",", ";").encode(), {}, "mols.csv"),  # semicolons, found in the header
+        (ESOL.replace(",", "\t").encode(), {"delimiter": "\t"}, "mols.tsv"),
+        (gzip.compress(ESOL.encode()), {}, "mols.csv.gz"),  # gzip, read as is
+    ],
+    ids=["semicolon", "tab", "gzip"],
+)
+def test_semicolon_tab_and_gzip_files_are_read(synthetic_env, tmp_path, data, params, name):
+    result = _dry_run(tmp_path, data, params, name)
+    assert result.exit_code == 0 and "total: 1 runs" in result.output, result.output
+    dataset = CsvDataset(path=str(tmp_path / name), **params)
+    assert [t.name for t in dataset.tasks] == ["logSolubility", "logP"] and dataset.name == "csv/mols"
+    assert dataset._table().labels["logP"].tolist() == [0.1, 2.1, -0.1, 0.3]

@@ -12,6 +12,8 @@ In a grid file::
     path = "molecules.csv"
     unit = { solubility = "log mol/L" }
 
+The separator is found in the header line (, ; tab or |) unless `delimiter` names it; a gzip
+file (``.csv.gz``) is read as is.
 Targets are every numeric column but the SMILES, id and split columns unless `targets` names them.
 A target whose labels are all 0/1 is a classification task unless `kind` (a table target -> kind)
 says otherwise; headline metrics (`metric`, a table too) default to mae (regression) and rocauc
@@ -20,7 +22,8 @@ are missing labels. Ids are the `id_column`'s values, else the row number (0 = f
 
 The file is read and featurised when the grid is planned (`SmilesDataset.check_available`; the
 cache, keyed on the file's content hash, then serves the runs), so that a missing column, a
-non-numeric or infinite label, a bad split value or a file with no usable molecule stops
+non-numeric or infinite label (in any target column, declared or inferred), a repeated column
+name, a bad split value or a file with no usable molecule stops
 ``benchbase run --dry-run`` with one line naming the file and the column; a missing file skips the
 dataset's runs, saying where it was looked for. Rows RDKit rejects or without a label are skipped,
 reported at planning, listed in every run record and never fatal unless nothing is left.
@@ -30,6 +33,8 @@ the dataset (``csv/<name>``), its cache file and its leaderboard tables.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
 import io
 import re
@@ -70,6 +75,15 @@ class _Table:
     split: list[str] | None
 
 
+def _sniff(text: str) -> str:
+    """The separator of the header line among , ; tab and | (a comma when none is clear)."""
+    first = text.split("\n", 1)[0]
+    try:
+        return csv.Sniffer().sniff(first, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
 def _row(i: int) -> str:
     return f"row {i} (line {i + 2})"
 
@@ -92,6 +106,9 @@ class CsvDataset(SmilesDataset):
             None, "str", "column of train / valid / test (empty: none), the official split used by iid"
         ),
         "workers": Param(1, "int", "processes that featurise on first use", min=1),
+        "delimiter": Param(
+            None, "str", "the field separator (one character); default: found in the header among , ; tab and |"
+        ),
     }
 
     def __init__(
@@ -106,6 +123,7 @@ class CsvDataset(SmilesDataset):
         metric: dict[str, str] | None = None,
         split_column: str | None = None,
         workers: int = 1,
+        delimiter: str | None = None,
     ) -> None:
         check_adapter_name("csv", name)
         super().__init__(
@@ -115,6 +133,7 @@ class CsvDataset(SmilesDataset):
         self.smiles_column, self.id_column, self.split_column = smiles_column, id_column, split_column
         self.targets = None if targets is None else list(targets)
         self.kind, self.unit, self.metric = kind, unit, metric
+        self.delimiter = delimiter
         self._table_cache: _Table | None = None
         self._check_parameters()
 
@@ -129,6 +148,8 @@ class CsvDataset(SmilesDataset):
         special = [c for c in (self.smiles_column, self.id_column, self.split_column) if c is not None]
         if len(set(special)) != len(special):
             raise PluginError(f"{self.where}: smiles_column, id_column and split_column must be different columns")
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise PluginError(f"{self.where}: delimiter must be one character, got {self.delimiter!r}")
         if self.targets is not None:
             if not self.targets or len(set(self.targets)) != len(self.targets):
                 raise PluginError(f"{self.where}: targets must name one or more different columns")
@@ -158,9 +179,18 @@ class CsvDataset(SmilesDataset):
             ) from None
         except OSError as exc:
             raise PluginError(f"{self.where}: cannot read {file}: {exc.strerror or exc}") from None
+        text = self._text(data)
+        delimiter = self.delimiter or _sniff(text)
+        header = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+        names = [c.strip() for c in header]
+        repeated = sorted({c for c in names if names.count(c) > 1})
+        if repeated:  # pandas would rename the second one (name.1), and every run would then fail
+            where = ", ".join(f"{c!r} (columns {', '.join(str(i + 1) for i, n in enumerate(names) if n == c)})"
+                              for c in repeated)  # fmt: skip
+            raise PluginError(f"{self.where}: the header repeats column {where}; give each column its own name")
         try:
-            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser and empty-file errors are ValueErrors
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=delimiter)
+        except ValueError as exc:  # pandas' parser and empty-file errors are ValueErrors
             raise PluginError(f"{self.where}: not a readable CSV file: {str(exc).strip()}") from None
         frame.columns = [str(c).strip() for c in frame.columns]
         if frame.empty:
@@ -174,13 +204,33 @@ class CsvDataset(SmilesDataset):
             split=self._split(frame),
         )
 
+    def _text(self, data: bytes) -> str:
+        """The file's text: gunzipped when it is gzip (by its magic bytes, whatever its name)."""
+        if data[:2] == b"\x1f\x8b":
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError) as exc:
+                raise PluginError(
+                    f"{self.where}: a damaged gzip file ({exc}); unpack it or download it again"
+                ) from None
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise PluginError(
+                f"{self.where}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); save the file as "
+                "UTF-8 CSV (plain or gzip-compressed)"
+            ) from None
+
     def _need_columns(self, frame: Any) -> None:
         named = [("smiles_column", self.smiles_column), ("id_column", self.id_column)]
         named += [("split_column", self.split_column)] + [("targets", t) for t in self.targets or []]
         for option, column in named:
             if column is not None and column not in frame.columns:
                 columns = list(frame.columns)
-                raise PluginError(f"{self.where}: no column {column!r} ({option}); the columns are {columns}")
+                hint = ""
+                if len(columns) == 1 and any(d in columns[0] for d in ";\t|,"):
+                    hint = '; the header has one column only: set delimiter = ";" (or the file\'s separator)'
+                raise PluginError(f"{self.where}: no column {column!r} ({option}); the columns are {columns}{hint}")
 
     def _ids(self, frame: Any) -> np.ndarray:
         if self.id_column is None:
@@ -216,6 +266,13 @@ class CsvDataset(SmilesDataset):
                 values, bad = self._numbers(frame, column)
                 if bad is None and np.isfinite(values).any():
                     out[column] = values
+                elif bad is not None and np.isfinite(values).any():
+                    # numbers with a bad cell: a target with a typo, not a text column; dropping it
+                    # would lose a task without a word
+                    raise PluginError(
+                        f"{self.where}: column {column!r} holds numbers but {frame[column].iloc[bad]!r} at "
+                        f"{_row(bad)}; correct the cell, or name the targets with targets = [...]"
+                    )
             if not out:
                 raise PluginError(
                     f"{self.where}: no numeric target column besides {self.smiles_column!r}; the columns are "
