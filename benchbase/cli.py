@@ -47,13 +47,18 @@ def friendly_errors(fn):
 
 
 def _warn_failed_plugins() -> None:
-    for failure in default_registry().failures:
+    registry = default_registry()
+    for failure in registry.failures:
         typer.secho(
             f"warning: plugin {failure.plugin!r} from {failure.distribution} {failure.version} failed to load: "
             f"{failure.error}",
             err=True,
             fg="yellow",
         )
+    for kind, name in sorted(registry.conflicts):
+        typer.secho(f"warning: {registry.conflict(kind, name)}", err=True, fg="yellow")
+    for misnamed in registry.misnamed:
+        typer.secho(f"warning: {misnamed.message()}", err=True, fg="yellow")
 
 
 @app.command()
@@ -64,6 +69,10 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON l
 
     registry = default_registry()
     rows = [e.info() for e in registry.listing()]
+    for (kind, name), owners in sorted(registry.conflicts.items()):  # listed, so that the clash is visible
+        description = "CONFLICT: registered by " + " and by ".join(owners)
+        rows.append({"kind": kind, "name": name, "plugin": None, "distribution": " / ".join(owners),
+                     "version": "", "description": description, "parameters": None, "conflict": owners})  # fmt: skip
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         _warn_failed_plugins()

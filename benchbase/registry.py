@@ -9,6 +9,7 @@ distribution (as pytest's ``-p``): for plugin development and tests.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata as metadata
 import os
@@ -109,13 +110,45 @@ class LoadFailure:
     error: str
 
 
+@dataclass(frozen=True)
+class Misnamed:
+    """A function in a plugin module named like a hook but not one (``register_encoder``): pluggy
+    ignores it, so the plugin would register nothing and say nothing."""
+
+    plugin: str
+    distribution: str
+    function: str
+    suggestion: str | None
+
+    def message(self) -> str:
+        hint = f"; did you mean {self.suggestion}?" if self.suggestion else ""
+        return f"plugin {self.plugin!r} ({self.distribution}) defines {self.function}, which is not a hook{hint}"
+
+
 @dataclass
 class Registry:
     entries: dict[tuple[str, str], Entry] = field(default_factory=dict)
     failures: list[LoadFailure] = field(default_factory=list)
     manager: pluggy.PluginManager | None = None
+    #: (kind, name) registered by more than one plugin -> who registered it ("dist (plugin 'p')"
+    #: each). Such a name is usable by nobody, but listing and every other name keep working.
+    conflicts: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    misnamed: list[Misnamed] = field(default_factory=list)
+
+    def conflict(self, kind: str, name: str) -> str | None:
+        """The one-line error for a name several plugins registered, or None."""
+        owners = self.conflicts.get((kind, name))
+        if not owners:
+            return None
+        return (
+            f"duplicate {kind} name {name!r}: provided by {' and by '.join(owners)}; uninstall one, or restrict "
+            "loading with BENCHBASE_PLUGINS"
+        )
 
     def get(self, kind: str, name: str) -> Entry:
+        clash = self.conflict(kind, name)
+        if clash:
+            raise DuplicateName(clash)
         try:
             return self.entries[(kind, name)]
         except KeyError:
@@ -184,12 +217,15 @@ def _make_register(registry: Registry, kind: str, source: _Source) -> Callable[.
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {source.plugin!r} registered a {kind} without a name")
         key = (kind, name)
+        here = f"{source.distribution} (plugin {source.plugin!r})"
+        if key in registry.conflicts:
+            registry.conflicts[key].append(here)
+            return
         if key in registry.entries:
-            other = registry.entries[key]
-            raise DuplicateName(
-                f"duplicate {kind} name {name!r}: provided by {other.distribution} (plugin {other.plugin!r}) "
-                f"and by {source.distribution} (plugin {source.plugin!r})"
-            )
+            # neither wins: which one a grid got would depend on the order of installation
+            other = registry.entries.pop(key)
+            registry.conflicts[key] = [f"{other.distribution} (plugin {other.plugin!r})", here]
+            return
         registry.entries[key] = Entry(
             kind, name, obj, source.plugin, source.distribution, source.version, description, param_spec
         )
@@ -199,7 +235,7 @@ def _make_register(registry: Registry, kind: str, source: _Source) -> Callable[.
 
 def _register_module(registry: Registry, manager: pluggy.PluginManager, module: ModuleType, source: _Source) -> None:
     """Register one plugin module's contributions all-or-nothing, so a failure leaves no half."""
-    staged = Registry(entries=dict(registry.entries))
+    staged = Registry(entries=dict(registry.entries), conflicts={k: list(v) for k, v in registry.conflicts.items()})
     manager.register(module, name=source.plugin)
     try:
         for kind, hook_name in _HOOK_OF_KIND.items():
@@ -216,7 +252,26 @@ def _register_module(registry: Registry, manager: pluggy.PluginManager, module: 
     for key in ours:
         if key[0] in ("protocol", "dataset") and metrics:
             staged.entries[key] = replace(staged.entries[key], covers=tuple(metrics))
-    registry.entries = staged.entries
+    registry.entries, registry.conflicts = staged.entries, staged.conflicts
+    registry.misnamed.extend(_misnamed_hooks(module, source))
+
+
+def _misnamed_hooks(module: ModuleType, source: _Source) -> list[Misnamed]:
+    """Functions of `module` that look meant as hooks but are none: marked ``@hookimpl`` under a
+    name no hook has, or defined in the module and named ``register_*`` like the hooks."""
+    hooks = [name for name in dir(hookspecs) if name.startswith("register_")]
+    found = []
+    for name, value in sorted(vars(module).items()):
+        if name in hooks or not callable(value) or isinstance(value, type):
+            continue
+        marked = hasattr(value, "benchbase_impl")
+        if marked and (getattr(value, "benchbase_impl", None) or {}).get("specname") in hooks:
+            continue  # a hook implemented under another name, as pluggy allows
+        defined_here = getattr(value, "__module__", None) == module.__name__
+        if marked or (defined_here and name.startswith("register_")):
+            close = difflib.get_close_matches(name, hooks, n=1)
+            found.append(Misnamed(source.plugin, source.distribution, name, close[0] if close else None))
+    return found
 
 
 def load_registry(extra_modules: list[ModuleType] | None = None) -> Registry:
@@ -240,8 +295,6 @@ def load_registry(extra_modules: list[ModuleType] | None = None) -> Registry:
             if isinstance(module, str):  # an entry point may name a module path as a string
                 module = importlib.import_module(module)
             _register_module(registry, manager, module, source)
-        except DuplicateName:
-            raise
         except PluginError as exc:
             registry.failures.append(LoadFailure(source.plugin, source.distribution, source.version, str(exc)))
         except Exception as exc:  # a broken third-party plugin must not take the others down
