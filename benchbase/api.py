@@ -9,6 +9,8 @@ domain-specific (what a node feature means, how a pretext label is made) lives i
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from benchbase.errors import PluginError
-from benchbase.metrics import task_metrics
+from benchbase.metrics import get_metric, task_metrics
 from benchbase.params import Param, declare, spec_of, validate
 from benchbase.types import (
     CAPABILITIES,
@@ -258,6 +260,9 @@ class Rebalancer(ABC):
     #: True for strategies that act only through `selection_weights` (data side): they need a
     #: pretext task that `uses_selection_weights`, and do nothing for a downstream loss.
     data_side: ClassVar[bool] = False
+    #: False for strategies whose `loss` cannot take ``multilabel=True``: the grid then skips, with
+    #: its reason, every run that would need it (classification tasks, a multi-label pretext task).
+    supports_multilabel: ClassVar[bool] = True
 
     def fit(self, class_counts: np.ndarray, num_samples: int | None = None) -> None:
         """Remember what the loss needs from the counts. `num_samples` is the number of labelled
@@ -275,6 +280,58 @@ class Rebalancer(ABC):
         return None
 
 
+#: The contract version that removes the deprecated forms adapted below (see the README's
+#: compatibility policy).
+REMOVED_IN = "2.0"
+
+
+def _deprecated(old: str, new: str, cls: type) -> None:
+    warnings.warn(
+        f"{cls.__module__}.{cls.__qualname__}: {old} is deprecated and removed in contract {REMOVED_IN}; use {new}",
+        DeprecationWarning,
+        stacklevel=4,  # the class statement of the plugin
+    )
+
+
+def _adapt_old_protocol(cls: type) -> None:
+    """Protocols written against contract 1.0's first forms keep working (with a warning): a
+    ``report(task, predictions, dataset, split)`` without `pretrain_pool`, and
+    ``leaderboard_metrics(task) -> ["test_mae", ...]`` in place of `leaderboard_columns`."""
+    report = cls.__dict__.get("report")
+    if report is not None:
+        parameters = list(inspect.signature(report).parameters.values())[1:]
+        takes_pool = any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "pretrain_pool" for p in parameters)
+        if not takes_pool and len(parameters) == 4:
+            _deprecated("report(task, predictions, dataset, split)", "report(..., split, pretrain_pool=None)", cls)
+
+            def adapted(self: Any, task: Any, predictions: Any, dataset: Any, split: Any, pretrain_pool: Any = None):
+                return report(self, task, predictions, dataset, split)
+
+            adapted.__doc__ = report.__doc__  # not functools.wraps: the signature shown must be the new one
+            cls.report = adapted
+    if "leaderboard_metrics" in cls.__dict__ and "leaderboard_columns" not in cls.__dict__:
+        _deprecated("leaderboard_metrics(task) -> ['test_mae', ...]", "leaderboard_columns(task) -> [Column]", cls)
+
+        def leaderboard_columns(self: Any, task: TaskInfo) -> list[Column]:
+            return [_column_of(key) for key in self.leaderboard_metrics(task)]
+
+        cls.leaderboard_columns = leaderboard_columns
+
+
+def _column_of(key: str) -> Column:
+    """``"<slice>_<metric>"`` as a `Column`: the metric is the longest known metric name that ends
+    the key (slice names may hold underscores too), else what follows the first underscore."""
+    parts = key.split("_")
+    for i in range(1, len(parts)):
+        try:
+            get_metric("_".join(parts[i:]))
+        except Exception:  # noqa: BLE001 - not a metric name: try a shorter one
+            continue
+        return Column("_".join(parts[:i]), "_".join(parts[i:]))
+    slice_name, _, metric = key.partition("_")
+    return Column(slice_name, metric or key)
+
+
 class Protocol(ABC):
     """A standard split of a dataset and the metrics reported on it. Built as ``cls(**params)``.
 
@@ -288,6 +345,7 @@ class Protocol(ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         declare(cls)
+        _adapt_old_protocol(cls)
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""

@@ -111,6 +111,7 @@ from benchbase.settings import (  # noqa: F401  (re-exported: the settings schem
     STAGE_SETTINGS,
     TRAINING,
 )
+from benchbase.types import SMILES
 
 KIND_OF_AXIS = {
     "datasets": "dataset",
@@ -473,6 +474,25 @@ def _check_pretraining(spec: dict, dataset: Any, pretraining: Any, where: str) -
         )
 
 
+def _capabilities(dataset: Any) -> set[str]:
+    """What `dataset` provides, as far as it can be used: 'smiles' only with a ``smiles()`` method
+    (older datasets declared the capability without one), so that a task needing it is skipped at
+    planning rather than failing every run."""
+    provides = set(dataset.provides)
+    if SMILES in provides and not callable(getattr(dataset, "smiles", None)):
+        provides.discard(SMILES)
+    return provides
+
+
+def _pretext_is_multilabel(registry: Registry, spec: dict) -> bool:
+    from benchbase import loading
+
+    try:
+        return bool(loading.build_pretext(registry, spec["pretext"]["name"], spec["pretext"]["params"]).is_multilabel())
+    except Exception:  # noqa: BLE001 - not buildable: `_check_buildable` reports it
+        return False
+
+
 def _skip_reason(registry: Registry, spec: dict, dataset: Any, pretraining: Any = None) -> str | None:
     if isinstance(dataset, str):
         return dataset
@@ -485,9 +505,12 @@ def _skip_reason(registry: Registry, spec: dict, dataset: Any, pretraining: Any 
     for kind, datasets in (("encoder", [dataset, *(d for d in pool if d is not dataset)]), ("pretext", pool)):
         name = spec[kind]["name"]
         for data in datasets:  # the encoder runs on both datasets, the pretext task on its pool
-            missing = set(getattr(registry.get(kind, name).obj, "requires", ())) - set(data.provides)
+            needed = set(getattr(registry.get(kind, name).obj, "requires", ()))
+            missing = needed - _capabilities(data)
             if missing:
                 which = f"dataset {dname!r}" if data is dataset else f"pretraining dataset {pname!r}"
+                if missing == {SMILES} & needed and SMILES in data.provides:
+                    return f"{kind} {name!r} needs smiles(), which {which} declares ('smiles') but does not define"
                 return f"{kind} {name!r} needs {sorted(missing)}, which {which} does not provide"
     encoder_cls = registry.get("encoder", spec["encoder"]["name"]).obj
     pretext_name = spec["pretext"]["name"]
@@ -514,6 +537,16 @@ def _skip_reason(registry: Registry, spec: dict, dataset: Any, pretraining: Any 
             why = "pretext 'none'" if pretext_name == NO_PRETEXT else f"pretext {pretext_name!r} has no class labels"
             return f"rebalancer has no class-labelled loss to act on ({why}, and every task is regression)"
         rebalancer_cls = registry.get("rebalancer", spec["rebalancer"]["name"]).obj
+        if not getattr(rebalancer_cls, "supports_multilabel", True):
+            # classification tasks train through one multi-label loss; so does a multi-label pretext task
+            if classification:
+                return (
+                    f"rebalancer {rebalancer_cls.name!r} does not support multi-label losses, which the "
+                    f"classification tasks of dataset {dname!r} use"
+                )
+            if labelled_pretext and _pretext_is_multilabel(registry, spec):
+                why = f"does not support multi-label losses, which pretext {pretext_name!r} uses"
+                return f"rebalancer {rebalancer_cls.name!r} {why}"
         if getattr(rebalancer_cls, "data_side", False):
             chooses = pretext_name != NO_PRETEXT and registry.get("pretext", pretext_name).obj.uses_selection_weights
             if not chooses:

@@ -15,7 +15,9 @@ What may be registered, and how it is built:
 =============== ============================================== ==================================
 kind            register(...)                                   built as
 =============== ============================================== ==================================
-dataset         ``register(name, factory, description="")``     ``factory(**params) -> Dataset``
+dataset         ``register(DatasetSubclass)``                    ``cls(**params)``
+dataset         ``register(name, factory, description="",       ``factory(**params) -> Dataset``
+                param_spec={...})``
 encoder         ``register(EncoderSubclass)``                    ``cls(features, **params)``
 pretext         ``register(PretextTaskSubclass)``                ``cls(**params)``
 rebalancer      ``register(RebalancerSubclass)``                 ``cls(**params)``
@@ -24,11 +26,16 @@ metric          ``register(MetricSubclass)``                     ``cls()``
 executor        ``register(ExecutorSubclass)``                   ``cls(jobs=N, **options)``
 =============== ============================================== ==================================
 
-Classes carry ``name``, ``description`` and ``defaults`` (their parameters and default values);
+Classes carry ``name``, ``description`` and ``param_spec`` (typed parameters, `benchbase.Param`;
+a plain ``defaults`` dict is the older form, its types inferred from the values);
 encoders and pretext tasks also ``requires`` (capabilities a dataset must provide, see
 `benchbase.api.Dataset.provides`). The interfaces are documented in `benchbase.api`; a plugin
 imports them, and all else it uses, from `benchbase` itself (the public API).
-Names are global: two plugins registering the same name of the same kind is an error.
+Names are global: two plugins registering the same name of the same kind make that name unusable
+(``benchbase plugins`` lists the conflict, naming both distributions; a command that uses the name
+stops with one line naming both). The contract's version is ``benchbase.CONTRACT_VERSION``; forms
+it deprecates keep working, with a `DeprecationWarning` naming the new form and the contract
+version that removes them (see the README's compatibility policy).
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ hookimpl = pluggy.HookimplMarker("benchbase")
 
 @hookspec
 def register_datasets(register: Callable[..., None]) -> None:
-    """Register datasets: ``register("qm9/homo_lumo_gap", factory, description="...")``.
+    """Register datasets: ``register(MyDataset)`` (name, description and parameters on the class), or
+    ``register("qm9/homo_lumo_gap", factory, description="...", param_spec={...})`` for a factory.
 
     ``factory(**params)`` returns a `benchbase.api.Dataset`; params come from the grid file.
     Construction must be cheap: load data lazily in ``Dataset.arrays()``.
@@ -73,8 +81,15 @@ def register_protocols(register: Callable[[type], None]) -> None:
 
 @hookspec
 def register_metrics(register: Callable[[type], None]) -> None:
-    """Register `benchbase.metrics.Metric` subclasses: ``register(PearsonPerGraph)``. A task names
-    its headline metric (`benchbase.api.TaskInfo.metric`); leaderboards look metrics up by name."""
+    """Register `benchbase.Metric` subclasses: ``register(PearsonPerGraph)``. A task names its
+    headline metric (`benchbase.api.TaskInfo.metric`); leaderboards look metrics up by name.
+
+    The interface: class attributes ``name`` (global among metrics), ``description``,
+    ``higher_is_better`` and ``kinds`` (the task kinds it applies to: "regression",
+    "classification", "labels"), and ``compute(self, pred: Predictions) -> float`` on one slice's
+    (label, prediction) pairs with finite labels, NaN where undefined. Optional, for speed on
+    resamples: ``graph_sums``/``finish`` (metrics of per-graph sums) or ``on_rows``. Keyword
+    parameters of ``__init__`` come from a leaderboard column's ``params``."""
 
 
 @hookspec
