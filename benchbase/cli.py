@@ -222,8 +222,22 @@ def run(
         err=True,
     )
     if not no_leaderboard:
-        write_leaderboards(results, leaderboard_out, registry.code_fingerprints())
-        typer.echo(f"leaderboards written to {leaderboard_out}/", err=True)
+        from benchbase.publish import foreign_tables
+
+        # a run merges into a leaderboard folder it did not make (the committed one, when run from a
+        # clone's root): tables it has no runs for, and the summaries over them, stay as they are
+        before = foreign_tables(leaderboard_out, []) if leaderboard_out.is_dir() else []
+        written = write_leaderboards(results, leaderboard_out, registry.code_fingerprints(), keep_foreign=True)
+        kept = sorted(set(before) - {p.name for p in written})
+        if kept:
+            typer.echo(
+                f"leaderboards: {len(written)} tables written to {leaderboard_out}/; {len(kept)} tables this store has "
+                f"no runs for, the index and FINDINGS.md left as they were (benchbase leaderboard --store {store} "
+                "--out DIR writes a complete folder from this store)",
+                err=True,
+            )
+        else:
+            typer.echo(f"leaderboards written to {leaderboard_out}/", err=True)
     if summary.failed:
         for label, error in summary.failures:
             typer.secho(f"failed: {label}: {error}", err=True, fg="red")

@@ -28,8 +28,25 @@ from benchbase.leaderboard import (
 from benchbase.store import FINISHED, Store
 
 
-def write_leaderboards(store: Store, out: Path | str, current_code: dict[str, set[str]] | None = None) -> list[Path]:
-    """Regenerate every table, the index, the plots, FINDINGS.md and ``results.jsonl``."""
+def foreign_tables(out: Path, tables: list[Table]) -> list[str]:
+    """Generated tables in `out` that none of `tables` replaces: results this store has no runs for
+    (the committed leaderboards of another, larger store, say)."""
+    names = {t.name for t in tables}
+    return sorted(
+        p.name for p in Path(out).glob("*.md") if p.stem not in names and p.name not in ("README.md", "FINDINGS.md")
+        and p.read_text().startswith(HEADER)
+    )  # fmt: skip
+
+
+def write_leaderboards(
+    store: Store, out: Path | str, current_code: dict[str, set[str]] | None = None, keep_foreign: bool = False
+) -> list[Path]:
+    """Regenerate every table, the index, the plots, FINDINGS.md and ``results.jsonl``.
+
+    With `keep_foreign` (after ``benchbase run``), a directory that already holds tables this store
+    has no runs for is merged into, never pruned: only the store's own tables and their plots are
+    written, and the index, FINDINGS.md and ``results.jsonl`` - which summarise every table there -
+    are left as they are (`benchbase leaderboard` regenerates a directory from one store)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = store.runs()
@@ -37,6 +54,8 @@ def write_leaderboards(store: Store, out: Path | str, current_code: dict[str, se
     if _up_to_date(out, digest):
         return sorted(p for p in out.glob("*.md") if p.name not in ("README.md", "FINDINGS.md"))
     tables = build_tables(store, runs)
+    if keep_foreign and foreign_tables(out, tables):
+        return _write_tables(store, out, tables)
     analyses = findings.analyses_by_grid(store)
     answered = findings.answers(tables, analyses)
     from_questions, families = _question_families(answered)
@@ -61,6 +80,20 @@ def write_leaderboards(store: Store, out: Path | str, current_code: dict[str, se
     with open(out / "results.jsonl", "w") as handle:
         for row in export_rows([r for r in runs if r["status"] in (FINISHED, "failed")], current_code):
             handle.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+    return written
+
+
+def _write_tables(store: Store, out: Path, tables: list[Table]) -> list[Path]:
+    """The store's own tables and their plots, nothing else touched."""
+    analyses = findings.analyses_by_grid(store)
+    from_questions, families = _question_families(findings.answers(tables, analyses))
+    written = []
+    for table in tables:
+        shown = findings.table_comparisons(table, findings.analysis_for(analyses, table.grids), from_questions)
+        table_plots = plots.table_plots(table, out / "plots")
+        path = out / f"{table.name}.md"
+        path.write_text(render_table(table, findings.render_comparisons(table, shown, families), table_plots))
+        written.append(path)
     return written
 
 
