@@ -12,6 +12,9 @@ table and the key, instead of answering nothing after the whole grid trained::
     rope = { mae = 0.01, spearman = 0.01 }
     # extra baselines of the paired comparisons under each table: factor -> baseline value
     baselines = { "train.task_weights" = { propensity = 1.0, bond_motion = 0.0 } }
+    # metrics added to every table of the grid, on the test slice, where they apply to the task
+    # (a plugin's metric, say): registered metric names
+    metrics = ["max_error"]
     # adding seeds until the comparisons are decided
     [analysis.until_decided]
     round = 2          # seeds added per round (an integer >= 1)
@@ -59,7 +62,7 @@ from typing import Any
 from benchbase.errors import GridError
 from benchbase.types import Column, TaskInfo
 
-ANALYSIS_KEYS = ("rope", "baselines", "until_decided")
+ANALYSIS_KEYS = ("rope", "baselines", "until_decided", "metrics")
 UNTIL_DECIDED_KEYS = ("round", "max_seeds", "budget")
 QUESTION_KEYS = (
     "id",
@@ -313,6 +316,12 @@ def _check_analysis(raw: Any, here: str, problems: _Problems) -> dict[str, Any]:
         table = _check_until_decided(raw["until_decided"], here, problems)
         if table is not None:
             out["until_decided"] = table
+    if "metrics" in raw:
+        names = _names(raw["metrics"])
+        if names is None:
+            problems.add(f"{here}: metrics must be a metric name or a list of them, got {raw['metrics']!r}")
+        else:
+            out["metrics"] = list(dict.fromkeys(names))
     return out
 
 
@@ -572,6 +581,9 @@ def check_declarations(registry: Any, grid: Any, raw: dict[str, Any], datasets: 
 
     whole = _Scope(runs, columns_of, partial=bool(unavailable))
     here = f"{where} [analysis]"
+    for name in analysis.get("metrics", []):
+        if name not in registry.names("metric"):
+            problems.add(f"{here}: metrics: unknown metric {name!r}; registered: {registry.names('metric')}")
     if "rope" in analysis and runs:
         columns = whole.columns()
         known = {c.metric for c in columns} | {c.name for c in columns}

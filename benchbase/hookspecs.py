@@ -89,7 +89,9 @@ def register_metrics(register: Callable[[type], None]) -> None:
     "classification", "labels"), and ``compute(self, pred: Predictions) -> float`` on one slice's
     (label, prediction) pairs with finite labels, NaN where undefined. Optional, for speed on
     resamples: ``graph_sums``/``finish`` (metrics of per-graph sums) or ``on_rows``. Keyword
-    parameters of ``__init__`` come from a leaderboard column's ``params``."""
+    parameters of ``__init__`` come from a leaderboard column's ``params``. A grid adds a metric to
+    every table of its runs with ``[analysis] metrics = ["name", ...]`` (test slice, tasks of the
+    kinds it applies to)."""
 
 
 @hookspec

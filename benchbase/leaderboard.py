@@ -184,9 +184,37 @@ def _columns(protocol: str, params: dict[str, Any], task: TaskInfo) -> list[Colu
     from benchbase.registry import default_registry
 
     try:
-        return default_registry().get("protocol", protocol).obj(**params).leaderboard_columns(task)
+        columns = list(default_registry().get("protocol", protocol).obj(**params).leaderboard_columns(task))
     except PluginError:  # the protocol's plugin is gone: its headline only
-        return [Column("test", task.metric)]
+        columns = [Column("test", task.metric)]
+    return _unique(columns)
+
+
+def _unique(columns: list[Column]) -> list[Column]:
+    """Each column once, in order: a protocol that lists its headline again (or a grid that adds a
+    metric the protocol shows already) gets one column, not two with the same name."""
+    seen: set[str] = set()
+    return [c for c in columns if not (c.name in seen or seen.add(c.name))]
+
+
+def _added_metrics(store: Store, grids: list[str], task: TaskInfo) -> list[Column]:
+    """The test-slice columns the tables' grids add (``[analysis] metrics``), where they apply."""
+    from benchbase.analysis import load_declarations
+
+    names: list[str] = []
+    for grid in store.grids():
+        if grid["name"] in grids:
+            analysis, _, _ = load_declarations((grid.get("analysis") or {}).get("analysis"), None, grid["name"])
+            names += analysis.get("metrics", [])
+    out = []
+    for name in dict.fromkeys(names):
+        try:
+            applies = task.kind in get_metric(name).kinds
+        except Exception:  # noqa: BLE001 - a metric whose plugin is gone is left out, as a protocol's is
+            applies = False
+        if applies:
+            out.append(Column("test", name))
+    return out
 
 
 def _choose_build(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str], list[str]]:
@@ -362,6 +390,8 @@ def build_tables(store: Store, runs: list[dict[str, Any]]) -> list[Table]:
         if not rows:
             continue
         columns = _columns(spec["protocol"]["name"], spec["protocol"]["params"], task)
+        grids = sorted({run["grid"] for run in finished if run.get("grid")})
+        columns = _unique(columns + _added_metrics(store, grids, task))
         differing = _differing([r.config for r in rows.values()])
         row_list = list(rows.values())
         evaluator.prepare_units(row_list, task.name, {c.slice for c in columns} | {c.per for c in columns if c.per})
@@ -393,7 +423,7 @@ def build_tables(store: Store, runs: list[dict[str, Any]]) -> list[Table]:
                 "numerics": spec.get("numerics"),
             },
             notes=notes,
-            grids=sorted({run["grid"] for run in finished if run.get("grid")}),
+            grids=grids,
             differing=differing,
         )
         tables.append(table)

@@ -201,7 +201,7 @@ BAD_CASES = {
     ),
     "unknown analysis key": (
         "[analysis]\nropes = { mae = 0.01 }\n",
-        "[analysis]: unknown key(s) ['ropes']; known: ['rope', 'baselines', 'until_decided']",
+        "[analysis]: unknown key(s) ['ropes']; known: ['rope', 'baselines', 'until_decided', 'metrics']",
         "",
     ),
     "misspelt analysis baseline": (
@@ -301,7 +301,7 @@ def test_stored_declarations_read_back_without_failing():
     assert any("[[question]] 3 (id 'ok'): id 'ok' is already the id" in p for p in problems)
     assert load_declarations(None, None) == ({}, [], [])
     assert load_declarations(5, {"id": "a"})[2] == [
-        "[analysis] must be a table with keys ['rope', 'baselines', 'until_decided'], got 5",
+        "[analysis] must be a table with keys ['rope', 'baselines', 'until_decided', 'metrics'], got 5",
         "[[question]] must be an array of tables ([[question]] blocks), got {'id': 'a'}",
     ]
 
