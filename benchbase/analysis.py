@@ -14,7 +14,7 @@ table and the key, instead of answering nothing after the whole grid trained::
     baselines = { "train.task_weights" = { propensity = 1.0, bond_motion = 0.0 } }
     # metrics added to every table of the grid, on the test slice, where they apply to the task
     # (a plugin's metric, say): registered metric names
-    metrics = ["max_error"]
+    metrics = ["pearson"]
     # adding seeds until the comparisons are decided
     [analysis.until_decided]
     round = 2          # seeds added per round (an integer >= 1)
