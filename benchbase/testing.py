@@ -5,8 +5,10 @@ One function per kind - `check_dataset`, `check_encoder`, `check_pretext`, `chec
 synthetic dataset that provides what it requires (or on the dataset given), and checks the contract:
 shapes, determinism for a seed, parameters that round-trip, unknown parameters rejected, objects
 that pickle (executors ship them to workers), and one training step. A failure raises
-`ConformanceError` naming the plugin and what is wrong. `check_registered(kind, name)` finds the
-plugin in the registry; `checkable(kind)` lists the registered names of a kind; `registered_by(module)`
+`ConformanceError` naming the plugin and what is wrong (an exception the plugin raises during a
+check too, named with the check). Every check of a plugin class takes ``params`` to build it with
+other values than its defaults. `check_registered(kind, name, params=...)` finds the plugin in the
+registry; `checkable(kind)` lists the registered names of a kind; `registered_by(module)`
 says what a plugin module registers.
 
 In a plugin's tests::
@@ -22,8 +24,10 @@ requirements go beyond them (SMILES, say) passes its own small dataset.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -51,7 +55,6 @@ from benchbase.api import (
     TaskInfo,
 )
 from benchbase.batching import TensorGraphs
-from benchbase.errors import GridError
 from benchbase.params import spec_of, validate
 from benchbase.splits import check_split
 
@@ -62,6 +65,30 @@ class ConformanceError(AssertionError):
 
 def _fail(what: str, message: str) -> None:
     raise ConformanceError(f"{what}: {message}")
+
+
+_KIND_OF_CHECK = {"check_dataset": "dataset", "check_encoder": "encoder", "check_pretext": "pretext task",
+                  "check_rebalancer": "rebalancer", "check_protocol": "protocol", "check_metric": "metric",
+                  "check_executor": "executor"}  # fmt: skip
+
+
+def _conformance(check: Callable[..., None]) -> Callable[..., None]:
+    """Whatever a plugin raises during a check becomes a `ConformanceError` naming the plugin and the
+    check, so that a plugin's test fails with what is wrong, not a bare exception from its insides."""
+
+    @functools.wraps(check)
+    def run(subject: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            check(subject, *args, **kwargs)
+        except ConformanceError:
+            raise
+        except Exception as exc:
+            name = getattr(subject, "name", "") or getattr(subject, "__name__", type(subject).__name__)
+            raise ConformanceError(
+                f"{_KIND_OF_CHECK[check.__name__]} {name!r}: {check.__name__} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    return run
 
 
 class SyntheticGraphs(Dataset):
@@ -182,6 +209,7 @@ def _same(a: Any, b: Any) -> bool:
     return a is None and b is None
 
 
+@_conformance
 def check_dataset(dataset: Dataset) -> None:
     """Arrays consistent (pointers, indices in range, categorical values below their vocabulary,
     targets shaped by level), ids unique, declared graph properties present and of length G."""
@@ -215,17 +243,20 @@ def check_dataset(dataset: Dataset) -> None:
         _fail(what, "features.has_pos must say whether arrays().pos is given")
 
 
-def check_encoder(cls: type[Encoder], dataset: Dataset | None = None) -> None:
+@_conformance
+def check_encoder(cls: type[Encoder], dataset: Dataset | None = None, params: dict[str, Any] | None = None) -> None:
     """Shapes of the embeddings, determinism for a seed, defaults that round-trip, unknown parameters
-    rejected, a mask token accepted, picklable, and one training step that changes the weights."""
+    rejected, a mask token accepted, picklable, and one training step that changes the weights.
+    `params` builds the encoder checked (default: its defaults)."""
     what = f"encoder {cls.name or cls.__name__!r}"
     dataset, graphs = _graphs(dataset)
     _needs(what, cls.requires, dataset)
     defaults = _defaults_round_trip(what, cls)
     _unknown_parameter_rejected(what, lambda **p: cls(dataset.features, **p))
-    encoder = _seeded(lambda: cls(dataset.features))
+    params = params or {}
+    encoder = _seeded(lambda: cls(dataset.features, **params))
     encoder.prepare(dataset)
-    twin = _seeded(lambda: cls(dataset.features, **defaults))
+    twin = _seeded(lambda: cls(dataset.features, **{**defaults, **params}))
     twin.prepare(dataset)
     batch = graphs.batch(torch.arange(min(6, graphs.num_graphs)))
     encoder.eval()
@@ -276,16 +307,23 @@ def _train_step(what: str, module: torch.nn.Module, loss_fn: Any, extra: list | 
         _fail(what, "one training step changed no weight: no gradient reaches the parameters")
 
 
-def check_pretext(cls: type[PretextTask], dataset: Dataset | None = None, encoder: Encoder | None = None) -> None:
+@_conformance
+def check_pretext(
+    cls: type[PretextTask],
+    dataset: Dataset | None = None,
+    encoder: Encoder | None = None,
+    params: dict[str, Any] | None = None,
+) -> None:
     """prepare on a pool, a head, a step with consistent logits / targets (or its own loss), class
-    counts that match the logits, determinism for a generator seed, picklable, one training step."""
+    counts that match the logits, determinism for a generator seed, picklable, one training step.
+    `params` builds the task checked (default: its defaults)."""
     what = f"pretext task {cls.name or cls.__name__!r}"
     dataset, graphs = _graphs(dataset)
     _needs(what, cls.requires, dataset)
     _defaults_round_trip(what, cls)
     _unknown_parameter_rejected(what, lambda **p: cls(**p))
     encoder = encoder if encoder is not None else _seeded(lambda: _MeanEncoder(dataset.features))
-    pretext = cls()
+    pretext = cls(**(params or {}))
     pool = np.arange(graphs.num_graphs)
     pretext.prepare(dataset, pool)
     head = _seeded(lambda: pretext.build_head(encoder))
@@ -353,13 +391,16 @@ def _check_evaluation_rounds(what: str, pretext: PretextTask, encoder: Any, head
                 _fail(what, f"a step given a selection of {selected} items must predict exactly those items")
 
 
-def check_rebalancer(cls: type[Rebalancer]) -> None:
-    """A finite differentiable loss for multiclass and multilabel logits, selection weights of one
-    per class (or None), determinism, defaults that round-trip, unknown parameters rejected."""
+@_conformance
+def check_rebalancer(cls: type[Rebalancer], params: dict[str, Any] | None = None) -> None:
+    """A finite differentiable loss for multiclass and multilabel logits (multiclass only where it
+    declares ``supports_multilabel = False``), selection weights of one per class (or None),
+    determinism, defaults that round-trip, unknown parameters rejected. `params` builds it."""
     what = f"rebalancer {cls.name or cls.__name__!r}"
     _defaults_round_trip(what, cls)
     _unknown_parameter_rejected(what, lambda **p: cls(**p))
-    rebalancer = cls()
+    params = params or {}
+    rebalancer = cls(**params)
     counts = np.array([500.0, 60.0, 5.0, 0.0])
     rebalancer.fit(counts)
     generator = torch.Generator().manual_seed(0)
@@ -376,25 +417,28 @@ def check_rebalancer(cls: type[Rebalancer]) -> None:
     weights = rebalancer.selection_weights()
     if weights is not None and (len(weights) != 4 or np.any(np.asarray(weights) < 0)):
         _fail(what, "selection_weights() must give one non-negative weight per class")
-    multilabel = cls()
-    multilabel.fit(np.array([10.0, 3.0]), num_samples=40)
-    labels = torch.tensor([[1.0, float("nan")], [0.0, 1.0], [1.0, 0.0]])
-    value = multilabel.loss(torch.zeros(3, 2, requires_grad=True), labels, multilabel=True)
-    if value.dim() != 0 or not torch.isfinite(value):
-        _fail(what, f"the multilabel loss (NaN = missing) must be a finite scalar, got {value}")
+    if getattr(cls, "supports_multilabel", True):  # else the grid never gives it a multilabel loss
+        multilabel = cls(**params)
+        multilabel.fit(np.array([10.0, 3.0]), num_samples=40)
+        labels = torch.tensor([[1.0, float("nan")], [0.0, 1.0], [1.0, 0.0]])
+        value = multilabel.loss(torch.zeros(3, 2, requires_grad=True), labels, multilabel=True)
+        if value.dim() != 0 or not torch.isfinite(value):
+            _fail(what, f"the multilabel loss (NaN = missing) must be a finite scalar, got {value}")
     _picklable(what, rebalancer)
 
 
-def check_protocol(cls: type[Protocol], dataset: Dataset | None = None) -> None:
+@_conformance
+def check_protocol(cls: type[Protocol], dataset: Dataset | None = None, params: dict[str, Any] | None = None) -> None:
     """Splits that are valid and deterministic for a seed, a report with finite metrics on perfect
-    predictions, and leaderboard columns whose slices it produces."""
+    predictions, and leaderboard columns whose slices it produces. `params` builds the protocol
+    checked (default: its defaults); `dataset` is the data it splits (default: small synthetic graphs)."""
     from benchbase.train import with_derived_slices
 
     what = f"protocol {cls.name or cls.__name__!r}"
     dataset, _ = _graphs(dataset)
     _defaults_round_trip(what, cls)
     _unknown_parameter_rejected(what, lambda **p: cls(**p))
-    protocol = cls()
+    protocol = cls(**(params or {}))
     if protocol.incompatibility(dataset):
         _fail(what, f"finds the check dataset incompatible: {protocol.incompatibility(dataset)}; pass one it accepts")
     task = protocol.task_of(dataset)
@@ -421,8 +465,10 @@ def check_protocol(cls: type[Protocol], dataset: Dataset | None = None) -> None:
     _picklable(what, protocol)
 
 
-def check_metric(cls: type) -> None:
-    """A finite value, and resampled values equal to recomputing the metric on each resample."""
+@_conformance
+def check_metric(cls: type, params: dict[str, Any] | None = None) -> None:
+    """A finite value, and resampled values equal to recomputing the metric on each resample.
+    `params` builds the metric checked (a leaderboard column's parameters)."""
     from benchbase.metrics import expand_resample
     from benchbase.stats import draw_units, unit_weights
 
@@ -440,7 +486,7 @@ def check_metric(cls: type) -> None:
         y = rng.normal(size=rows)
         p = y + rng.normal(scale=0.5, size=rows)
     pred = Predictions(y, p, graph)
-    metric = cls()
+    metric = cls(**(params or {}))
     value = metric(pred)
     if not np.isfinite(value):
         _fail(what, f"is not finite on ordinary predictions: {value}")
@@ -460,6 +506,7 @@ def _double(x: int) -> int:
     return 2 * x
 
 
+@_conformance
 def check_executor(cls: type, **options: Any) -> None:
     """Jobs' results come back under their keys, a failing job's exception comes back as its
     outcome, and the executor is empty afterwards."""
@@ -476,25 +523,41 @@ def check_executor(cls: type, **options: Any) -> None:
         _fail(what, f"a failing job's exception must be its outcome, got {outcomes.get('job:-1')!r}")
 
 
-def check_registered(kind: str, name: str, dataset: Dataset | None = None) -> None:
-    """Run the check of a registered plugin by kind and name."""
+def check_registered(
+    kind: str, name: str, dataset: Dataset | None = None, params: dict[str, Any] | None = None
+) -> None:
+    """Run the check of a registered plugin by kind and name, built with `params` (a dataset's: a
+    file-backed one needs its path; default: its defaults). Raises `ConformanceError` naming the
+    plugin and the check that failed, whatever the plugin raised."""
     from benchbase.registry import default_registry
 
     entry = default_registry().get(kind, name)
+    params = dict(params or {})
     if kind == "dataset":
         try:
-            built = entry.obj(**{k: p.default for k, p in (entry.param_spec or {}).items()})
-        except GridError as exc:
-            raise ConformanceError(f"dataset {name!r}: {exc}") from None
-        check_dataset(built)
+            built = entry.obj(**validate(entry.param_spec, params, f"dataset {name!r}"))
+            built.check_available()
+        except Exception as exc:  # noqa: BLE001 - a missing parameter, an unreadable file...: say which
+            shown = f" with {params}" if params else " with its defaults"
+            raise ConformanceError(
+                f"dataset {name!r}: building it{shown} failed: {type(exc).__name__}: {exc}"
+                + ("" if params else " (pass params=... with what it needs, a path say)")
+            ) from exc
+        try:
+            check_dataset(built)
+        except ConformanceError as exc:
+            if params:
+                raise
+            hint = " (checked with its defaults: pass params=... with what it needs, a path say)"
+            raise ConformanceError(f"{exc}{hint}") from exc
         return
     checks = {
-        "encoder": lambda: check_encoder(entry.obj, dataset),
-        "pretext": lambda: check_pretext(entry.obj, dataset),
-        "rebalancer": lambda: check_rebalancer(entry.obj),
-        "protocol": lambda: check_protocol(entry.obj, dataset),
-        "metric": lambda: check_metric(entry.obj),
-        "executor": lambda: check_executor(entry.obj),
+        "encoder": lambda: check_encoder(entry.obj, dataset, params=params),
+        "pretext": lambda: check_pretext(entry.obj, dataset, params=params),
+        "rebalancer": lambda: check_rebalancer(entry.obj, params=params),
+        "protocol": lambda: check_protocol(entry.obj, dataset, params=params),
+        "metric": lambda: check_metric(entry.obj, params=params),
+        "executor": lambda: check_executor(entry.obj, **params),
     }
     checks[kind]()
 

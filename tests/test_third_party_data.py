@@ -63,3 +63,26 @@ def test_a_path_that_cannot_be_hashed_is_warned_about_once(file_plugin_env, tmp_
     assert "3 runs (0 already finished)" in dry.output, dry.output  # planned; the plugin's own error comes later
     warnings = [r.getMessage() for r in caplog.records if "cannot hash" in r.getMessage()]
     assert len(warnings) == 1 and str(missing) in warnings[0] and "parameter source" in warnings[0], warnings
+
+
+def test_the_conformance_kit_takes_parameters_and_names_what_failed(file_plugin_env, tmp_path):
+    from benchbase.protocols import IID
+    from benchbase.testing import ConformanceError, check_protocol, check_registered
+
+    data = write_chains(tmp_path / "chains.csv", 40)
+    check_registered("dataset", "file/chains", params={"source": str(data)})  # a file-backed dataset, with its file
+    with pytest.raises(ConformanceError) as error:  # a directory for a file: named, not a raw IsADirectoryError
+        check_registered("dataset", "file/chains", params={"source": str(tmp_path)})
+    assert "dataset 'file/chains'" in str(error.value) and "IsADirectoryError" in str(error.value)
+    with pytest.raises(ConformanceError, match="dataset 'file/chains'.*pass params="):
+        check_registered("dataset", "file/chains")  # its defaults name no file
+    check_protocol(IID, params={"test_fraction": 0.3, "valid_fraction": 0.2})
+
+    class Broken(IID):
+        name = "broken-split"
+
+        def split(self, dataset, task, seed):
+            raise ValueError("no split today")
+
+    with pytest.raises(ConformanceError, match="protocol 'broken-split': check_protocol failed: ValueError: no split"):
+        check_protocol(Broken)
