@@ -368,10 +368,11 @@ def data_key(registry: Registry, component: dict[str, Any], dataset: Any) -> str
     else a hash of every file or directory its path parameters name, so that a third-party dataset
     whose file is edited in place never passes for the one already run (None when it has neither).
     A path that cannot be read is warned about once and left out of the key."""
-    if not isinstance(dataset, str):
-        key = dataset.content_key()
-        if key is not None:
-            return key
+    if isinstance(dataset, str):
+        return None  # not available here: its runs are skipped, saying why
+    key = dataset.content_key()
+    if key is not None:
+        return key
     name, params = component["name"], component["params"]
     hashed = {}
     for parameter in _path_parameters(registry, name, params):
