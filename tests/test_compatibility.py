@@ -74,3 +74,17 @@ def test_capabilities_are_checked_at_planning_and_skipped_with_reasons(old_env, 
     assert dry.output.count(reason) == 2, dry.output  # class-chains, with and without pretraining
     # what it can take still runs: a multiclass pretext loss on a regression dataset
     assert "total: 2 runs" in dry.output, dry.output
+
+
+def test_the_cli_shows_an_old_plugins_deprecations(synthetic_env):
+    import os
+    import subprocess
+
+    env = {**os.environ, "BENCHBASE_EXTRA_PLUGINS": "synthetic_plugin,old_contract_plugin"}
+    env.pop("PYTHONWARNINGS", None)
+    listing = subprocess.run(
+        [sys.executable, "-m", "benchbase.cli", "plugins"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert "DeprecationWarning" in listing.stderr and "removed in contract 2.0" in listing.stderr, listing.stderr
+    assert "old-iid" in listing.stdout
