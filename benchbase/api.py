@@ -289,7 +289,7 @@ def _deprecated(old: str, new: str, cls: type) -> None:
     warnings.warn(
         f"{cls.__module__}.{cls.__qualname__}: {old} is deprecated and removed in contract {REMOVED_IN}; use {new}",
         DeprecationWarning,
-        stacklevel=4,  # the class statement of the plugin
+        stacklevel=5,  # the plugin's class statement (through __init_subclass__ and ABCMeta.__new__)
     )
 
 

@@ -86,5 +86,5 @@ def test_the_cli_shows_an_old_plugins_deprecations(synthetic_env):
         [sys.executable, "-m", "benchbase.cli", "plugins"], env=env, capture_output=True, text=True, timeout=300
     )
     assert listing.returncode == 0, listing.stderr
-    assert "DeprecationWarning" in listing.stderr and "removed in contract 2.0" in listing.stderr, listing.stderr
+    assert "old_contract_plugin.py:" in listing.stderr and "removed in contract 2.0" in listing.stderr, listing.stderr
     assert "old-iid" in listing.stdout
