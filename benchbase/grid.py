@@ -363,13 +363,21 @@ def _hash_path(path: Path) -> str:
     return content_digest(path)
 
 
-def data_key(registry: Registry, component: dict[str, Any], dataset: Any) -> str | None:
+def data_key(
+    registry: Registry, component: dict[str, Any], dataset: Any, memo: dict[str, str | None] | None = None
+) -> str | None:
     """What enters a run's identity for its data: the plugin's `content_key()` when it gives one;
     else a hash of every file or directory its path parameters name, so that a third-party dataset
     whose file is edited in place never passes for the one already run (None when it has neither).
-    A path that cannot be read is warned about once and left out of the key."""
+    A path that cannot be read is warned about once and left out of the key. `memo` keeps the keys
+    of one grid's expansion: every combination and seed of a dataset shares them."""
     if isinstance(dataset, str):
         return None  # not available here: its runs are skipped, saying why
+    if memo is not None:
+        at = _canonical([component["name"], component["params"]])
+        if at not in memo:
+            memo[at] = data_key(registry, component, dataset)
+        return memo[at]
     key = dataset.content_key()
     if key is not None:
         return key
@@ -596,6 +604,7 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
         raise GridError(f"{where}: [executor] must hold one table of options per executor name")
     seen: set[str] = set()
     datasets_cache: dict = {}
+    data_keys: dict[str, str | None] = {}
     finetuned: set = set()
     built: set = set()
     for number, study in enumerate(studies, 1):
@@ -630,13 +639,13 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                     spec = make_spec(registry, chosen, point_params, train, seed, profile, here, point_origins)
                     dataset = _dataset(registry, spec, datasets_cache, here)
                     finetuned.add((spec["dataset"]["name"], _canonical(spec["dataset"]["params"])))
-                    key = data_key(registry, spec["dataset"], dataset)
+                    key = data_key(registry, spec["dataset"], dataset, data_keys)
                     if key is not None:
                         spec["data"] = key
                     pretraining = None
                     if "pretrain_dataset" in spec:
                         pretraining = _dataset(registry, spec, datasets_cache, here, "pretrain_dataset")
-                        key = data_key(registry, spec["pretrain_dataset"], pretraining)
+                        key = data_key(registry, spec["pretrain_dataset"], pretraining, data_keys)
                         if key is not None:
                             spec["pretrain_data"] = key
                     run = RunSpec(spec)
