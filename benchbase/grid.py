@@ -111,6 +111,7 @@ from benchbase.settings import (  # noqa: F401  (re-exported: the settings schem
     STAGE_SETTINGS,
     TRAINING,
 )
+from benchbase.specs import table_dataset
 from benchbase.types import SMILES
 
 KIND_OF_AXIS = {
@@ -124,7 +125,7 @@ PLUGIN_KINDS = ("dataset", "protocol", "encoder", "pretext", "rebalancer")
 NO_PRETEXT = "none"
 NO_REBALANCER = "none"
 TOP_LEVEL_KEYS = {"name", "profile", "seeds", "train", "params", "study", "analysis", "question", "executor"}
-STUDY_KEYS = set(KIND_OF_AXIS) | {"params", "sweep", "train"}
+STUDY_KEYS = set(KIND_OF_AXIS) | {"params", "sweep", "train", "metrics"}
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,10 @@ class Grid:
     executor: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The ``[[study]]`` (1-based) each run comes from (the first that produced it).
     study_of: dict[str, int] = field(default_factory=dict)
+    #: A study's ``metrics``: the tables (dataset, protocol) of its runs and the metrics it adds to
+    #: them, as ``{"dataset", "protocol", "metrics"}`` each (the grid's ``[analysis] metrics``
+    #: add to every table).
+    table_metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
 def default_grid_path() -> Path:
@@ -483,6 +488,18 @@ def _check_pretraining(spec: dict, dataset: Any, pretraining: Any, where: str) -
         )
 
 
+def _study_metrics(registry: Registry, value: Any, where: str) -> list[str]:
+    """A study's ``metrics``: registered metric names its tables add (a plugin's, say)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise GridError(f"{where}: metrics must be a list of metric names, got {value!r}")
+    for name in value:
+        if name not in registry.names("metric"):
+            raise GridError(f"{where}: metrics: unknown metric {name!r}; registered: {registry.names('metric')}")
+    return list(dict.fromkeys(value))
+
+
 def _capabilities(dataset: Any) -> set[str]:
     """What `dataset` provides, as far as it can be used: 'smiles' only with a ``smiles()`` method
     (older datasets declared the capability without one), so that a task needing it is skipped at
@@ -624,6 +641,7 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                     except GridError as exc:
                         raise GridError(f"{here} {axis}: {exc}") from None
             axes[kind] = values
+        added = _study_metrics(registry, study.get("metrics"), here)
         study_origins = dict(origins)
         params = _merge_params(base_params, study.get("params", {}), f"{here} [study.params", study_origins)
         _check_train(study.get("train", {}), f"{here} [study.train]", registry)
@@ -662,6 +680,14 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                     else:
                         grid.runs.append(run)
                         grid.study_of[run.run_id] = number
+                        if added:
+                            scope = {
+                                "dataset": table_dataset(spec),
+                                "protocol": spec["protocol"]["name"],
+                                "metrics": added,
+                            }
+                            if scope not in grid.table_metrics:
+                                grid.table_metrics.append(scope)
     from benchbase.analysis import check_declarations  # [analysis] and [[question]], against the runs
 
     # the fine-tuning datasets only: a dataset that is only pretrained on has no table to ask about

@@ -90,8 +90,8 @@ def register_metrics(register: Callable[[type], None]) -> None:
     (label, prediction) pairs with finite labels, NaN where undefined. Optional, for speed on
     resamples: ``graph_sums``/``finish`` (metrics of per-graph sums) or ``on_rows``. Keyword
     parameters of ``__init__`` come from a leaderboard column's ``params``. A grid adds a metric to
-    every table of its runs with ``[analysis] metrics = ["name", ...]`` (test slice, tasks of the
-    kinds it applies to)."""
+    every table of its runs with ``[analysis] metrics = ["name", ...]``, a study to the tables of
+    its runs with its own ``metrics`` key (test slice, tasks of the kinds the metric applies to)."""
 
 
 @hookspec

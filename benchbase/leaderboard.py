@@ -197,15 +197,20 @@ def _unique(columns: list[Column]) -> list[Column]:
     return [c for c in columns if not (c.name in seen or seen.add(c.name))]
 
 
-def _added_metrics(store: Store, grids: list[str], task: TaskInfo) -> list[Column]:
-    """The test-slice columns the tables' grids add (``[analysis] metrics``), where they apply."""
+def _added_metrics(store: Store, grids: list[str], task: TaskInfo, dataset: str, protocol: str) -> list[Column]:
+    """The test-slice columns the table's grids add, where they apply to its task: ``[analysis]
+    metrics`` to every table, a study's ``metrics`` to the tables of its runs."""
     from benchbase.analysis import load_declarations
 
     names: list[str] = []
     for grid in store.grids():
         if grid["name"] in grids:
-            analysis, _, _ = load_declarations((grid.get("analysis") or {}).get("analysis"), None, grid["name"])
+            declared = grid.get("analysis") or {}
+            analysis, _, _ = load_declarations(declared.get("analysis"), None, grid["name"])
             names += analysis.get("metrics", [])
+            for scope in declared.get("table_metrics") or []:
+                if isinstance(scope, dict) and scope.get("dataset") == dataset and scope.get("protocol") == protocol:
+                    names += [m for m in scope.get("metrics") or [] if isinstance(m, str)]
     out = []
     for name in dict.fromkeys(names):
         try:
@@ -391,7 +396,8 @@ def build_tables(store: Store, runs: list[dict[str, Any]]) -> list[Table]:
             continue
         columns = _columns(spec["protocol"]["name"], spec["protocol"]["params"], task)
         grids = sorted({run["grid"] for run in finished if run.get("grid")})
-        columns = _unique(columns + _added_metrics(store, grids, task))
+        added = _added_metrics(store, grids, task, table_dataset(spec), spec["protocol"]["name"])
+        columns = _unique(columns + added)
         differing = _differing([r.config for r in rows.values()])
         row_list = list(rows.values())
         evaluator.prepare_units(row_list, task.name, {c.slice for c in columns} | {c.per for c in columns if c.per})

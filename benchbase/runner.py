@@ -314,7 +314,12 @@ class GridRunner:
         self.store.record_grid(
             self.grid.name,
             self.grid.source,
-            {"analysis": self.grid.analysis, "questions": self.grid.questions, "seeds": self.grid.seeds},
+            {
+                "analysis": self.grid.analysis,
+                "questions": self.grid.questions,
+                "seeds": self.grid.seeds,
+                "table_metrics": self.grid.table_metrics,
+            },
         )
         return pending
 
