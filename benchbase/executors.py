@@ -67,9 +67,10 @@ class Executor(ABC):
         keeps in the store, or None."""
         return None
 
-    def attach(self, key: str, handle: str) -> bool:
+    def attach(self, key: str, handle: str, after: tuple[str, ...] = ()) -> bool:
         """Follow a job a previous driver submitted (found by its `handle`) instead of submitting it
-        again; False when that job cannot be followed (it is gone)."""
+        again, a job that waits for the jobs `after`; False when that job cannot be followed (it is
+        gone)."""
         return False
 
     def cancel(self, key: str) -> None:
