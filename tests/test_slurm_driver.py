@@ -124,3 +124,20 @@ def test_a_slurm_that_stays_silent_ends_the_driver_with_one_line(driver):
     with pytest.raises(GridError, match="Slurm has not answered for 0s .*Unable to contact slurm controller"):
         _drain(executor)
     assert executor.in_flight() == 3  # still followed by the next invocation (their ids are in the store)
+
+
+def test_job_scripts_run_the_configured_interpreter(tmp_path):
+    import sys
+
+    marker = tmp_path / "used"
+    python = tmp_path / "python"  # e.g. the environment's path as the compute nodes see it
+    python.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    executor = slurm_executor.SlurmExecutor(cluster="local", python=str(python), workdir=tmp_path)
+    assert "python" in slurm_executor.SlurmExecutor.param_spec  # an option of grids and --executor-option
+    executor.submit("run:x", abs, -3)
+    outcomes = []
+    while executor.in_flight():
+        outcomes += list(executor.completed(timeout=60))
+    assert outcomes == [("run:x", 3)]
+    assert "submitit.core._submit" in marker.read_text()
