@@ -349,3 +349,87 @@ def test_the_slurm_fixture_uses_and_cancels_only_its_own_cluster(slurm, tmp_path
         assert held in slurm.queue()  # stopping the other cluster cancelled nothing of this one
     finally:
         subprocess.run(["scancel", held], env=slurm.env, capture_output=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def running_ray():
+    """A Ray instance already running, as `ray start` leaves one, started without the tests' plugin
+    settings in its environment; its address; afterwards its own processes are stopped (never
+    `ray stop`, which stops every Ray instance of the machine)."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'benchbase[ray]')")
+    import tempfile
+
+    temp = Path(tempfile.mkdtemp(prefix="bbray"))  # short: Ray puts unix sockets in it
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCHBASE_", "RAY_")) and k != "PYTHONPATH"}
+    env["RAY_AUTH_MODE"] = "token"  # as the test's driver, which would not send a token otherwise
+    ports = [f"--port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}"]
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--num-cpus=2", f"--temp-dir={temp}",
+         "--include-dashboard=false", "--disable-usage-stats", "--block", *ports],
+        env=env, stdout=subprocess.DEVNULL, stderr=(temp / "start.log").open("w"), start_new_session=True,
+    )  # fmt: skip
+    address_file = temp / "ray_current_cluster"
+    deadline = time.time() + 120
+    while time.time() < deadline and head.poll() is None and not address_file.exists():
+        time.sleep(0.5)
+    try:
+        if not address_file.exists():
+            pytest.skip(f"a Ray head did not start: {(temp / 'start.log').read_text()[-300:]}")
+        yield address_file.read_text().strip()
+    finally:
+        _stop_group(head)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except OSError:
+            return
+        try:
+            process.wait(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.mark.slow
+def test_ray_joins_a_running_instance_and_its_workers_get_the_plugin_settings(running_ray, synthetic_env, tmp_path):
+    grid, store = tmp_path / "grid.toml", tmp_path / "store"
+    grid.write_text(ONE_STAGE)
+    # --jobs with an instance running (RAY_ADDRESS): joined as it is. Its workers were started
+    # without the synthetic plugin: they find it only through the job's runtime_env.
+    env = {"RAY_ADDRESS": running_ray, "RAY_AUTH_MODE": "token", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    done = _run(synthetic_env, grid, store, ["--executor", "ray", "--jobs", "2"], env)
+    assert done.returncode == 0, done.stderr
+    runs, _ = _records(store)
+    assert len(runs) == 4 and all(v[0] == "finished" for v in runs.values())
+    # address=auto (RAY_ADDRESS picks which instance): the same through the option.
+    auto = _run(synthetic_env, grid, tmp_path / "auto", ["--executor", "ray", "--executor-option", "address=auto"], env)
+    assert auto.returncode == 0, auto.stderr
+    again = _records(tmp_path / "auto")[0]
+    assert {k: v[:3] for k, v in again.items()} == {k: v[:3] for k, v in runs.items()}  # status, metrics
+
+
+@pytest.mark.slow
+def test_ray_without_gpus_refuses_a_cuda_grid_at_once(synthetic_env, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'benchbase[ray]')")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    grid = tmp_path / "grid.toml"
+    grid.write_text(ONE_STAGE)
+    args = ["--executor", "ray", "--jobs", "1", "--device", "cuda"]
+    done = _run(synthetic_env, grid, tmp_path / "store", args, {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"})
+    assert done.returncode == 2, done.stderr
+    assert "but the Ray cluster has 0 GPUs" in done.stderr and "Traceback" not in done.stderr
