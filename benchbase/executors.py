@@ -73,6 +73,11 @@ class Executor(ABC):
         gone)."""
         return False
 
+    def new_handles(self) -> list[tuple[str, str]]:
+        """``(key, handle)`` of jobs that reached the engine since the last call, later than their
+        `submit` (an engine that holds jobs back while its queue is full); the driver stores them."""
+        return []
+
     def cancel(self, key: str) -> None:
         """Give up a submitted job (its stage failed): it must not run, nor be reported."""
 

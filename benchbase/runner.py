@@ -445,6 +445,8 @@ class GridRunner:
                     self._run_done(self.runs[ident], outcome)
                 self.store.drop_submission(key)
                 self.store.release(key, self.owner)
+            for key, handle in self.executor.new_handles():  # held back by the engine, submitted now
+                self.store.record_submission(key, self.executor.name, handle)
             if self.foreign and time.monotonic() - last_look >= POLL_SECONDS:
                 self._look_at_foreign()
                 last_look = time.monotonic()

@@ -16,6 +16,11 @@ slurmctld restart, a timeout) tells nothing: the driver asks again with backoff,
 ``patience`` seconds with one line, leaving the jobs to the next invocation. A run is not reported
 before its stage: when the stage failed, the driver withdraws the run with the stage's reason.
 
+Submission: ``max_queued`` caps this grid's jobs in Slurm's queue (a per-user ``MaxSubmitJobs``, a
+fair share of ``MaxJobCount``); the rest wait in the driver, oldest first, and are submitted as jobs
+end. An sbatch refused for a limit or a busy slurmctld is tried again with backoff (for up to
+``patience`` seconds), not an error; a refusal for anything else (a wrong partition) is.
+
 Options (grid ``[executor.slurm]`` or ``--executor-option``): ``partition``, ``time`` (minutes per
 job), ``mem_gb``, ``account``, ``gpus`` (per GPU job), ``extra`` (more sbatch options, a table),
 ``folder`` (where job files go; default: ``slurm/`` in the store's shared directory), and
@@ -31,6 +36,7 @@ import builtins
 import re
 import subprocess
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +130,12 @@ def _final_state(job_id: str) -> str | None:
     return None
 
 
+#: sbatch's words for "not now" - a per-user or cluster-wide job limit, a busy or restarting
+#: slurmctld: the job waits and is submitted again; any other refusal means wrong options.
+BUSY = ("MaxSubmitJob", "job submit limit", "MaxJobCount", "temporarily unable", "temporarily unavailable",
+        "Socket timed out", "Unable to contact slurm controller")  # fmt: skip
+
+
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Failed|Diverged|Died)): (.*)$")
 
 
@@ -155,6 +167,7 @@ class SlurmExecutor(Executor):
         ),
         "python": Param(None, "str", "the interpreter job scripts run (default: the driver's, sys.executable)"),
         "patience": Param(3600, "number", "seconds the driver waits for a Slurm that does not answer", min=0),
+        "max_queued": Param(None, "int", "most of this grid's jobs in Slurm's queue at once (default: all)", min=1),
     }
     supports_dependencies = True
 
@@ -171,6 +184,7 @@ class SlurmExecutor(Executor):
         cluster: str = "slurm",
         python: str | None = None,
         patience: float = 3600,
+        max_queued: int | None = None,
         workdir: Path | None = None,
     ) -> None:
         try:
@@ -194,6 +208,11 @@ class SlurmExecutor(Executor):
         self._after: dict[str, tuple[str, ...]] = {}  # key -> keys of the jobs it waits for
         self._gone: dict[str, float] = {}  # key -> when it was first seen ended without a result
         self.patience = patience
+        self.max_queued = max_queued
+        self._backlog: deque[tuple[str, Job, Any, Resources, tuple[str, ...]]] = deque()  # not submitted yet
+        self._new_handles: list[tuple[str, str]] = []  # (key, job id) submitted since the driver last asked
+        self._refused_since: float | None = None
+        self._retry_wait, self._retry_at = POLL_SECONDS / 2, 0.0
 
     def _parameters(self, resources: Resources, after: list[str]) -> dict[str, Any]:
         s = self.settings
@@ -219,14 +238,41 @@ class SlurmExecutor(Executor):
     def submit(
         self, key: str, fn: Job, payload: Any, resources: Resources = Resources(), after: tuple[str, ...] = ()
     ) -> None:
-        waits = [self._jobs[k].job_id for k in after if k in self._jobs]
-        self._after[key] = tuple(k for k in after if k in self._jobs)
-        self.engine.update_parameters(**self._parameters(resources, waits))
-        try:
-            self._jobs[key] = self.engine.submit(_Requeueable(fn), payload)
-        except self.submitit.core.utils.FailedJobError as exc:  # sbatch refused it: the options are wrong
-            reason = " ".join(line for line in str(exc).splitlines() if "error" in line.lower()) or str(exc)
-            raise GridError(f"--executor slurm: the cluster refused the job: {reason}") from None
+        self._backlog.append((key, fn, payload, resources, after))
+        self._top_up()
+
+    def _top_up(self) -> None:
+        """Submit the jobs that wait, oldest first (a stage before its runs), while the queue has
+        room (``max_queued``) and Slurm takes them; a busy Slurm is asked again later, with backoff."""
+        while self._backlog and (self.max_queued is None or len(self._jobs) < self.max_queued):
+            if time.monotonic() < self._retry_at:
+                return
+            key, fn, payload, resources, after = self._backlog[0]
+            waits = [self._jobs[k].job_id for k in after if k in self._jobs]  # a stage over already: none
+            self.engine.update_parameters(**self._parameters(resources, waits))
+            try:
+                self._jobs[key] = self.engine.submit(_Requeueable(fn), payload)
+            except self.submitit.core.utils.FailedJobError as exc:
+                reason = " ".join(line for line in str(exc).splitlines() if "error" in line.lower()) or str(exc)
+                if not any(word.lower() in reason.lower() for word in BUSY):  # the options are wrong
+                    raise GridError(f"--executor slurm: the cluster refused the job: {reason}") from None
+                now = time.monotonic()
+                self._refused_since = self._refused_since or now
+                if now - self._refused_since >= self.patience:
+                    raise GridError(
+                        f"--executor slurm: the cluster has refused jobs for {self.patience:.0f}s: {reason}"
+                    ) from None
+                self._retry_wait = min(2 * self._retry_wait, MAX_POLL_SECONDS)
+                self._retry_at = now + self._retry_wait
+                return
+            self._backlog.popleft()
+            self._after[key] = tuple(k for k in after if k in self._jobs)
+            self._refused_since, self._retry_wait, self._retry_at = None, POLL_SECONDS / 2, 0.0
+            self._new_handles.append((key, str(self._jobs[key].job_id)))
+
+    def new_handles(self) -> list[tuple[str, str]]:
+        handles, self._new_handles = self._new_handles, []
+        return handles
 
     def handle(self, key: str) -> str | None:
         job = self._jobs.get(key)
@@ -261,6 +307,7 @@ class SlurmExecutor(Executor):
         )
 
     def cancel(self, key: str) -> None:
+        self._backlog = deque(waiting for waiting in self._backlog if waiting[0] != key)
         job = self._jobs.pop(key, None)
         self._after.pop(key, None)
         self._gone.pop(key, None)
@@ -268,7 +315,7 @@ class SlurmExecutor(Executor):
             job.cancel(check=False)
 
     def in_flight(self) -> int:
-        return len(self._jobs)
+        return len(self._jobs) + len(self._backlog)
 
     def _outcome(self, job: Any) -> Any:
         try:
@@ -315,7 +362,8 @@ class SlurmExecutor(Executor):
     def completed(self, timeout: float | None = None) -> Iterator[tuple[str, Any]]:
         deadline = None if timeout is None else time.monotonic() + timeout
         wait, unknown_since = POLL_SECONDS, None
-        while self._jobs:
+        while self._jobs or self._backlog:
+            self._top_up()  # room freed by jobs that ended, or a busy Slurm asked again
             try:
                 ended = self._ended()
                 wait, unknown_since = POLL_SECONDS, None
@@ -346,3 +394,4 @@ class SlurmExecutor(Executor):
         self._jobs.clear()
         self._after.clear()
         self._gone.clear()
+        self._backlog.clear()  # never submitted: the next invocation submits them

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-pytest.importorskip("submitit", reason="submitit is not installed (pip install 'benchbase[slurm]')")
+submitit = pytest.importorskip("submitit", reason="submitit is not installed (pip install 'benchbase[slurm]')")
 
 from benchbase import slurm_executor  # noqa: E402
 from benchbase.errors import GridError, WorkerDied  # noqa: E402
@@ -31,14 +31,17 @@ class FakeJob:
 
 
 class FakeEngine:
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.jobs = folder, []
+    def __init__(self, folder: Path, refusals: list[str] | None = None) -> None:
+        self.folder, self.jobs, self.refusals, self.dependencies = folder, [], refusals or [], []
 
     def update_parameters(self, **parameters) -> None:
-        pass
+        self.parameters = parameters
 
     def submit(self, fn, payload) -> FakeJob:
+        if self.refusals:  # what sbatch printed, as submitit raises it
+            raise submitit.core.utils.FailedJobError(self.refusals.pop(0))
         self.jobs.append(FakeJob(self.folder, len(self.jobs) + 1))
+        self.dependencies.append(self.parameters["additional_parameters"].get("dependency"))
         return self.jobs[-1]
 
 
@@ -141,3 +144,65 @@ def test_job_scripts_run_the_configured_interpreter(tmp_path):
         outcomes += list(executor.completed(timeout=60))
     assert outcomes == [("run:x", 3)]
     assert "submitit.core._submit" in marker.read_text()
+
+
+LIMIT = ("sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission failed: Job violates "
+         "accounting/QOS policy (job submit limit, user's size and/or time limits)")  # fmt: skip
+ALL_RUNNING = """echo "$5" | tr ',' '\\n' | sed 's/$/ RUNNING/'"""  # squeue -h -o '%i %T' -j IDS
+
+
+@pytest.fixture
+def capped(tmp_path, monkeypatch):
+    """A driver with room for 2 jobs in the queue; squeue lists every job without a result as running."""
+    monkeypatch.setattr(slurm_executor, "POLL_SECONDS", 0.05)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    _slurm_says(bin_dir, squeue=ALL_RUNNING)
+    executor = slurm_executor.SlurmExecutor(cluster="local", folder=str(tmp_path / "jobs"), max_queued=2)
+    executor.cluster = "slurm"
+    executor.engine = FakeEngine(tmp_path)
+    return executor
+
+
+def test_a_capped_queue_is_topped_up_as_jobs_end(capped):
+    executor, engine = capped, capped.engine
+    executor.submit("stage:s", print, {})
+    for run in "abcd":
+        executor.submit(f"run:{run}", print, {}, after=("stage:s",))
+    assert len(engine.jobs) == 2 and executor.in_flight() == 5  # the stage and run a; b, c, d wait
+    assert executor.handle("run:b") is None  # nothing to follow yet: not submitted
+    assert executor.new_handles() == [("stage:s", "1"), ("run:a", "2")]
+    seen, finished = [], 0
+    while executor.in_flight():
+        engine.jobs[finished].paths.result_pickle.write_bytes(b"")  # the oldest job ends
+        finished += 1
+        seen += list(_drain(executor))
+        assert len(engine.jobs) - finished <= 2  # never more than 2 in the queue
+    assert seen == ["stage:s", "run:a", "run:b", "run:c", "run:d"]
+    # Run a waited for the stage's job; the runs submitted after the stage succeeded wait for nothing.
+    assert engine.dependencies == [None, "afterok:1", None, None, None]
+    assert [key for key, _ in executor.new_handles()] == ["run:b", "run:c", "run:d"]
+
+
+def test_a_refused_submission_waits_and_is_submitted_again(capped):
+    executor, engine = capped, capped.engine
+    engine.refusals = [LIMIT, LIMIT]
+    executor.submit("run:x", print, {})  # refused: not an error, the job waits
+    assert engine.jobs == [] and executor.in_flight() == 1
+    while not engine.jobs:
+        assert _drain(executor) == {}
+    engine.jobs[0].paths.result_pickle.write_bytes(b"")
+    assert list(_drain(executor)) == ["run:x"] and executor.in_flight() == 0
+
+
+def test_a_submission_refused_for_wrong_options_stops_the_grid(capped):
+    capped.engine.refusals = ["sbatch: error: Batch job submission failed: Invalid partition name specified"]
+    with pytest.raises(GridError, match="the cluster refused the job: .*Invalid partition name"):
+        capped.submit("run:x", print, {})
+
+
+def test_a_cluster_refusing_jobs_for_longer_than_patience_stops_the_grid(capped):
+    capped.engine.refusals, capped.patience = [LIMIT] * 100, 0
+    with pytest.raises(GridError, match="has refused jobs for 0s: .*QOSMaxSubmitJobPerUserLimit"):
+        capped.submit("run:x", print, {})
