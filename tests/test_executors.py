@@ -433,3 +433,35 @@ def test_ray_without_gpus_refuses_a_cuda_grid_at_once(synthetic_env, tmp_path):
     done = _run(synthetic_env, grid, tmp_path / "store", args, {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"})
     assert done.returncode == 2, done.stderr
     assert "but the Ray cluster has 0 GPUs" in done.stderr and "Traceback" not in done.stderr
+
+
+SBATCH_LIMIT = """#!/bin/sh
+# sbatch under a per-user limit of {n} jobs in the queue, as MaxSubmitJobs sets one
+if [ "$({squeue} -h | wc -l)" -ge {n} ]; then
+    echo refused >> "{refusals}"
+    echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2
+    echo "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy (job submit limit)" >&2
+    exit 1
+fi
+exec {sbatch} "$@"
+"""
+
+
+@pytest.mark.slow
+def test_real_slurm_a_refused_submission_waits_for_room(slurm, synthetic_env, tmp_path):
+    bin_dir, refusals = tmp_path / "bin", tmp_path / "refusals"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "sbatch"
+    wrapper.write_text(SBATCH_LIMIT.format(n=2, squeue=shutil.which("squeue"), sbatch=shutil.which("sbatch"),
+                                           refusals=refusals))  # fmt: skip
+    wrapper.chmod(0o755)
+    env = {**synthetic_env, "SLURM_CONF": slurm.env["SLURM_CONF"], "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    grid, store = tmp_path / "grid.toml", tmp_path / "store"
+    grid.write_text(ONE_STAGE)
+    done = _run(env, grid, store, SLURM_ARGS, {})  # 5 jobs, room for 2: one invocation does them all
+    assert done.returncode == 0, done.stderr
+    runs, _ = _records(store)
+    assert len(runs) == 4 and all(v[0] == "finished" for v in runs.values())
+    assert refusals.exists()  # the limit was met (the third job is submitted while the stage starts)
+    job_ids = {p.name.split("_")[0] for p in (store / "engines" / "slurm").glob("*_submitted.pkl")}
+    assert len(job_ids) == 5
