@@ -212,6 +212,8 @@ class SlurmExecutor(Executor):
         self._backlog: deque[tuple[str, Job, Any, Resources, tuple[str, ...]]] = deque()  # not submitted yet
         self._new_handles: list[tuple[str, str]] = []  # (key, job id) submitted since the driver last asked
         self._refused_since: float | None = None
+        self._unknown_since: float | None = None  # since when squeue has not answered
+        self._wait = POLL_SECONDS  # between looks at the queue
         self._retry_wait, self._retry_at = POLL_SECONDS / 2, 0.0
 
     def _parameters(self, resources: Resources, after: list[str]) -> dict[str, Any]:
@@ -361,17 +363,17 @@ class SlurmExecutor(Executor):
 
     def completed(self, timeout: float | None = None) -> Iterator[tuple[str, Any]]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        wait, unknown_since = POLL_SECONDS, None
         while self._jobs or self._backlog:
             self._top_up()  # room freed by jobs that ended, or a busy Slurm asked again
             try:
                 ended = self._ended()
-                wait, unknown_since = POLL_SECONDS, None
+                self._wait, self._unknown_since = POLL_SECONDS, None
             except QueueUnknown as exc:  # nothing learnt: ask again later, more slowly
-                unknown_since = unknown_since or time.monotonic()
-                if time.monotonic() - unknown_since >= self.patience:
+                # Kept across calls: a driver that also watches other drivers' jobs calls with a timeout.
+                self._unknown_since = self._unknown_since or time.monotonic()
+                if time.monotonic() - self._unknown_since >= self.patience:
                     raise self._gave_up(exc) from None
-                ended, wait = {}, min(2 * wait, MAX_POLL_SECONDS)
+                ended, self._wait = {}, min(2 * self._wait, MAX_POLL_SECONDS)
             if ended:
                 for key, state in ended.items():
                     job = self._jobs.pop(key, None)
@@ -386,6 +388,7 @@ class SlurmExecutor(Executor):
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 return
+            wait = self._wait
             time.sleep(wait if deadline is None else max(0.0, min(wait, deadline - time.monotonic())))
 
     def close(self) -> None:

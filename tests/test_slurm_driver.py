@@ -206,3 +206,13 @@ def test_a_cluster_refusing_jobs_for_longer_than_patience_stops_the_grid(capped)
     capped.engine.refusals, capped.patience = [LIMIT] * 100, 0
     with pytest.raises(GridError, match="has refused jobs for 0s: .*QOSMaxSubmitJobPerUserLimit"):
         capped.submit("run:x", print, {})
+
+
+def test_patience_counts_across_short_waits(driver, monkeypatch):
+    """The driver also watching another driver's jobs asks with a timeout: silence still adds up."""
+    executor, bin_dir = driver
+    executor.patience = 0.3
+    _slurm_says(bin_dir, squeue="exit 1")
+    with pytest.raises(GridError, match="Slurm has not answered"):
+        for _ in range(20):
+            list(executor.completed(timeout=0.05))
