@@ -67,10 +67,16 @@ class Executor(ABC):
         keeps in the store, or None."""
         return None
 
-    def attach(self, key: str, handle: str) -> bool:
+    def attach(self, key: str, handle: str, after: tuple[str, ...] = ()) -> bool:
         """Follow a job a previous driver submitted (found by its `handle`) instead of submitting it
-        again; False when that job cannot be followed (it is gone)."""
+        again, a job that waits for the jobs `after`; False when that job cannot be followed (it is
+        gone)."""
         return False
+
+    def new_handles(self) -> list[tuple[str, str]]:
+        """``(key, handle)`` of jobs that reached the engine since the last call, later than their
+        `submit` (an engine that holds jobs back while its queue is full); the driver stores them."""
+        return []
 
     def cancel(self, key: str) -> None:
         """Give up a submitted job (its stage failed): it must not run, nor be reported."""

@@ -288,6 +288,7 @@ class GridRunner:
         self.foreign: dict[str, Any] = {}  # jobs another driver holds: key -> run or stage id
         self.ready_stages: set[str] = set()
         self.mine: set[str] = set()  # stages this driver submitted
+        self.submitted: set[str] = set()  # jobs this driver submitted afresh (not followed)
         self.dependents: dict[str, list[RunSpec]] = defaultdict(list)  # submitted behind a stage (engines)
         self.settled: set[str] = set()  # runs recorded already (their outcome, if it comes, is ignored)
         self.done = 0
@@ -377,8 +378,14 @@ class GridRunner:
     def _submit(self, key: str, fn: Any, payload: dict, resources: Resources, after: tuple[str, ...] = ()) -> None:
         """Submit a job, or follow the one a previous driver submitted for it (kept in the store)."""
         handle = self.store.submission(key, self.executor.name)
-        if handle is not None and self.executor.attach(key, handle):
-            return
+        if handle is not None and self.executor.attach(key, handle, after):
+            if not any(k in self.submitted for k in after):
+                return
+            # Its stage was submitted again (the old stage job died while no driver watched): the
+            # old job waits for a stage that will never succeed, so it goes, and a new one waits for
+            # the new stage.
+            self.executor.cancel(key)
+        self.submitted.add(key)
         self.executor.submit(key, fn, payload, resources, after)
         handle = self.executor.handle(key)
         if handle is not None:
@@ -443,6 +450,8 @@ class GridRunner:
                     self._run_done(self.runs[ident], outcome)
                 self.store.drop_submission(key)
                 self.store.release(key, self.owner)
+            for key, handle in self.executor.new_handles():  # held back by the engine, submitted now
+                self.store.record_submission(key, self.executor.name, handle)
             if self.foreign and time.monotonic() - last_look >= POLL_SECONDS:
                 self._look_at_foreign()
                 last_look = time.monotonic()

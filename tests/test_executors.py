@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -84,9 +85,16 @@ def _records(store: Path) -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The grid once with the in-process executor: what every executor must reproduce."""
+def reference():
+    """The grid's finished metrics with the in-process executor (`--jobs 1`), what every executor
+    must reproduce; filled by the first test that needs it, whichever tests were selected."""
     return {}
+
+
+def _local_metrics(env: dict, grid: Path, store: Path) -> dict:
+    done = _run(env, grid, store, ["--jobs", "1"], {})
+    assert done.returncode == 1, done.stderr
+    return {k: v[2] for k, v in _records(store)[0].items() if v[0] == "finished"}
 
 
 @pytest.mark.parametrize("name", ["local-1", "local-2", "ray", "submitit-local", "slurm"])
@@ -111,8 +119,9 @@ def test_every_executor_runs_the_same_grid_the_same_way(name, synthetic_env, tmp
             assert stages[stage_id][0] == "finished"
             assert details["started_at"] >= stages[stage_id][1]["finished_at"]
     metrics = {k: v[2] for k, v in finished.items()}
-    if not reference:
-        reference.update(metrics)
+    if not reference:  # also under -k slurm: compared with a local run, never with itself
+        reference.update(metrics if name == "local-1" else _local_metrics(synthetic_env, grid, tmp_path / "local"))
+    assert len(reference) == 4
     assert metrics == reference  # same run ids, bit for bit the same numbers, whatever the executor
 
 
@@ -240,3 +249,219 @@ def test_dry_run_estimates_cost_from_calibration_then_from_the_store(synthetic_e
     grid.write_text(more)
     after = runner.invoke(app, ["run", "--grid", str(grid), "--dry-run", "--store", str(store)])
     assert "[from finished runs in the store]" in after.output
+
+
+ONE_STAGE = GRID.split("[[study]]\n")[0] + "[[study]]\n" + GRID.split("[[study]]\n")[1]  # 1 stage, 4 runs
+SLURM_ARGS = ["--executor", "slurm", "--executor-option", "mem_gb=0.25"]
+
+SQUEUE_HICCUP = """#!/bin/sh
+# squeue failing its first {n} calls, as while slurmctld restarts, then the real one
+count=$(cat "{counter}" 2>/dev/null || echo 0)
+echo $((count + 1)) > "{counter}"
+if [ "$count" -lt {n} ]; then
+    echo "slurm_load_jobs error: Socket timed out on send/recv operation" >&2
+    exit 1
+fi
+exec {real} "$@"
+"""
+
+
+@pytest.mark.slow
+def test_real_slurm_a_failing_squeue_changes_nothing(slurm, synthetic_env, tmp_path):
+    bin_dir, counter = tmp_path / "bin", tmp_path / "squeue-calls"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "squeue"
+    wrapper.write_text(SQUEUE_HICCUP.format(n=5, counter=counter, real=shutil.which("squeue")))
+    wrapper.chmod(0o755)
+    env = {**synthetic_env, "SLURM_CONF": slurm.env["SLURM_CONF"], "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    grid, store = tmp_path / "grid.toml", tmp_path / "store"
+    grid.write_text(ONE_STAGE)
+    done = _run(env, grid, store, SLURM_ARGS, {})
+    assert done.returncode == 0, done.stderr
+    runs, stages = _records(store)
+    assert len(runs) == 4 and all(v[0] == "finished" for v in runs.values())
+    assert [v[0] for v in stages.values()] == ["finished"]
+    assert int(counter.read_text()) >= 1  # the driver met the failing squeue (and went on)
+    job_ids = {p.name.split("_")[0] for p in (store / "engines" / "slurm").glob("*_submitted.pkl")}
+    assert len(job_ids) == 5  # 1 stage and 4 runs, none submitted twice
+
+
+@pytest.mark.slow
+def test_real_slurm_a_stage_job_killed_while_the_driver_is_down_is_recovered(slurm, synthetic_env, tmp_path):
+    env = {**synthetic_env, "SLURM_CONF": slurm.env["SLURM_CONF"]}
+    grid, store = tmp_path / "grid.toml", tmp_path / "store"
+    grid.write_text(ONE_STAGE)
+    command = [sys.executable, "-m", "benchbase.cli", "run", "--grid", str(grid), "--store", str(store),
+               "--no-leaderboard", *SLURM_ARGS]  # fmt: skip
+    slurm.node("DRAIN")  # no job starts: the stage job is surely unfinished when it is killed
+    try:
+        driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while time.time() < deadline and len(_submissions(store)) < 5:
+            time.sleep(0.5)
+        driver.kill()
+        driver.wait()
+        before = _submissions(store)
+        assert len(before) == 5, before
+        stage_job = next(job for key, job in before.items() if key.startswith("stage:"))
+        subprocess.run(["scancel", stage_job], env=env, check=True)  # dies while no driver watches
+    finally:
+        slurm.node("RESUME")
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    runs, _ = _records(store)
+    assert len(runs) == 4 and all(v[0] == "finished" for v in runs.values())
+    old_runs = {job for key, job in before.items() if key.startswith("run:")}
+    assert not old_runs & set(slurm.queue())  # none left waiting for the dead stage
+
+
+@pytest.mark.slow
+def test_real_slurm_runs_killed_with_their_stage_fail_with_its_reason(synthetic_env, tmp_path):
+    """kill_invalid_depend: Slurm itself ends the runs of a failed stage, in the same poll as the stage."""
+    pytest.importorskip("submitit", reason="submitit is not installed (pip install 'benchbase[slurm]')")
+    cluster = Cluster(tmp_path / "cluster", settings=("DependencyParameters=kill_invalid_depend",))
+    try:
+        reason = cluster.start()
+        if reason:
+            pytest.skip(reason)
+        grid, store = tmp_path / "grid.toml", tmp_path / "store"
+        grid.write_text(GRID.split("[[study]]\n")[0] + "[[study]]\n" + GRID.split("[[study]]\n")[2])
+        done = _run({**synthetic_env, "SLURM_CONF": cluster.env["SLURM_CONF"]}, grid, store, SLURM_ARGS, {})
+    finally:
+        cluster.stop()
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    runs, stages = _records(store)
+    assert [v[0] for v in stages.values()] == ["failed"] and len(runs) == 2
+    for status, error, *_ in runs.values():
+        assert status == "failed" and "its pretraining stage" in error and "planted failure" in error
+
+
+@pytest.mark.slow
+def test_the_slurm_fixture_uses_and_cancels_only_its_own_cluster(slurm, tmp_path):
+    held = subprocess.run(["sbatch", "--hold", "--mem=50M", "--wrap", "sleep 300"], env=slurm.env,
+                          capture_output=True, text=True, check=True).stdout.split()[-1]  # fmt: skip
+    try:
+        other = Cluster(tmp_path / "other")
+        other.ports["slurmctld"] = slurm.ports["slurmctld"]  # a port another slurmctld holds
+        reason = other.start()
+        other.stop()
+        assert reason is not None and "Address already in use" in reason
+        assert held in slurm.queue()  # stopping the other cluster cancelled nothing of this one
+    finally:
+        subprocess.run(["scancel", held], env=slurm.env, capture_output=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def running_ray():
+    """A Ray instance already running, as `ray start` leaves one, started without the tests' plugin
+    settings in its environment; its address; afterwards its own processes are stopped (never
+    `ray stop`, which stops every Ray instance of the machine)."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'benchbase[ray]')")
+    import tempfile
+
+    temp = Path(tempfile.mkdtemp(prefix="bbray"))  # short: Ray puts unix sockets in it
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCHBASE_", "RAY_")) and k != "PYTHONPATH"}
+    env["RAY_AUTH_MODE"] = "token"  # as the test's driver, which would not send a token otherwise
+    ports = [f"--port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}"]
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--num-cpus=2", f"--temp-dir={temp}",
+         "--include-dashboard=false", "--disable-usage-stats", "--block", *ports],
+        env=env, stdout=subprocess.DEVNULL, stderr=(temp / "start.log").open("w"), start_new_session=True,
+    )  # fmt: skip
+    address_file = temp / "ray_current_cluster"
+    deadline = time.time() + 120
+    while time.time() < deadline and head.poll() is None and not address_file.exists():
+        time.sleep(0.5)
+    try:
+        if not address_file.exists():
+            pytest.skip(f"a Ray head did not start: {(temp / 'start.log').read_text()[-300:]}")
+        yield address_file.read_text().strip()
+    finally:
+        _stop_group(head)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except OSError:
+            return
+        try:
+            process.wait(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.mark.slow
+def test_ray_joins_a_running_instance_and_its_workers_get_the_plugin_settings(running_ray, synthetic_env, tmp_path):
+    grid, store = tmp_path / "grid.toml", tmp_path / "store"
+    grid.write_text(ONE_STAGE)
+    # --jobs with an instance running (RAY_ADDRESS): joined as it is. Its workers were started
+    # without the synthetic plugin: they find it only through the job's runtime_env.
+    env = {"RAY_ADDRESS": running_ray, "RAY_AUTH_MODE": "token", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    done = _run(synthetic_env, grid, store, ["--executor", "ray", "--jobs", "2"], env)
+    assert done.returncode == 0, done.stderr
+    runs, _ = _records(store)
+    assert len(runs) == 4 and all(v[0] == "finished" for v in runs.values())
+    # address=auto (RAY_ADDRESS picks which instance): the same through the option.
+    auto = _run(synthetic_env, grid, tmp_path / "auto", ["--executor", "ray", "--executor-option", "address=auto"], env)
+    assert auto.returncode == 0, auto.stderr
+    again = _records(tmp_path / "auto")[0]
+    assert {k: v[:3] for k, v in again.items()} == {k: v[:3] for k, v in runs.items()}  # status, metrics
+
+
+@pytest.mark.slow
+def test_ray_without_gpus_refuses_a_cuda_grid_at_once(synthetic_env, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'benchbase[ray]')")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    grid = tmp_path / "grid.toml"
+    grid.write_text(ONE_STAGE)
+    args = ["--executor", "ray", "--jobs", "1", "--device", "cuda"]
+    done = _run(synthetic_env, grid, tmp_path / "store", args, {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"})
+    assert done.returncode == 2, done.stderr
+    assert "but the Ray cluster has 0 GPUs" in done.stderr and "Traceback" not in done.stderr
+
+
+SBATCH_LIMIT = """#!/bin/sh
+# sbatch under a per-user limit of {n} jobs in the queue, as MaxSubmitJobs sets one
+if [ "$({squeue} -h | wc -l)" -ge {n} ]; then
+    echo refused >> "{refusals}"
+    echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2
+    echo "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy (job submit limit)" >&2
+    exit 1
+fi
+exec {sbatch} "$@"
+"""
+
+
+@pytest.mark.slow
+def test_real_slurm_a_refused_submission_waits_for_room(slurm, synthetic_env, tmp_path):
+    bin_dir, refusals = tmp_path / "bin", tmp_path / "refusals"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "sbatch"
+    wrapper.write_text(SBATCH_LIMIT.format(n=2, squeue=shutil.which("squeue"), sbatch=shutil.which("sbatch"),
+                                           refusals=refusals))  # fmt: skip
+    wrapper.chmod(0o755)
+    env = {**synthetic_env, "SLURM_CONF": slurm.env["SLURM_CONF"], "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    grid, store = tmp_path / "grid.toml", tmp_path / "store"
+    grid.write_text(ONE_STAGE)
+    done = _run(env, grid, store, SLURM_ARGS, {})  # 5 jobs, room for 2: one invocation does them all
+    assert done.returncode == 0, done.stderr
+    runs, _ = _records(store)
+    assert len(runs) == 4 and all(v[0] == "finished" for v in runs.values())
+    assert refusals.exists()  # the limit was met (the third job is submitted while the stage starts)
+    job_ids = {p.name.split("_")[0] for p in (store / "engines" / "slurm").glob("*_submitted.pkl")}
+    assert len(job_ids) == 5

@@ -1,0 +1,218 @@
+"""The Slurm driver's reading of the queue, against scripted answers of squeue, sacct and scontrol
+(scripts on PATH, as the real commands are found) and jobs that leave result files where submitit
+would: what an unreachable slurmctld, a purged job, and runs ended by Slurm with their failed stage
+(``kill_invalid_depend``) look like to the driver. The real cluster's tests are in test_executors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+submitit = pytest.importorskip("submitit", reason="submitit is not installed (pip install 'benchbase[slurm]')")
+
+from benchbase import slurm_executor  # noqa: E402
+from benchbase.errors import GridError, WorkerDied  # noqa: E402
+
+
+class FakeJob:
+    def __init__(self, folder: Path, job_id: int) -> None:
+        self.job_id = str(job_id)
+        self.paths = SimpleNamespace(folder=folder, result_pickle=folder / f"{job_id}_result.pkl")
+        self.cancelled = False
+
+    def result(self) -> str:
+        return f"result of {self.job_id}"
+
+    def cancel(self, check: bool = True) -> None:
+        self.cancelled = True
+
+
+class FakeEngine:
+    def __init__(self, folder: Path, refusals: list[str] | None = None) -> None:
+        self.folder, self.jobs, self.refusals, self.dependencies = folder, [], refusals or [], []
+
+    def update_parameters(self, **parameters) -> None:
+        self.parameters = parameters
+
+    def submit(self, fn, payload) -> FakeJob:
+        if self.refusals:  # what sbatch printed, as submitit raises it
+            raise submitit.core.utils.FailedJobError(self.refusals.pop(0))
+        self.jobs.append(FakeJob(self.folder, len(self.jobs) + 1))
+        self.dependencies.append(self.parameters["additional_parameters"].get("dependency"))
+        return self.jobs[-1]
+
+
+def _slurm_says(bin_dir: Path, **scripts: str) -> None:
+    """Shell bodies for squeue, sacct, scontrol."""
+    for name, body in scripts.items():
+        path = bin_dir / name
+        path.write_text("#!/bin/sh\n" + body + "\n")
+        path.chmod(0o755)
+
+
+@pytest.fixture
+def driver(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    executor = slurm_executor.SlurmExecutor(cluster="local", folder=str(tmp_path / "jobs"))
+    executor.cluster = "slurm"  # polled as on a cluster, with the answers scripted in bin_dir
+    executor.engine = FakeEngine(tmp_path)
+    executor.submit("stage:s", print, {})
+    executor.submit("run:a", print, {}, after=("stage:s",))
+    executor.submit("run:b", print, {}, after=("stage:s",))
+    return executor, bin_dir
+
+
+def _drain(executor, withdraw_after_stage: bool = False) -> dict:
+    seen = {}
+    for key, outcome in executor.completed(timeout=0.5):
+        seen[key] = outcome
+        if key == "stage:s" and withdraw_after_stage:  # what the runner does when the stage failed
+            executor.cancel("run:a")
+            executor.cancel("run:b")
+    return seen
+
+
+def test_a_failing_squeue_is_no_news(driver):
+    executor, bin_dir = driver
+    _slurm_says(bin_dir, squeue="echo 'slurm_load_jobs error: Socket timed out on send/recv operation' >&2; exit 1")
+    assert _drain(executor) == {} and executor.in_flight() == 3
+
+
+def test_a_job_out_of_squeue_but_alive_for_slurm_is_not_ended(driver):
+    executor, bin_dir = driver
+    _slurm_says(bin_dir, squeue="exit 0", sacct="echo RUNNING", scontrol="exit 1")
+    assert _drain(executor) == {} and executor.in_flight() == 3
+    _slurm_says(bin_dir, sacct="echo 'Slurm accounting storage is disabled' >&2; exit 1",
+                scontrol="echo 'JobId=1 JobState=PENDING Reason=Priority'")  # fmt: skip
+    assert _drain(executor) == {} and executor.in_flight() == 3
+
+
+def test_ended_jobs_are_confirmed_and_reported_with_their_state(driver, monkeypatch):
+    executor, bin_dir = driver
+    monkeypatch.setattr(slurm_executor, "RESULT_GRACE_SECONDS", 0.0)
+    # squeue knows none of them; slurmctld has purged the stage, the runs were cancelled.
+    _slurm_says(bin_dir, squeue="exit 0", sacct="exit 1",
+                scontrol='case "$3" in 1) echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1;; '
+                         '*) echo "JobId=$3 JobState=CANCELLED";; esac')  # fmt: skip
+    seen = {}
+    for _ in range(10):  # the grace periods, measured on the monotonic clock, pass
+        seen |= _drain(executor)
+        if executor.in_flight() == 0:
+            break
+    assert list(seen) == ["stage:s", "run:a", "run:b"]  # no run before its stage
+    assert all(isinstance(outcome, WorkerDied) for outcome in seen.values())
+    assert "purged" in str(seen["stage:s"]) and "ended CANCELLED, no result" in str(seen["run:a"])
+
+
+def test_runs_ended_with_their_failed_stage_are_withdrawn_without_a_key_error(driver):
+    executor, bin_dir = driver
+    # kill_invalid_depend: the stage failed (its result file holds the error) and Slurm ended its
+    # runs; the driver learns both in one look at the queue and withdraws the runs on the stage's outcome.
+    executor.engine.jobs[0].paths.result_pickle.write_bytes(b"")
+    _slurm_says(bin_dir, squeue="exit 0", sacct="echo 'CANCELLED by 0'", scontrol="exit 1")
+    seen = _drain(executor, withdraw_after_stage=True)
+    assert list(seen) == ["stage:s"] and executor.in_flight() == 0
+    assert executor.engine.jobs[1].cancelled and executor.engine.jobs[2].cancelled
+
+
+def test_a_slurm_that_stays_silent_ends_the_driver_with_one_line(driver):
+    executor, bin_dir = driver
+    executor.patience = 0
+    _slurm_says(bin_dir, squeue="echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1")
+    with pytest.raises(GridError, match="Slurm has not answered for 0s .*Unable to contact slurm controller"):
+        _drain(executor)
+    assert executor.in_flight() == 3  # still followed by the next invocation (their ids are in the store)
+
+
+def test_job_scripts_run_the_configured_interpreter(tmp_path):
+    import sys
+
+    marker = tmp_path / "used"
+    python = tmp_path / "python"  # e.g. the environment's path as the compute nodes see it
+    python.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    executor = slurm_executor.SlurmExecutor(cluster="local", python=str(python), workdir=tmp_path)
+    assert "python" in slurm_executor.SlurmExecutor.param_spec  # an option of grids and --executor-option
+    executor.submit("run:x", abs, -3)
+    outcomes = []
+    while executor.in_flight():
+        outcomes += list(executor.completed(timeout=60))
+    assert outcomes == [("run:x", 3)]
+    assert "submitit.core._submit" in marker.read_text()
+
+
+LIMIT = ("sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission failed: Job violates "
+         "accounting/QOS policy (job submit limit, user's size and/or time limits)")  # fmt: skip
+ALL_RUNNING = """echo "$5" | tr ',' '\\n' | sed 's/$/ RUNNING/'"""  # squeue -h -o '%i %T' -j IDS
+
+
+@pytest.fixture
+def capped(tmp_path, monkeypatch):
+    """A driver with room for 2 jobs in the queue; squeue lists every job without a result as running."""
+    monkeypatch.setattr(slurm_executor, "POLL_SECONDS", 0.05)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    _slurm_says(bin_dir, squeue=ALL_RUNNING)
+    executor = slurm_executor.SlurmExecutor(cluster="local", folder=str(tmp_path / "jobs"), max_queued=2)
+    executor.cluster = "slurm"
+    executor.engine = FakeEngine(tmp_path)
+    return executor
+
+
+def test_a_capped_queue_is_topped_up_as_jobs_end(capped):
+    executor, engine = capped, capped.engine
+    executor.submit("stage:s", print, {})
+    for run in "abcd":
+        executor.submit(f"run:{run}", print, {}, after=("stage:s",))
+    assert len(engine.jobs) == 2 and executor.in_flight() == 5  # the stage and run a; b, c, d wait
+    assert executor.handle("run:b") is None  # nothing to follow yet: not submitted
+    assert executor.new_handles() == [("stage:s", "1"), ("run:a", "2")]
+    seen, finished = [], 0
+    while executor.in_flight():
+        engine.jobs[finished].paths.result_pickle.write_bytes(b"")  # the oldest job ends
+        finished += 1
+        seen += list(_drain(executor))
+        assert len(engine.jobs) - finished <= 2  # never more than 2 in the queue
+    assert seen == ["stage:s", "run:a", "run:b", "run:c", "run:d"]
+    # Run a waited for the stage's job; the runs submitted after the stage succeeded wait for nothing.
+    assert engine.dependencies == [None, "afterok:1", None, None, None]
+    assert [key for key, _ in executor.new_handles()] == ["run:b", "run:c", "run:d"]
+
+
+def test_a_refused_submission_waits_and_is_submitted_again(capped):
+    executor, engine = capped, capped.engine
+    engine.refusals = [LIMIT, LIMIT]
+    executor.submit("run:x", print, {})  # refused: not an error, the job waits
+    assert engine.jobs == [] and executor.in_flight() == 1
+    while not engine.jobs:
+        assert _drain(executor) == {}
+    engine.jobs[0].paths.result_pickle.write_bytes(b"")
+    assert list(_drain(executor)) == ["run:x"] and executor.in_flight() == 0
+
+
+def test_a_submission_refused_for_wrong_options_stops_the_grid(capped):
+    capped.engine.refusals = ["sbatch: error: Batch job submission failed: Invalid partition name specified"]
+    with pytest.raises(GridError, match="the cluster refused the job: .*Invalid partition name"):
+        capped.submit("run:x", print, {})
+
+
+def test_a_cluster_refusing_jobs_for_longer_than_patience_stops_the_grid(capped):
+    capped.engine.refusals, capped.patience = [LIMIT] * 100, 0
+    with pytest.raises(GridError, match="has refused jobs for 0s: .*QOSMaxSubmitJobPerUserLimit"):
+        capped.submit("run:x", print, {})
+
+
+def test_patience_counts_across_short_waits(driver, monkeypatch):
+    """The driver also watching another driver's jobs asks with a timeout: silence still adds up."""
+    executor, bin_dir = driver
+    executor.patience = 0.3
+    _slurm_says(bin_dir, squeue="exit 1")
+    with pytest.raises(GridError, match="Slurm has not answered"):
+        for _ in range(20):
+            list(executor.completed(timeout=0.05))
