@@ -1,0 +1,77 @@
+"""Reliability and security, second round, through the real CLI: leaderboards that notice a partial
+or damaged output, job records only the harness's jobs produce, no code run from data, bad inputs
+refused at planning, a damaged database diagnosed and rebuilt, workers that die with their driver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from benchbase.cli import app
+
+runner = CliRunner()
+
+SMALL = """
+name = "small"
+profile = "quick"
+seeds = [0, 1]
+[train]
+epochs = 2
+batch_size = 32
+[[study]]
+datasets = ["synthetic/chains"]
+protocols = ["iid"]
+encoders = ["tiny"]
+"""
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def small_grid(tmp_path) -> Path:
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL)
+    return path
+
+
+@pytest.fixture
+def published(synthetic_env, small_grid, tmp_path) -> tuple[Path, Path]:
+    """A store with two finished runs and its leaderboards."""
+    store, out = tmp_path / "store", tmp_path / "lb"
+    result = invoke("run", "--grid", small_grid, "--store", store, "--leaderboard-out", out, "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    return store, out
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("damaged", ["results.jsonl", "FINDINGS.md", "table", "plot"])
+def test_a_truncated_leaderboard_file_is_found_and_rewritten(published, damaged):
+    store, out = published
+    before = _snapshot(out)
+    table = next(name for name in before if name.endswith(".md") and name not in ("README.md", "FINDINGS.md"))
+    plot = next(name for name in before if name.endswith(".png"))
+    path = out / {"table": table, "plot": plot}.get(damaged, damaged)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # as a full disk leaves it
+    result = invoke("leaderboard", "--store", store, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert _snapshot(out) == before
+
+
+def test_outputs_of_another_store_beside_a_fresh_index_are_rewritten(published, synthetic_env, tmp_path):
+    """A run killed after some files were renamed into place: the index may be the new one while
+    FINDINGS.md and results.jsonl still come from elsewhere."""
+    store, out = published
+    before = _snapshot(out)
+    (out / "FINDINGS.md").write_text("# findings of another store\n")
+    (out / "results.jsonl").write_text('{"run_id": "elsewhere"}\n')
+    result = invoke("leaderboard", "--store", store, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert _snapshot(out) == before
+    assert not list(out.rglob("*.tmp")), "no temporary file is left behind"
