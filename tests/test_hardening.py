@@ -4,6 +4,8 @@ refused at planning, a damaged database diagnosed and rebuilt, workers that die 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,43 @@ def test_outputs_of_another_store_beside_a_fresh_index_are_rewritten(published, 
     assert result.exit_code == 0, result.output
     assert _snapshot(out) == before
     assert not list(out.rglob("*.tmp")), "no temporary file is left behind"
+
+
+PLANTED = """
+import subprocess
+import sys
+from pathlib import Path
+Path({marker!r}).write_text("ran")
+class Data:
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    "module, distribution, message",
+    [
+        ("planted", None, "is not in torch_geometric.datasets: name the installed distribution"),
+        ("planted", "torch", "'planted' is not provided by an installed distribution 'torch'"),
+        # A file in the working directory shadowing the named distribution's own module.
+        ("pyg_toy", "pyg-toy", "would be imported from"),
+    ],
+)
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_planted_module_in_the_working_directory_is_refused_unrun(
+    synthetic_env, tmp_path, module, distribution, message, dry_run
+):
+    marker = tmp_path / "marker"
+    (tmp_path / f"{module}.py").write_text(PLANTED.format(marker=str(marker)))
+    grid = tmp_path / "grid.toml"
+    declared = f'distribution = "{distribution}"\n' if distribution else ""
+    grid.write_text(
+        f'[params.dataset.pyg]\nclass = "{module}.Data"\n{declared}'
+        '[[study]]\ndatasets = ["pyg"]\nprotocols = ["iid"]\nencoders = ["tiny"]\n'
+    )
+    command = [sys.executable, "-m", "benchbase.cli", "run", "--grid", "grid.toml", "--store", "store"]
+    command += ["--no-leaderboard"] + (["--dry-run"] if dry_run else [])
+    # `python -m` puts the working directory first on the import path: the planted file is importable.
+    result = subprocess.run(command, cwd=tmp_path, env=synthetic_env, capture_output=True, text=True, timeout=300)
+    assert message in result.stdout + result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not marker.exists(), "the planted module ran"
