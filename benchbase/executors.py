@@ -94,11 +94,32 @@ class Executor(ABC):
         self.close()
 
 
-def _init_worker() -> None:
+#: How often a worker checks that its driver is still alive.
+WATCHDOG_SECONDS = 0.5
+
+
+def _watch_driver(driver: int) -> None:
+    """End this worker as soon as its driver is gone. A killed driver (SIGKILL, out of memory) runs
+    no cleanup, and its workers would go on training for minutes, holding memory, while another
+    driver trains the same runs again. An orphan is re-parented, so its parent id changes; polling
+    it works on every POSIX system, unlike Linux's parent-death signal, which also fires when
+    the *thread* that started the worker ends."""
+    import time
+
+    while os.getppid() == driver:
+        time.sleep(WATCHDOG_SECONDS)
+    os._exit(1)  # the main thread is busy in a job: nothing to clean up that the driver would read
+
+
+def _init_worker(driver: int | None = None) -> None:
     # Each job sets its own intra-op thread count (part of its identity); start from one.
     import torch
 
     torch.set_num_threads(1)
+    if driver is not None:
+        import threading
+
+        threading.Thread(target=_watch_driver, args=(driver,), name="benchbase-driver-watchdog", daemon=True).start()
 
 
 class LocalExecutor(Executor):
@@ -133,7 +154,9 @@ class LocalExecutor(Executor):
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker)
+            self._pool = ProcessPoolExecutor(
+                self.jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+            )
         return self._pool
 
     def submit(

@@ -4,8 +4,11 @@ refused at planning, a damaged database diagnosed and rebuilt, workers that die 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,8 +83,11 @@ def test_outputs_of_another_store_beside_a_fresh_index_are_rewritten(published, 
 
 
 PLANTED = """
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 Path({marker!r}).write_text("ran")
 class Data:
@@ -117,3 +123,77 @@ def test_a_planted_module_in_the_working_directory_is_refused_unrun(
     assert message in result.stdout + result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not marker.exists(), "the planted module ran"
+
+
+SLOW = """
+name = "slow"
+seeds = [0, 1, 2, 3]
+[train]
+epochs = 200
+patience = 1000
+batch_size = 8
+[params.dataset."synthetic/chains"]
+graphs = 300
+[[study]]
+datasets = ["synthetic/chains"]
+protocols = ["iid"]
+encoders = ["tiny"]
+"""
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state) of every process, from /proc."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(stat.parent.name)] = (int(fields[1]), fields[0])
+    return out
+
+
+def _workers_of(driver: int) -> list[int]:
+    found = []
+    for pid, (parent, _) in _processes().items():
+        try:
+            if parent == driver and "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    state = _processes().get(pid)
+    return state is not None and state[1] != "Z"  # a zombie has ended; only its exit status is left
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finding worker processes needs /proc")
+@pytest.mark.slow
+def test_workers_end_when_their_driver_is_killed(synthetic_env, tmp_path):
+    grid = tmp_path / "grid.toml"
+    grid.write_text(SLOW)
+    command = [sys.executable, "-m", "benchbase.cli", "run", "--grid", str(grid), "--store", str(tmp_path / "store")]
+    driver = subprocess.Popen(
+        [*command, "--no-leaderboard", "--jobs", "2"],
+        env=synthetic_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline, workers = time.time() + 300, []
+        while time.time() < deadline and driver.poll() is None and len(workers) < 2:
+            time.sleep(0.2)
+            workers = _workers_of(driver.pid)
+        assert workers, "the grid should run in worker processes"
+    finally:
+        driver.kill()
+        driver.wait()
+    deadline = time.time() + 60  # generous: only that they end, not how fast
+    while time.time() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.5)
+    left = [pid for pid in workers if _alive(pid)]
+    for pid in left:  # do not leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their driver"
