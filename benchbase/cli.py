@@ -146,7 +146,7 @@ def run(
     `benchbase run --grid` runs the built-in default grid (QM9 HOMO-LUMO gap, quick profile) offline.
     """
     from benchbase.analysis import Budget, parse_budget
-    from benchbase.executors import make_executor
+    from benchbase.executors import check_executor, make_executor
     from benchbase.grid import load_grid
     from benchbase.publish import write_leaderboards
     from benchbase.runner import GridRunner
@@ -155,6 +155,8 @@ def run(
     _warn_failed_plugins()
     registry = default_registry()
     the_grid = load_grid(registry, file, device)
+    options = {**the_grid.executor.get(executor, {}), **_parse_params(executor_option)}
+    check_executor(executor, options)  # before the store is created: a typo leaves nothing behind
     if executor == "local" and any(run.spec["numerics"]["device"] == "cuda" for run in the_grid.runs):
         import torch
 
@@ -171,7 +173,6 @@ def run(
     the_budget = parse_budget(budget_text, "--budget") if budget_text is not None else Budget()
     if budget is not None and not sequential:
         raise GridError("--budget applies to --until-decided (or a grid with [analysis] until_decided)")
-    options = {**the_grid.executor.get(executor, {}), **_parse_params(executor_option)}
     results = Store(store, shared_dir)
     typer.echo(
         f"grid {the_grid.name!r} ({the_grid.source}): {len(the_grid.runs)} runs, "

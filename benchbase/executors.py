@@ -221,6 +221,18 @@ def default_jobs() -> int:
     return os.cpu_count() or 1
 
 
+def check_executor(name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The executor's name and options checked, nothing started: `benchbase run` calls this before
+    it creates a store, so that a typo leaves nothing behind. Returns the validated options."""
+    from benchbase.params import validate
+    from benchbase.registry import default_registry
+
+    spec = default_registry().get("executor", name).param_spec
+    if spec is not None:  # `jobs` and `workdir` are the harness's to give, not options
+        spec = {key: param for key, param in spec.items() if key not in ("jobs", "workdir")}
+    return validate(spec, options or {}, f"executor {name!r} options")
+
+
 def make_executor(
     name: str, jobs: int | None = None, options: dict[str, Any] | None = None, workdir: Path | None = None
 ) -> Executor:
@@ -228,14 +240,10 @@ def make_executor(
     validated against its ``param_spec``; executors that keep files of their own get `workdir`."""
     import inspect
 
-    from benchbase.params import validate
     from benchbase.registry import default_registry
 
     entry = default_registry().get("executor", name)
-    spec = entry.param_spec
-    if spec is not None:  # `jobs` and `workdir` are the harness's to give, not options
-        spec = {key: param for key, param in spec.items() if key not in ("jobs", "workdir")}
-    checked = validate(spec, options or {}, f"executor {name!r} options")
+    checked = check_executor(name, options)
     if workdir is not None and "workdir" in inspect.signature(entry.obj).parameters:
         checked["workdir"] = workdir
     return entry.obj(jobs=jobs or default_jobs(), **checked)

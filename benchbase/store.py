@@ -158,9 +158,25 @@ class Owner:
 class Store:
     def __init__(self, root: Path | str, shared_dir: Path | str | None = None) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "benchbase.sqlite"
-        self._migrate()
+        # Said in words: the OS and SQLite would say "[Errno 17] File exists" or "unable to open
+        # database file", naming neither the path nor what is wrong with it.
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"the store {self.root} is a file, not a directory; pass --store a directory")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"the store directory {self.root} cannot be created: {exc.strerror}") from None
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"the store's database {self.path} is not a file")
+        try:
+            self._migrate()
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc):
+                raise
+            writable = os.access(self.root, os.W_OK | os.X_OK)
+            reason = "" if writable else ": no permission to write in its directory"
+            raise StoreError(f"the store's database {self.path} cannot be opened{reason}") from None
         self.shared = self._shared_dir(shared_dir)
 
     def _shared_dir(self, given: Path | str | None) -> Path:

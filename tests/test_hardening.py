@@ -197,3 +197,94 @@ def test_workers_end_when_their_driver_is_killed(synthetic_env, tmp_path):
     for pid in left:  # do not leave them to the next test
         os.kill(pid, signal.SIGKILL)
     assert not left, f"workers {left} outlived their driver"
+
+
+STUDY = '[[study]]\ndatasets = ["synthetic/chains"]\nprotocols = ["iid"]\nencoders = ["tiny"]\n'
+TRAIN = "seeds = [0]\n[train]\nepochs = 1\n"
+
+BAD_GRIDS = {
+    "params for a name in no study": (
+        TRAIN + STUDY + "[params.encoder.gni]\nhidden = 300\n",
+        "encoder 'gni' is in no study here, so 'hidden' would be ignored",
+    ),
+    "a study's params for a name it does not use": (
+        TRAIN + STUDY + "[study.params.encoder.gcn]\nhidden = 8\n",
+        "encoder 'gcn' is in no study here",
+    ),
+    "a sweep matching nothing": (
+        TRAIN + STUDY + '[study.sweep]\n"encoder.gcn.hidden" = [8, 16]\n',
+        "encoder 'gcn' is in no study here",
+    ),
+    "a seed of 2**70": ("seeds = [1180591620717411303424]\n" + STUDY, "integers in [0, 2**32)"),
+    "a seed of 2**32": ("seeds = [4294967296]\n" + STUDY, "integers in [0, 2**32)"),
+    "few_label without k": (TRAIN + 'few_label = {task = "count"}\n' + STUDY, "few_label must be {task"),
+    "few_label k = 0": (TRAIN + 'few_label = {task = "count", k = 0}\n' + STUDY, "few_label must be {task"),
+    "few_label of an unknown task": (
+        TRAIN + 'few_label = {task = "nope", k = 3}\n' + STUDY,
+        "few_label task 'nope' is not a graph-level task",
+    ),
+    "task_weights of an unknown task": (
+        TRAIN + "task_weights = {nope = 1.0}\n" + STUDY,
+        "task_weights name unknown task(s) ['nope']",
+    ),
+    "a task weight that is not a number": (
+        TRAIN + 'task_weights = {count = "x"}\n' + STUDY,
+        "task_weights must map task names to non-negative numbers",
+    ),
+    "threads = 100000": (TRAIN + "threads = 100000\n" + STUDY, "threads must be an integer >= 1 and <= 1024"),
+    "train = 5": ("seeds = [0]\ntrain = 5\n" + STUDY, "[train] must be a table of training settings"),
+    "a study's train = 5": (STUDY + "train = 5\n", "[study.train] must be a table"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GRIDS))
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_bad_grid_values_are_refused_at_planning(synthetic_env, tmp_path, case, dry_run):
+    text, message = BAD_GRIDS[case]
+    grid, store = tmp_path / "grid.toml", tmp_path / "store"
+    grid.write_text(text)
+    result = invoke("run", "--grid", grid, "--store", store, "--no-leaderboard", *(["--dry-run"] if dry_run else []))
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not store.exists(), "nothing is created for a grid that cannot run"
+
+
+def test_the_same_grid_without_the_mistakes_runs(synthetic_env, tmp_path):
+    """The checks above refuse the mistake, not the settings: valid values of each pass planning."""
+    grid = tmp_path / "grid.toml"
+    grid.write_text(
+        "seeds = [4294967295]\n[train]\nepochs = 1\nthreads = 2\n"
+        'few_label = {task = "count", k = 3}\ntask_weights = {count = 2.0}\n'
+        + STUDY
+        + "[study.params.encoder.tiny]\n"
+        + '[study.sweep]\n"encoder.tiny.hidden" = [8, 16]\n'
+    )
+    result = invoke("run", "--grid", grid, "--store", tmp_path / "store", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "total: 2 runs" in result.output
+
+
+def test_bad_files_and_names_are_one_line_and_create_nothing(synthetic_env, tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(TRAIN + STUDY)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00\x81 not text")
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    (tmp_path / "odd" / "benchbase.sqlite").mkdir(parents=True)
+    cases = [
+        (["--grid", binary, "--store", tmp_path / "s1", "--dry-run"], "is not UTF-8 text"),
+        (["--grid", folder, "--store", tmp_path / "s2", "--dry-run"], "is a directory; give the .toml file"),
+        (["--grid", good, "--store", tmp_path / "s3", "--executor", "nonsense"], "unknown executor 'nonsense'"),
+        (["--grid", good, "--store", tmp_path / "s4", "--executor-option", "nonsense=1"], "unknown parameter"),
+        (["--grid", good, "--store", a_file], "is a file, not a directory"),
+        (["--grid", good, "--store", a_file / "store"], "cannot be created: Not a directory"),
+        (["--grid", good, "--store", tmp_path / "odd"], "benchbase.sqlite is not a file"),
+    ]
+    for args, message in cases:
+        result = invoke("run", "--no-leaderboard", *args)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+        assert "Errno" not in result.output and "unable to open" not in result.output
+    assert not any((tmp_path / f"s{i}").exists() for i in range(1, 5))
