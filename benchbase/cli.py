@@ -318,6 +318,8 @@ def _export_predictions(store: Any, runs: list[dict[str, Any]], out: Path) -> No
     """Copy each finished run's verified predictions to `out`/<run id>.npz, with a manifest."""
     import shutil
 
+    from benchbase.store import is_job_id
+
     out.mkdir(parents=True, exist_ok=True)
     manifest = []
     for run in runs:
@@ -325,6 +327,10 @@ def _export_predictions(store: Any, runs: list[dict[str, Any]], out: Path) -> No
             continue
         if not store.has_verified_predictions(run):
             typer.secho(f"warning: predictions of run {run['run_id']} are missing or damaged", err=True, fg="yellow")
+            continue
+        if not is_job_id(run["run_id"]) or run.get("predictions") != f"predictions/{run['run_id']}.npz":
+            # file names come from validated ids only: nothing is ever written outside `out`
+            typer.secho(f"warning: run {run['run_id']!r} has no valid id or predictions path: skipped", err=True)
             continue
         shutil.copyfile(store.file(run["predictions"]), out / f"{run['run_id']}.npz")
         manifest.append({"run_id": run["run_id"], "file": f"{run['run_id']}.npz", "spec": run["spec"]})
@@ -440,10 +446,17 @@ def doctor(
 @friendly_errors
 def collect(store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results")) -> None:
     """Load job records that never reached the database (the driver was killed, or detached)."""
-    from benchbase.collect import collect_records
+    from benchbase.collect import collect_records, refused
 
-    loaded = collect_records(_open_store(store))
+    the_store = _open_store(store)
+    loaded = collect_records(the_store)
     typer.echo(f"loaded {loaded} record(s) into {store}/benchbase.sqlite")
+    bad = refused(the_store)
+    for path, problem in bad:
+        typer.secho(f"refused {path}: {problem}", err=True, fg="red")
+    if bad:
+        typer.secho(f"{len(bad)} record(s) refused: delete them if no job of yours wrote them", err=True, fg="red")
+        raise typer.Exit(1)
 
 
 @datasets_app.callback(invoke_without_command=True)

@@ -8,7 +8,9 @@ What it looks at, and what a repair does:
   (checksums): marked failed, so that the next `benchbase run` recomputes them;
 - files no record names (orphaned predictions and checkpoints) and temporary files that a killed
   process left behind: deleted;
-- job records on disk that never reached the database: loaded (`benchbase collect`);
+- job records on disk that never reached the database: loaded (`benchbase collect`); records that
+  none of the store's jobs wrote (unsigned, edited, ids or paths not the harness's): reported, never
+  loaded;
 - stale claims (their owner died, or their lease expired): dropped;
 - runs left pending or running by a stopped driver, and runs of other code than the installed one:
   reported only (the next `benchbase run` does the first; the second are history, kept and marked
@@ -83,13 +85,17 @@ def _has_record(store: Store, path: Path) -> bool:
 
 
 def _uncollected(store: Store) -> list[Finding]:
-    from benchbase.collect import collect_records, uncollected
+    from benchbase.collect import collect_records, refused, uncollected
 
+    out = [
+        Finding(f"job record {path} refused: {problem}", "none here: delete it if no job of yours wrote it")
+        for path, problem in refused(store)
+    ]
     waiting = uncollected(store)
-    if not waiting:
-        return []
-    problem = f"{len(waiting)} job record(s) on disk never reached the database"
-    return [Finding(problem, "load them (benchbase collect)", lambda: collect_records(store) and None)]
+    if waiting:
+        problem = f"{len(waiting)} job record(s) on disk never reached the database"
+        out.append(Finding(problem, "load them (benchbase collect)", lambda: collect_records(store) and None))
+    return out
 
 
 def _claims(store: Store) -> list[Finding]:

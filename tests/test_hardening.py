@@ -4,8 +4,11 @@ refused at planning, a damaged database diagnosed and rebuilt, workers that die 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -83,8 +86,11 @@ def test_outputs_of_another_store_beside_a_fresh_index_are_rewritten(published, 
 
 
 PLANTED = """
+import contextlib
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -288,3 +294,89 @@ def test_bad_files_and_names_are_one_line_and_create_nothing(synthetic_env, tmp_
         assert result.exit_code == 2 and message in result.output, (args, result.output)
         assert "Errno" not in result.output and "unable to open" not in result.output
     assert not any((tmp_path / f"s{i}").exists() for i in range(1, 5))
+
+
+def _forge(store: Path, **changes) -> Path:
+    """A copy of a genuine run record with `changes`, planted beside it (the record directory of a
+    shared directory others can write)."""
+    genuine = sorted((store / "records").glob("[0-9a-f]*.json"))[0]
+    record = {**json.loads(genuine.read_text()), **changes}
+    path = store / "records" / f"{changes.get('run_id', 'ffffffffffffffff').replace('/', '_')}.json"
+    path.write_text(json.dumps(record))
+    return path
+
+
+def _run_ids(store: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(store / "benchbase.sqlite")) as db:
+        return {row[0] for row in db.execute("SELECT run_id FROM runs")}
+
+
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"run_id": "../../pwned2"}, "not signed with this store's key"),
+        ({"metrics": {"count": {"test_mae": 0.0001}}}, "not signed with this store's key"),
+        ({"predictions": "../elsewhere.npz"}, "not signed with this store's key"),
+        ({"hmac": None}, "not signed with this store's key"),
+    ],
+)
+def test_a_forged_job_record_is_refused(published, tmp_path, changes, reason):
+    store, out = published
+    before = _run_ids(store)
+    forged = _forge(store, **changes)
+    result = invoke("collect", "--store", store)
+    assert result.exit_code == 1 and f"refused {forged}: {reason}" in result.output, result.output
+    assert _run_ids(store) == before
+    doctor = invoke("doctor", "--store", store, "--repair")
+    assert doctor.exit_code == 1 and reason in doctor.output, doctor.output
+    assert _run_ids(store) == before
+    assert "0.0001" not in json.dumps([json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()])
+
+
+def test_a_record_signed_with_the_key_but_not_the_harness_s_shape_is_refused(published):
+    """Someone who can read the key still cannot name files outside the store or a foreign id."""
+    from benchbase.store import sign_record
+
+    store, _ = published
+    genuine = sorted((store / "records").glob("[0-9a-f]*.json"))[0]
+    record = json.loads(genuine.read_text())
+    cases = {
+        "../../pwned2": ({"run_id": "../../pwned2"}, "is not a job id"),
+        "ffffffffffffffff": ({"run_id": "ffffffffffffffff"}, "is not the hash of its spec"),
+        "other": ({"predictions": "../elsewhere.npz"}, "does not match its file name"),
+    }
+    for name, (changes, reason) in cases.items():
+        path = store / "records" / f"{name.replace('/', '_')}.json"
+        path.write_text(json.dumps(sign_record(store, {**record, **changes})))
+        result = invoke("collect", "--store", store)
+        assert result.exit_code == 1 and reason in result.output, result.output
+        path.unlink()
+    moved = sign_record(store, {**record, "predictions": "../elsewhere.npz"})
+    genuine.write_text(json.dumps(moved))
+    result = invoke("collect", "--store", store)
+    assert result.exit_code == 1 and "its predictions '../elsewhere.npz' is not" in result.output
+
+
+def test_genuine_records_are_still_collected_and_exports_stay_in_their_folder(published, tmp_path):
+    store, _ = published
+    with contextlib.closing(sqlite3.connect(store / "benchbase.sqlite")) as db, db:
+        db.execute("DELETE FROM runs")
+    result = invoke("collect", "--store", store)
+    assert result.exit_code == 0 and "loaded 2 record(s)" in result.output, result.output
+    key = store / "record.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    export = tmp_path / "exp" / "a" / "b"
+    assert invoke("results", "--store", store, "--predictions", export).exit_code == 0
+    outside = [p for p in (tmp_path / "exp").rglob("*") if p.is_file() and p.parent != export]
+    assert not outside and len(list(export.glob("*.npz"))) == 2
+
+
+def test_a_run_id_that_reached_the_database_never_names_a_file_outside_the_export(published, tmp_path):
+    """A database written by an older benchbase may hold a forged record collected then."""
+    store, _ = published
+    with contextlib.closing(sqlite3.connect(store / "benchbase.sqlite")) as db, db:
+        db.execute("UPDATE runs SET run_id = '../../pwned2' WHERE rowid = (SELECT min(rowid) FROM runs)")
+    export = tmp_path / "exp" / "a" / "b"
+    result = invoke("results", "--store", store, "--predictions", export)
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "exp" / "pwned2.npz").exists() and not list(tmp_path.rglob("pwned2*"))
