@@ -273,12 +273,12 @@ def _print_dry_run(the_grid, store: Path) -> None:
             typer.echo(f"  {line}")
 
 
-def _open_store(store: Path) -> Any:
+def _open_store(store: Path, allow_empty: bool = False) -> Any:
     from benchbase.store import Store
 
     if not (store / "benchbase.sqlite").exists():
         raise GridError(f"no results store at {store} (run a grid first, or pass --store)")
-    return Store(store)
+    return Store(store, allow_empty=allow_empty)
 
 
 @app.command()
@@ -421,12 +421,32 @@ def reproduce(
 def doctor(
     store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results"),
     repair: Annotated[bool, typer.Option("--repair", help="Apply the repairs it lists.")] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option("--rebuild", help="Move the database aside and recreate it from the job records on disk."),
+    ] = False,
 ) -> None:
     """Check a store (integrity, damaged or orphaned files, stale claims, unfinished and stale runs)
     and say what would be repaired; --repair does it. Exit 1 while problems remain."""
     from benchbase import doctor as checks
 
-    the_store = _open_store(store)
+    if rebuild:
+        if not store.is_dir():
+            raise GridError(f"no results store at {store}")
+        moved, loaded = checks.rebuild(store)
+        aside = f"the old one kept as {moved}; " if moved else ""
+        typer.echo(f"{store}/benchbase.sqlite recreated: {aside}{loaded} job record(s) loaded")
+    try:
+        the_store = _open_store(store, allow_empty=True)
+    except sqlite3.DatabaseError as exc:  # not even its header: nothing else can be examined
+        typer.echo(f"{store}/benchbase.sqlite cannot be read ({exc}) -> none here: benchbase doctor --rebuild")
+        raise typer.Exit(1) from None
+    if not rebuild:
+        try:
+            the_store._refuse_lost_database()
+        except PluginError as exc:
+            typer.echo(f"{exc} -> none here: benchbase doctor --rebuild")
+            raise typer.Exit(1) from None
     findings = checks.examine(the_store, default_registry().code_fingerprints())
     if not findings:
         typer.echo(f"{store}: healthy (schema version {the_store.schema_version()})")
@@ -448,7 +468,7 @@ def collect(store: Annotated[Path, typer.Option(help="Results store directory.")
     """Load job records that never reached the database (the driver was killed, or detached)."""
     from benchbase.collect import collect_records, refused
 
-    the_store = _open_store(store)
+    the_store = _open_store(store, allow_empty=True)  # an emptied database is what collecting fixes
     loaded = collect_records(the_store)
     typer.echo(f"loaded {loaded} record(s) into {store}/benchbase.sqlite")
     bad = refused(the_store)

@@ -239,7 +239,7 @@ class Owner:
 
 
 class Store:
-    def __init__(self, root: Path | str, shared_dir: Path | str | None = None) -> None:
+    def __init__(self, root: Path | str, shared_dir: Path | str | None = None, allow_empty: bool = False) -> None:
         self.root = Path(root)
         self.path = self.root / "benchbase.sqlite"
         # Said in words: the OS and SQLite would say "[Errno 17] File exists" or "unable to open
@@ -261,6 +261,22 @@ class Store:
             reason = "" if writable else ": no permission to write in its directory"
             raise StoreError(f"the store's database {self.path} cannot be opened{reason}") from None
         self.shared = self._shared_dir(shared_dir)
+        if not allow_empty:
+            self._refuse_lost_database()
+
+    def _refuse_lost_database(self) -> None:
+        """A database with no run and no stage beside job records on disk was emptied or lost (a
+        0-byte file, a deleted one): going on would retrain everything the records hold."""
+        with self._connect() as db:
+            empty = db.execute("SELECT NOT EXISTS (SELECT 1 FROM runs) AND NOT EXISTS (SELECT 1 FROM stages)")
+            if not empty.fetchone()[0]:
+                return
+        records = sum(1 for _ in (self.shared / "records").glob("*.json"))
+        if records:
+            raise StoreError(
+                f"the database {self.path} is empty but {records} job record(s) are on disk: it was emptied or "
+                f"lost; recreate it from them with `benchbase doctor --store {self.root} --rebuild`"
+            )
 
     def _shared_dir(self, given: Path | str | None) -> Path:
         """Where jobs write files: the store itself unless a shared directory was given, once."""

@@ -380,3 +380,32 @@ def test_a_run_id_that_reached_the_database_never_names_a_file_outside_the_expor
     result = invoke("results", "--store", store, "--predictions", export)
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "exp" / "pwned2.npz").exists() and not list(tmp_path.rglob("pwned2*"))
+
+
+def _damage(store: Path, keep: str) -> None:
+    database = store / "benchbase.sqlite"
+    for suffix in ("-wal", "-shm"):
+        (store / f"benchbase.sqlite{suffix}").unlink(missing_ok=True)
+    data = database.read_bytes()
+    database.write_bytes(b"" if keep == "nothing" else data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("keep", ["nothing", "half"])
+def test_a_damaged_or_emptied_database_is_diagnosed_and_rebuilt_from_the_records(published, small_grid, keep):
+    store, out = published
+    finished = _run_ids(store)
+    _damage(store, keep)
+    for dry_run in (["--dry-run"], []):
+        again = invoke("run", "--grid", small_grid, "--store", store, "--no-leaderboard", *dry_run)
+        assert again.exit_code == 2, again.output  # refused before anything retrains
+        assert "--rebuild" in again.output or "malformed" in again.output, again.output
+    assert not list((store / "records").glob("*.json.*"))
+    doctor = invoke("doctor", "--store", store)
+    assert doctor.exit_code == 1 and "benchbase doctor --rebuild" in doctor.output, doctor.output
+    assert "Traceback" not in doctor.output
+    rebuilt = invoke("doctor", "--store", store, "--rebuild")
+    assert "recreated" in rebuilt.output and "2 job record(s) loaded" in rebuilt.output, rebuilt.output
+    assert list(store.glob("benchbase.sqlite.damaged-*"))
+    assert _run_ids(store) == finished
+    resumed = invoke("run", "--grid", small_grid, "--store", store, "--no-leaderboard")
+    assert resumed.exit_code == 0 and "0 finished, 0 failed, 2 were already finished" in resumed.output
