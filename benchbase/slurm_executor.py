@@ -16,7 +16,10 @@ Options (grid ``[executor.slurm]`` or ``--executor-option``): ``partition``, ``t
 job), ``mem_gb``, ``account``, ``gpus`` (per GPU job), ``extra`` (more sbatch options, a table),
 ``folder`` (where job files go; default: ``slurm/`` in the store's shared directory), and
 ``cluster = "local"`` to run the same jobs as local processes through submitit's local executor
-(for trying a grid without a cluster; no dependencies, the driver orders the jobs).
+(for trying a grid without a cluster; no dependencies, the driver orders the jobs), and
+``others_can_write`` (``refuse``, the default, or ``warn``): what to do when the job folder, or a
+directory above it, can be written by the group or by others without the sticky bit. The driver
+unpickles the results that jobs leave there, so whoever can write them can run code as the user.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import builtins
 import re
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,34 @@ class _Requeueable:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, payload)
+
+
+def writable_by_others(folder: Path) -> Path | None:
+    """The first of `folder` and the directories above it that the group or others may write
+    (a sticky directory such as /tmp or /scratch excepted: others cannot replace what is in it)."""
+    import stat
+
+    for path in [folder.resolve(), *folder.resolve().parents]:
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            continue  # created later, with the user's umask
+        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+            return path
+    return None
+
+
+def _check_writers(folder: Path, choice: str) -> None:
+    exposed = writable_by_others(folder)
+    if exposed is None:
+        return
+    message = (
+        f"--executor slurm: {exposed} can be written by others, and the driver unpickles the job results "
+        f"kept under {folder}: anyone who can write there can run code as you"
+    )
+    if choice == "refuse":
+        raise GridError(f"{message}; chmod go-w {exposed}, or pass --executor-option others_can_write=warn")
+    warnings.warn(message, stacklevel=3)
 
 
 def _scontrol_state(job_id: str) -> str | None:
@@ -105,6 +137,12 @@ class SlurmExecutor(Executor):
         "cluster": Param(
             "slurm", "str", "slurm, or local to run the jobs as local processes", choices=("slurm", "local")
         ),
+        "others_can_write": Param(
+            "refuse",
+            "str",
+            "a job folder that the group or others can write: refuse, or warn and go on",
+            choices=("refuse", "warn"),
+        ),
     }
     supports_dependencies = True
 
@@ -119,6 +157,7 @@ class SlurmExecutor(Executor):
         extra: dict | None = None,
         folder: str | None = None,
         cluster: str = "slurm",
+        others_can_write: str = "refuse",
         workdir: Path | None = None,
     ) -> None:
         try:
@@ -127,6 +166,7 @@ class SlurmExecutor(Executor):
             raise GridError("--executor slurm needs submitit: pip install 'benchbase[slurm]'") from None
         self.submitit = submitit
         self.folder = Path(folder) if folder else (workdir or Path("benchbase-jobs")) / "slurm"
+        _check_writers(self.folder, others_can_write)
         self.cluster = cluster
         self.supports_dependencies = cluster == "slurm"  # submitit's local executor has no dependencies
         if cluster == "slurm":

@@ -409,3 +409,23 @@ def test_a_damaged_or_emptied_database_is_diagnosed_and_rebuilt_from_the_records
     assert _run_ids(store) == finished
     resumed = invoke("run", "--grid", small_grid, "--store", store, "--no-leaderboard")
     assert resumed.exit_code == 0 and "0 finished, 0 failed, 2 were already finished" in resumed.output
+
+
+def test_a_slurm_job_folder_that_others_can_write_is_refused_or_warned_about(synthetic_env, small_grid, tmp_path):
+    pytest.importorskip("submitit", reason="submitit is not installed (pip install 'benchbase[slurm]')")
+    from benchbase.executors import make_executor
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # as a /scratch folder made for a team, without the sticky bit
+    args = ["run", "--grid", small_grid, "--store", tmp_path / "store", "--shared-dir", shared, "--no-leaderboard"]
+    result = invoke(*args, "--executor", "slurm", "--executor-option", "cluster=local")
+    assert result.exit_code == 2 and f"{shared} can be written by others" in result.output, result.output
+    assert "others_can_write=warn" in result.output
+    options = {"cluster": "local", "others_can_write": "warn"}
+    with pytest.warns(UserWarning, match="can be written by others"):
+        make_executor("slurm", 1, options, workdir=shared / "engines").close()
+    shared.chmod(0o1777)  # sticky, as /tmp: others cannot replace what is in it
+    make_executor("slurm", 1, {"cluster": "local"}, workdir=shared / "engines").close()
+    shared.chmod(0o700)
+    make_executor("slurm", 1, {"cluster": "local"}, workdir=shared / "engines").close()
