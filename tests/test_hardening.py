@@ -429,3 +429,29 @@ def test_a_slurm_job_folder_that_others_can_write_is_refused_or_warned_about(syn
     make_executor("slurm", 1, {"cluster": "local"}, workdir=shared / "engines").close()
     shared.chmod(0o700)
     make_executor("slurm", 1, {"cluster": "local"}, workdir=shared / "engines").close()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"questions": [{"id": 5, "factor": "nonsense"}], "rope": "x"},
+        {"questions": "not a list", "until_decided": 7},
+        {"analysis": {"rope": "x", "until_decided": 3}, "questions": [{"id": 5, "factor": "x"}], "seeds": "x"},
+        {"analysis": [], "questions": [{"id": "q", "title": "t", "factor": "encoder", "metrics": 5}]},
+        "not a table",
+        None,
+    ],
+)
+def test_a_stored_grid_that_would_not_pass_today_never_breaks_a_later_grid(published, small_grid, tmp_path, stored):
+    """Declarations stored by an older benchbase (or edited by hand) are read leniently: the
+    leaderboards of the store, and a later grid run into it, still work."""
+    store, _ = published
+    with contextlib.closing(sqlite3.connect(store / "benchbase.sqlite")) as db, db:
+        db.execute("UPDATE grids SET analysis = ?", (json.dumps(stored),))
+    out = tmp_path / "lb-again"
+    result = invoke("leaderboard", "--store", store, "--out", out)
+    assert result.exit_code == 0, result.output
+    other = tmp_path / "other.toml"
+    other.write_text(SMALL.replace('name = "small"', 'name = "other"').replace("seeds = [0, 1]", "seeds = [2]"))
+    later = invoke("run", "--grid", other, "--store", store, "--leaderboard-out", out, "--jobs", "1")
+    assert later.exit_code == 0, later.output
