@@ -111,6 +111,7 @@ class Data:
     ],
 )
 @pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.slow  # a fresh interpreter per case: 5-15 s each
 def test_a_planted_module_in_the_working_directory_is_refused_unrun(
     synthetic_env, tmp_path, module, distribution, message, dry_run
 ):
