@@ -55,7 +55,8 @@ PARAM_SPEC = {
     "class": Param(
         None,
         "str",
-        "dotted path of a torch_geometric dataset class, e.g. torch_geometric.datasets.TUDataset (required)",
+        "a class of torch_geometric.datasets (TUDataset, or its dotted path), or the dotted path of a class "
+        "of the installed distribution named by `distribution` (required)",
     ),
     "distribution": Param(
         None, "str", "installed distribution providing a class outside torch_geometric.datasets (named explicitly)"
