@@ -456,3 +456,19 @@ def test_a_stored_grid_that_would_not_pass_today_never_breaks_a_later_grid(publi
     other.write_text(SMALL.replace('name = "small"', 'name = "other"').replace("seeds = [0, 1]", "seeds = [2]"))
     later = invoke("run", "--grid", other, "--store", store, "--leaderboard-out", out, "--jobs", "1")
     assert later.exit_code == 0, later.output
+
+
+@pytest.mark.parametrize("distribution", [None, "torch", "pyg-toy"])
+def test_a_planted_module_on_the_import_path_is_refused_unrun_in_process(synthetic_env, tmp_path, monkeypatch,
+                                                                         distribution):  # fmt: skip
+    """The quick twin of the subprocess test above: the working directory first on the import path."""
+    from benchbase.errors import PluginError
+    from benchbase.pyg_dataset import build
+
+    marker = tmp_path / "marker"
+    (tmp_path / "planted_here.py").write_text(PLANTED.format(marker=str(marker)))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match="planted_here"):
+        build(**{"class": "planted_here.Data", "distribution": distribution}).check_available()
+    assert not marker.exists()
