@@ -160,7 +160,7 @@ def run(
     `benchbase run --grid` runs the built-in default grid (QM9 HOMO-LUMO gap, quick profile) offline.
     """
     from benchbase.analysis import Budget, parse_budget
-    from benchbase.executors import make_executor
+    from benchbase.executors import check_executor, make_executor
     from benchbase.grid import load_grid
     from benchbase.publish import write_leaderboards
     from benchbase.runner import GridRunner
@@ -169,6 +169,8 @@ def run(
     _warn_failed_plugins()
     registry = default_registry()
     the_grid = load_grid(registry, file, device)
+    options = {**the_grid.executor.get(executor, {}), **_parse_params(executor_option)}
+    check_executor(executor, options)  # before the store is created: a typo leaves nothing behind
     if executor == "local" and any(run.spec["numerics"]["device"] == "cuda" for run in the_grid.runs):
         import torch
 
@@ -185,7 +187,6 @@ def run(
     the_budget = parse_budget(budget_text, "--budget") if budget_text is not None else Budget()
     if budget is not None and not sequential:
         raise GridError("--budget applies to --until-decided (or a grid with [analysis] until_decided)")
-    options = {**the_grid.executor.get(executor, {}), **_parse_params(executor_option)}
     results = Store(store, shared_dir)
     typer.echo(
         f"grid {the_grid.name!r} ({the_grid.source}): {len(the_grid.runs)} runs, "
@@ -300,12 +301,12 @@ def _print_dry_run(the_grid, store: Path) -> None:
             typer.echo(f"  {line}")
 
 
-def _open_store(store: Path) -> Any:
+def _open_store(store: Path, allow_empty: bool = False) -> Any:
     from benchbase.store import Store
 
     if not (store / "benchbase.sqlite").exists():
         raise GridError(f"no results store at {store} (run a grid first, or pass --store)")
-    return Store(store)
+    return Store(store, allow_empty=allow_empty)
 
 
 @app.command()
@@ -351,6 +352,8 @@ def _export_predictions(store: Any, runs: list[dict[str, Any]], out: Path) -> No
     """Copy each finished run's verified predictions to `out`/<run id>.npz, with a manifest."""
     import shutil
 
+    from benchbase.store import is_job_id
+
     out.mkdir(parents=True, exist_ok=True)
     manifest = []
     for run in runs:
@@ -358,6 +361,10 @@ def _export_predictions(store: Any, runs: list[dict[str, Any]], out: Path) -> No
             continue
         if not store.has_verified_predictions(run):
             typer.secho(f"warning: predictions of run {run['run_id']} are missing or damaged", err=True, fg="yellow")
+            continue
+        if not is_job_id(run["run_id"]) or run.get("predictions") != f"predictions/{run['run_id']}.npz":
+            # file names come from validated ids only: nothing is ever written outside `out`
+            typer.secho(f"warning: run {run['run_id']!r} has no valid id or predictions path: skipped", err=True)
             continue
         shutil.copyfile(store.file(run["predictions"]), out / f"{run['run_id']}.npz")
         manifest.append({"run_id": run["run_id"], "file": f"{run['run_id']}.npz", "spec": run["spec"]})
@@ -474,12 +481,32 @@ def reproduce(
 def doctor(
     store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results"),
     repair: Annotated[bool, typer.Option("--repair", help="Apply the repairs it lists.")] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option("--rebuild", help="Move the database aside and recreate it from the job records on disk."),
+    ] = False,
 ) -> None:
     """Check a store (integrity, damaged or orphaned files, stale claims, unfinished and stale runs)
     and say what would be repaired; --repair does it. Exit 1 while problems remain."""
     from benchbase import doctor as checks
 
-    the_store = _open_store(store)
+    if rebuild:
+        if not store.is_dir():
+            raise GridError(f"no results store at {store}")
+        moved, loaded = checks.rebuild(store)
+        aside = f"the old one kept as {moved}; " if moved else ""
+        typer.echo(f"{store}/benchbase.sqlite recreated: {aside}{loaded} job record(s) loaded")
+    try:
+        the_store = _open_store(store, allow_empty=True)
+    except sqlite3.DatabaseError as exc:  # not even its header: nothing else can be examined
+        typer.echo(f"{store}/benchbase.sqlite cannot be read ({exc}) -> none here: benchbase doctor --rebuild")
+        raise typer.Exit(1) from None
+    if not rebuild:
+        try:
+            the_store._refuse_lost_database()
+        except PluginError as exc:
+            typer.echo(f"{exc} -> none here: benchbase doctor --rebuild")
+            raise typer.Exit(1) from None
     findings = checks.examine(the_store, default_registry().code_fingerprints())
     if not findings:
         typer.echo(f"{store}: healthy (schema version {the_store.schema_version()})")
@@ -499,10 +526,17 @@ def doctor(
 @friendly_errors
 def collect(store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results")) -> None:
     """Load job records that never reached the database (the driver was killed, or detached)."""
-    from benchbase.collect import collect_records
+    from benchbase.collect import collect_records, refused
 
-    loaded = collect_records(_open_store(store))
+    the_store = _open_store(store, allow_empty=True)  # an emptied database is what collecting fixes
+    loaded = collect_records(the_store)
     typer.echo(f"loaded {loaded} record(s) into {store}/benchbase.sqlite")
+    bad = refused(the_store)
+    for path, problem in bad:
+        typer.secho(f"refused {path}: {problem}", err=True, fg="red")
+    if bad:
+        typer.secho(f"{len(bad)} record(s) refused: delete them if no job of yours wrote them", err=True, fg="red")
+        raise typer.Exit(1)
 
 
 @datasets_app.callback(invoke_without_command=True)

@@ -2,13 +2,16 @@
 
 What it looks at, and what a repair does:
 
-- SQLite's ``PRAGMA integrity_check`` (a damaged database cannot be repaired here: re-run into a new
-  store, or restore a copy);
+- SQLite's ``PRAGMA integrity_check``, and a database that cannot be opened at all: `--rebuild`
+  moves it aside (``benchbase.sqlite.damaged-<time>``) and recreates it from the job records on
+  disk (finished runs and stages; pending ones are planned again by the next `benchbase run`);
 - finished runs whose predictions, and finished stages whose checkpoint, are missing or damaged
   (checksums): marked failed, so that the next `benchbase run` recomputes them;
 - files no record names (orphaned predictions and checkpoints) and temporary files that a killed
   process left behind: deleted;
-- job records on disk that never reached the database: loaded (`benchbase collect`);
+- job records on disk that never reached the database: loaded (`benchbase collect`); records that
+  none of the store's jobs wrote (unsigned, edited, ids or paths not the harness's): reported, never
+  loaded;
 - stale claims (their owner died, or their lease expired): dropped;
 - runs left pending or running by a stopped driver, and runs of other code than the installed one:
   reported only (the next `benchbase run` does the first; the second are history, kept and marked
@@ -17,7 +20,9 @@ What it looks at, and what a repair does:
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +42,8 @@ def _integrity(store: Store) -> list[Finding]:
         result = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
     if result == ["ok"]:
         return []
-    return [Finding(f"SQLite integrity check failed: {'; '.join(result[:3])}", "none here: re-run into a new store")]
+    problem = f"SQLite integrity check failed: {'; '.join(result[:3])}"
+    return [Finding(problem, "none here: recreate it from the job records with benchbase doctor --rebuild")]
 
 
 def _damaged(store: Store) -> list[Finding]:
@@ -83,13 +89,17 @@ def _has_record(store: Store, path: Path) -> bool:
 
 
 def _uncollected(store: Store) -> list[Finding]:
-    from benchbase.collect import collect_records, uncollected
+    from benchbase.collect import collect_records, refused, uncollected
 
+    out = [
+        Finding(f"job record {path} refused: {problem}", "none here: delete it if no job of yours wrote it")
+        for path, problem in refused(store)
+    ]
     waiting = uncollected(store)
-    if not waiting:
-        return []
-    problem = f"{len(waiting)} job record(s) on disk never reached the database"
-    return [Finding(problem, "load them (benchbase collect)", lambda: collect_records(store) and None)]
+    if waiting:
+        problem = f"{len(waiting)} job record(s) on disk never reached the database"
+        out.append(Finding(problem, "load them (benchbase collect)", lambda: collect_records(store) and None))
+    return out
 
 
 def _claims(store: Store) -> list[Finding]:
@@ -140,3 +150,18 @@ def repair(findings: list[Finding]) -> int:
             finding.fix()
             applied += 1
     return applied
+
+
+def rebuild(root: Path) -> tuple[Path | None, int]:
+    """Move the database aside (with its WAL files) and recreate it from the job records on disk;
+    returns where the old one went (None if there was none) and how many records were loaded."""
+    from benchbase.collect import collect_records
+
+    database = root / "benchbase.sqlite"
+    moved = None
+    if database.exists():
+        moved = root / f"benchbase.sqlite.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        for suffix in ("", "-wal", "-shm"):
+            if (root / f"benchbase.sqlite{suffix}").exists():
+                os.replace(root / f"benchbase.sqlite{suffix}", root / f"{moved.name}{suffix}")
+    return moved, collect_records(Store(root, allow_empty=True))

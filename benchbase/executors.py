@@ -100,11 +100,32 @@ class Executor(ABC):
         self.close()
 
 
-def _init_worker() -> None:
+#: How often a worker checks that its driver is still alive.
+WATCHDOG_SECONDS = 0.5
+
+
+def _watch_driver(driver: int) -> None:
+    """End this worker as soon as its driver is gone. A killed driver (SIGKILL, out of memory) runs
+    no cleanup, and its workers would go on training for minutes, holding memory, while another
+    driver trains the same runs again. An orphan is re-parented, so its parent id changes; polling
+    it works on every POSIX system, unlike Linux's parent-death signal, which also fires when
+    the *thread* that started the worker ends."""
+    import time
+
+    while os.getppid() == driver:
+        time.sleep(WATCHDOG_SECONDS)
+    os._exit(1)  # the main thread is busy in a job: nothing to clean up that the driver would read
+
+
+def _init_worker(driver: int | None = None) -> None:
     # Each job sets its own intra-op thread count (part of its identity); start from one.
     import torch
 
     torch.set_num_threads(1)
+    if driver is not None:
+        import threading
+
+        threading.Thread(target=_watch_driver, args=(driver,), name="benchbase-driver-watchdog", daemon=True).start()
 
 
 class LocalExecutor(Executor):
@@ -139,7 +160,9 @@ class LocalExecutor(Executor):
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker)
+            self._pool = ProcessPoolExecutor(
+                self.jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+            )
         return self._pool
 
     def submit(
@@ -204,6 +227,18 @@ def default_jobs() -> int:
     return os.cpu_count() or 1
 
 
+def check_executor(name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The executor's name and options checked, nothing started: `benchbase run` calls this before
+    it creates a store, so that a typo leaves nothing behind. Returns the validated options."""
+    from benchbase.params import validate
+    from benchbase.registry import default_registry
+
+    spec = default_registry().get("executor", name).param_spec
+    if spec is not None:  # `jobs` and `workdir` are the harness's to give, not options
+        spec = {key: param for key, param in spec.items() if key not in ("jobs", "workdir")}
+    return validate(spec, options or {}, f"executor {name!r} options")
+
+
 def make_executor(
     name: str, jobs: int | None = None, options: dict[str, Any] | None = None, workdir: Path | None = None
 ) -> Executor:
@@ -211,14 +246,10 @@ def make_executor(
     validated against its ``param_spec``; executors that keep files of their own get `workdir`."""
     import inspect
 
-    from benchbase.params import validate
     from benchbase.registry import default_registry
 
     entry = default_registry().get("executor", name)
-    spec = entry.param_spec
-    if spec is not None:  # `jobs` and `workdir` are the harness's to give, not options
-        spec = {key: param for key, param in spec.items() if key not in ("jobs", "workdir")}
-    checked = validate(spec, options or {}, f"executor {name!r} options")
+    checked = check_executor(name, options)
     if workdir is not None and "workdir" in inspect.signature(entry.obj).parameters:
         checked["workdir"] = workdir
     return entry.obj(jobs=jobs or default_jobs(), **checked)

@@ -88,6 +88,8 @@ def analyses_by_grid(store: Any) -> dict[str, dict[str, Any]]:
             }
     for grid in store.grids():
         recorded = grid.get("analysis") or {}
+        if not isinstance(recorded, dict):  # edited by hand, or written by another program
+            recorded = {}
         source = grid.get("source") or grid["name"]
         # what a store recorded is read leniently: a bad declaration of an old grid is skipped with
         # a note, never allowed to break the leaderboards of another

@@ -252,10 +252,18 @@ def read_grid_file(path: Path | str | None) -> tuple[dict[str, Any], str]:
     depend on the install location."""
     source = f"grids/{default_grid_path().name}" if path is None else str(path)
     path = default_grid_path() if path is None else Path(path)
+    if path.is_dir():
+        raise GridError(f"grid file {path} is a directory; give the .toml file itself")
     if not path.is_file():
         raise GridError(f"grid file {path} does not exist")
     try:
-        return tomllib.loads(path.read_text()), source
+        text = path.read_text(encoding="utf-8")  # TOML is UTF-8 whatever the locale says
+    except UnicodeDecodeError as exc:
+        raise GridError(f"grid file {path} is not UTF-8 text (byte {exc.start}): is it a TOML grid file?") from None
+    except OSError as exc:
+        raise GridError(f"grid file {path} cannot be read: {exc.strerror}") from None
+    try:
+        return tomllib.loads(text), source
     except tomllib.TOMLDecodeError as exc:
         raise GridError(f"grid file {path} is not valid TOML: {exc}") from None
 
@@ -312,8 +320,16 @@ def _plugin_params(registry: Registry, kind: str, name: str, given: dict, where:
     return validate(registry.get(kind, name).param_spec, given, f"{where}: {kind} {name!r}", by_key)
 
 
-def _check_train(train: dict, where: str, registry: Registry | None = None) -> None:
+def _check_train(train: Any, where: str, registry: Registry | None = None) -> None:
+    if not isinstance(train, dict):
+        raise GridError(f"{where} must be a table of training settings, got {type(train).__name__} {train!r}")
     validate(TRAINING, train, where)
+    _check_few_label(train.get("few_label"), where)
+    weights = train.get("task_weights")
+    if weights is not None and not all(
+        isinstance(w, int | float) and not isinstance(w, bool) and w >= 0 for w in weights.values()
+    ):
+        raise GridError(f"{where}: task_weights must map task names to non-negative numbers, got {weights!r}")
     device = train.get("device", "cpu")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(device)):
         raise GridError(f"{where}: device must be auto, cpu, cuda or cuda:N, got {device!r}")
@@ -322,6 +338,46 @@ def _check_train(train: dict, where: str, registry: Registry | None = None) -> N
             registry.get("dataset", train["pretrain_dataset"])  # an unknown name lists the known ones
         except GridError as exc:
             raise GridError(f"{where}: pretrain_dataset: {exc}") from None
+
+
+def _check_few_label(few: Any, where: str) -> None:
+    if few is None:
+        return
+    k = few.get("k")
+    if set(few) != {"task", "k"} or not isinstance(few["task"], str) or type(k) is not int or k < 1:
+        raise GridError(f'{where}: few_label must be {{task = "<task name>", k = <positive integer>}}, got {few!r}')
+
+
+def _check_task_settings(spec: dict, dataset: Any, where: str) -> None:
+    """`task_weights` and `few_label` name tasks of the dataset: checked at planning, where the
+    dataset's tasks are known, rather than failing every run."""
+    tasks = {t.name: t for t in dataset.tasks}
+    train = spec["train"]
+    unknown = set(train.get("task_weights") or {}) - set(tasks)
+    if unknown:
+        raise GridError(
+            f"{where}: task_weights name unknown task(s) {sorted(unknown)}; {dataset.name!r} has {sorted(tasks)}"
+        )
+    few = train.get("few_label")
+    if few:
+        task = tasks.get(few["task"])
+        if task is None or task.level != "graph":
+            graph_level = sorted(n for n, t in tasks.items() if t.level == "graph")
+            raise GridError(
+                f"{where}: few_label task {few['task']!r} is not a graph-level task of {dataset.name!r}: {graph_level}"
+            )
+
+
+def _check_params_used(declared: Origins, used: set[tuple[str, str]], where: str) -> None:
+    """Parameters for a plugin name that no run uses are a typo (``[params.encoder.gni]``) or a
+    forgotten study: an error, not a grid that silently runs with the defaults."""
+    for kind, name, key in sorted(declared):
+        if (kind, name) not in used:
+            names = sorted(n for k, n in used if k == kind)
+            raise GridError(
+                f"{declared[(kind, name, key)]}: {kind} {name!r} is in no study here, so {key!r} would be ignored; "
+                f"the {kind}s used: {names}"
+            )
 
 
 def resolve_device(device: str) -> str:
@@ -597,8 +653,9 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
     if profile not in PROFILES:
         raise GridError(f"{where}: profile must be one of {sorted(PROFILES)}, got {profile!r}")
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
-        raise GridError(f"{where}: seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and 0 <= s < 2**32 for s in seeds):
+        # numpy's and torch's generators take seeds below 2**32: a larger one fails every run
+        raise GridError(f"{where}: seeds must be a non-empty list of integers in [0, 2**32), got {seeds!r}")
     if not isinstance(raw.get("name", "grid"), str):
         raise GridError(f"{where}: name must be a string")
     _check_train(raw.get("train", {}), f"{where} [train]", registry)
@@ -620,6 +677,7 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
     if not isinstance(grid.executor, dict) or not all(isinstance(v, dict) for v in grid.executor.values()):
         raise GridError(f"{where}: [executor] must hold one table of options per executor name")
     seen: set[str] = set()
+    used_anywhere: set[tuple[str, str]] = set()
     datasets_cache: dict = {}
     data_keys: dict[str, str | None] = {}
     finetuned: set = set()
@@ -644,6 +702,8 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
         added = _study_metrics(registry, study.get("metrics"), here)
         study_origins = dict(origins)
         params = _merge_params(base_params, study.get("params", {}), f"{here} [study.params", study_origins)
+        used: set[tuple[str, str]] = set()
+        declared_here: Origins = {}
         _check_train(study.get("train", {}), f"{here} [study.train]", registry)
         study_train = {**base_train, **study.get("train", {})}
         for point in _sweep_points(study.get("sweep", {}), f"{here} [study.sweep]"):
@@ -651,8 +711,12 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
             for key, value in point.items():
                 _apply_sweep_value(point_params, train, key, value, f"{here} [study.sweep]", point_origins)
             _check_train(train, f"{here} [study.sweep]", registry)
+            declared_here |= {k: v for k, v in point_origins.items() if v != origins.get(k)}
+            if train.get("pretrain_dataset") is not None:
+                used.add(("dataset", train["pretrain_dataset"]))
             for combo in itertools.product(*(axes[k] for k in PLUGIN_KINDS)):
                 chosen = dict(zip(PLUGIN_KINDS, combo, strict=True))
+                used |= set(chosen.items())
                 for seed in seeds:
                     spec = make_spec(registry, chosen, point_params, train, seed, profile, here, point_origins)
                     dataset = _dataset(registry, spec, datasets_cache, here)
@@ -672,6 +736,7 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                     seen.add(run.run_id)
                     if not isinstance(dataset, str):
                         _check_buildable(registry, spec, dataset, built, here)
+                        _check_task_settings(spec, dataset, here)
                         if pretraining is not None and not isinstance(pretraining, str):
                             _check_pretraining(spec, dataset, pretraining, here)
                     reason = _skip_reason(registry, spec, dataset, pretraining)
@@ -688,6 +753,9 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                             }
                             if scope not in grid.table_metrics:
                                 grid.table_metrics.append(scope)
+        _check_params_used(declared_here, used, here)
+        used_anywhere |= used
+    _check_params_used(origins, used_anywhere, where)
     from benchbase.analysis import check_declarations  # [analysis] and [[question]], against the runs
 
     # the fine-tuning datasets only: a dataset that is only pretrained on has no table to ask about

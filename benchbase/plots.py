@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from benchbase.cache import atomic_path
 from benchbase.leaderboard import Row, Table
 
 _BIN = re.compile(r"^test_mae_bin(\d+)$")
@@ -38,8 +39,9 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
+    # A temporary name renamed into place: a killed run never leaves a half-drawn plot under its name.
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -10,12 +10,14 @@ same results gives byte-identical files.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
 from benchbase import findings, plots
+from benchbase.cache import atomic_path, file_sha256
 from benchbase.identity import content_hash
 from benchbase.leaderboard import (
     HEADER,
@@ -67,19 +69,20 @@ def write_leaderboards(
         shown = findings.table_comparisons(table, analysis, from_questions)
         table_plots = plots.table_plots(table, plot_dir)
         path = out / f"{table.name}.md"
-        path.write_text(render_table(table, findings.render_comparisons(table, shown, families), table_plots))
+        _write(path, render_table(table, findings.render_comparisons(table, shown, families), table_plots))
         keep.add(path.name)
         written.append(path)
     for old in out.glob("*.md"):
         if old.name not in keep and old.read_text().startswith(HEADER):
             old.unlink()  # a table no longer backed by results
     plots.remove_stale(plot_dir, tables)
-    (out / "README.md").write_text(_index(tables, runs, digest))
     problems = [p for info in analyses.values() for p in info.get("problems", [])]
-    (out / "FINDINGS.md").write_text(findings.render_findings(tables, answered, problems))
-    with open(out / "results.jsonl", "w") as handle:
-        for row in export_rows([r for r in runs if r["status"] in (FINISHED, "failed")], current_code):
-            handle.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+    _write(out / "FINDINGS.md", findings.render_findings(tables, answered, problems))
+    exported = export_rows([r for r in runs if r["status"] in (FINISHED, "failed")], current_code)
+    _write(out / "results.jsonl", "".join(json.dumps(row, sort_keys=True, default=str) + "\n" for row in exported))
+    # Last: the marker vouches for the files above only once they are all complete under their names.
+    body = _index(tables, runs)
+    _write(out / "README.md", _marker(digest, _outputs_digest(out, body)) + body)
     return written
 
 
@@ -92,9 +95,46 @@ def _write_tables(store: Store, out: Path, tables: list[Table]) -> list[Path]:
         shown = findings.table_comparisons(table, findings.analysis_for(analyses, table.grids), from_questions)
         table_plots = plots.table_plots(table, out / "plots")
         path = out / f"{table.name}.md"
-        path.write_text(render_table(table, findings.render_comparisons(table, shown, families), table_plots))
+        _write(path, render_table(table, findings.render_comparisons(table, shown, families), table_plots))
         written.append(path)
     return written
+
+
+def _write(path: Path, text: str) -> None:
+    """Write `text` under a temporary name and rename it: a reader never sees half a file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+_MARKER = re.compile(r"^<!-- source: (?P<source>[0-9a-f]+); outputs: (?P<outputs>[0-9a-f]+) -->$", re.MULTILINE)
+
+
+def _marker(digest: str, outputs: str) -> str:
+    return f"{HEADER}<!-- source: {digest}; outputs: {outputs} -->\n"
+
+
+def _generated(out: Path) -> list[Path]:
+    """The files a generation leaves in `out` besides the index: tables (recognised by their header),
+    FINDINGS.md, results.jsonl and the plots. A table that lost its header drops out of the list and
+    so changes the outputs digest too."""
+    tables = [p for p in out.glob("*.md") if p.name not in ("README.md", "FINDINGS.md") and _is_table(p)]
+    fixed = [out / "FINDINGS.md", out / "results.jsonl"]
+    return sorted(tables + fixed + list((out / "plots").glob("*.png")))
+
+
+def _is_table(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(HEADER.encode())) == HEADER.encode()
+    except OSError:
+        return False
+
+
+def _outputs_digest(out: Path, index_body: str) -> str:
+    """Digest of the bytes of every generated file (a missing one counts as such) and of the
+    index's own text below its marker."""
+    files = [(str(p.relative_to(out)), file_sha256(p) if p.is_file() else None) for p in _generated(out)]
+    return content_hash([files, index_body], 16)
 
 
 def _question_families(answered: list[Any]) -> tuple[list[tuple[str, Any, Any]], dict[str, int]]:
@@ -122,12 +162,20 @@ def source_digest(store: Store, runs: list[dict[str, Any]], current_code: dict[s
 
 
 def _up_to_date(out: Path, digest: str) -> bool:
-    """True when `out` was generated from exactly this source (a re-run that trained nothing)."""
-    readme = out / "README.md"
-    return readme.is_file() and f"<!-- source: {digest} -->" in readme.read_text() and (out / "FINDINGS.md").is_file()
+    """True when `out` was generated from exactly this source (a re-run that trained nothing) and
+    every generated file still has the bytes it was written with."""
+    try:
+        text = (out / "README.md").read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    found = _MARKER.search(text)
+    if found is None or found["source"] != digest or not text.startswith(HEADER):
+        return False
+    body = text[found.end() + 1 :]
+    return found["outputs"] == _outputs_digest(out, body)
 
 
-def _index(tables: list[Table], runs: list[dict[str, Any]], digest: str) -> str:
+def _index(tables: list[Table], runs: list[dict[str, Any]]) -> str:
     index = []
     for table in tables:
         best = table.rows[0]
@@ -143,7 +191,7 @@ def _index(tables: list[Table], runs: list[dict[str, Any]], digest: str) -> str:
         )
     n_finished = sum(1 for r in runs if r["status"] == FINISHED)
     n_failed = sum(1 for r in runs if r["status"] == "failed")
-    text = HEADER + f"<!-- source: {digest} -->\n# benchbase leaderboards\n\n"
+    text = "# benchbase leaderboards\n\n"
     text += f"Made from {n_finished} finished runs ({n_failed} failed) exported in `results.jsonl`; "
     text += "the research questions are answered in [FINDINGS.md](FINDINGS.md).\n"
     text += "Each cell: mean ± unbiased std over seeds [95% CI]; best first. A first place is not a finding: "

@@ -7,7 +7,11 @@
     kwargs = { num_graphs = 300, avg_num_nodes = 12, avg_degree = 3, num_channels = 8, num_classes = 2, task = "graph" }
 
 The class (a `torch_geometric.data.InMemoryDataset`, or any `torch_geometric.data.Dataset` of
-`Data` objects) is imported by its dotted path and built with `kwargs`; a ``root`` it takes and is
+`Data` objects) is one of `torch_geometric.datasets` (``class = "TUDataset"`` or its dotted path),
+or of an installed distribution named explicitly (``distribution = "my-datasets"``, the class
+``my_datasets.Rings``). The name is checked before anything is imported, and a module found in
+the working directory or anywhere outside that distribution is refused: a grid file, or a ``.py``
+file planted beside the data, never runs code. It is built with `kwargs`; a ``root`` it takes and is
 not given defaults to ``$BENCHBASE_CACHE/pyg/<name>``. It is built with the random generators
 seeded (`seed`), so that a synthetic class gives the same graphs in every process. Its graphs become
 contiguous arrays once per process (PyG caches its own processed files under ``root``):
@@ -30,9 +34,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
+import importlib.util
 import inspect
 import random
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +55,11 @@ PARAM_SPEC = {
     "class": Param(
         None,
         "str",
-        "dotted path of a torch_geometric dataset class, e.g. torch_geometric.datasets.TUDataset (required)",
+        "a class of torch_geometric.datasets (TUDataset, or its dotted path), or the dotted path of a class "
+        "of the installed distribution named by `distribution` (required)",
+    ),
+    "distribution": Param(
+        None, "str", "installed distribution providing a class outside torch_geometric.datasets (named explicitly)"
     ),
     "kwargs": Param({}, "dict", "the class's constructor arguments; root defaults to the cache directory"),
     "name": NAME,
@@ -76,10 +88,55 @@ def _seeded(seed: int) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
-def _import(path: str, where: str) -> type:
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_PYG_DATASETS = "torch_geometric.datasets"
+
+
+def _canonical(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def _check_origin(top: str, distribution: str, where: str) -> None:
+    """`top` (a top-level module) must be provided by the installed `distribution` and found among
+    its files, not shadowed by a module of the same name in the working directory or elsewhere.
+    Finding a top-level module's spec runs none of its code."""
+    providers = {_canonical(d) for d in importlib.metadata.packages_distributions().get(top, [])}
+    if _canonical(distribution) not in providers:
+        raise PluginError(
+            f"{where}: module {top!r} is not provided by an installed distribution {distribution!r} "
+            f"(installed providers: {sorted(providers) or 'none'})"
+        )
+    spec = importlib.util.find_spec(top)
+    origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+    files = importlib.metadata.distribution(distribution).files or []
+    expected = {Path(str(f.locate())).resolve() for f in files if str(f) in (f"{top}/__init__.py", f"{top}.py")}
+    if origin not in expected:
+        raise PluginError(f"{where}: module {top!r} would be imported from {origin}, not from {distribution!r}'s files")
+
+
+def _import(path: str, where: str, distribution: str | None = None) -> type:
+    """The class named `path`, checked before anything is imported (see the module docstring)."""
+    if not isinstance(path, str) or not _DOTTED.fullmatch(path):
+        raise PluginError(f"{where}: class {path!r} must be a dotted Python name")
     module, _, attribute = path.rpartition(".")
+    if module in ("", _PYG_DATASETS):
+        import torch_geometric.datasets
+
+        if attribute not in torch_geometric.datasets.__all__:
+            raise PluginError(
+                f"{where}: {attribute!r} is not a class of torch_geometric.datasets; a class of another package "
+                'needs distribution = "<the installed distribution providing it>"'
+            )
+        module = _PYG_DATASETS
+    elif distribution is None:
+        raise PluginError(
+            f"{where}: {path!r} is not in torch_geometric.datasets: name the installed distribution providing it "
+            '(distribution = "..."); modules are never imported from the working directory or the data'
+        )
+    else:
+        _check_origin(module.partition(".")[0], distribution, where)
     try:
-        found = getattr(importlib.import_module(module), attribute) if module else None
+        found = getattr(importlib.import_module(module), attribute)
     except (ImportError, AttributeError) as exc:
         raise PluginError(f"{where}: cannot import {path!r}: {exc}") from None
     if not inspect.isclass(found):
@@ -156,6 +213,7 @@ class PyGDataset(Dataset):
     def __init__(
         self,
         dataset_class: str | None = None,
+        distribution: str | None = None,
         kwargs: dict[str, Any] | None = None,
         name: str | None = None,
         tasks: list[str] | None = None,
@@ -167,6 +225,7 @@ class PyGDataset(Dataset):
         check_name("pyg", name)
         self.name = dataset_label("pyg", {"class": dataset_class, "name": name})
         self.dataset_class, self.kwargs = dataset_class, dict(kwargs or {})
+        self.distribution = distribution
         self.task_names, self.kind, self.unit, self.metric, self.seed = tasks, kind, unit, metric, int(seed)
         check_declarations(kind, unit, metric, self.where)
         self._loaded: dict[str, Any] | None = None
@@ -248,7 +307,7 @@ class PyGDataset(Dataset):
 
         if self.dataset_class is None:
             raise PluginError("dataset 'pyg' needs the parameter class: the dotted path of a torch_geometric dataset")
-        cls = _import(self.dataset_class, self.where)
+        cls = _import(self.dataset_class, self.where, self.distribution)
         if not issubclass(cls, PyGBase):
             raise PluginError(f"{self.where}: not a torch_geometric dataset class (a torch_geometric.data.Dataset)")
         kwargs = dict(self.kwargs)

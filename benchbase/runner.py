@@ -39,6 +39,8 @@ from benchbase.store import (
     LEASE_SECONDS,
     Owner,
     Store,
+    record_problem,
+    sign_record,
     verified,
     write_predictions,
 )
@@ -161,8 +163,9 @@ class _Threads:
 
 
 def _write_record(root: Path, job_id: str, record: dict[str, Any]) -> None:
+    # Signed, so that `collect` can tell this job's record from one planted in the shared directory.
     with atomic_path(root / "records" / f"{job_id}.json") as tmp:
-        tmp.write_text(json.dumps(record, sort_keys=True, default=str))
+        tmp.write_text(json.dumps(sign_record(root, record), sort_keys=True))
 
 
 def stage_job(payload: dict[str, Any]) -> dict[str, Any]:
@@ -237,9 +240,13 @@ def _stage_record(root: Path, stage_id: str) -> dict[str, Any]:
     run once its stage succeeded; the run reads where the checkpoint is from here)."""
     path = root / "records" / f"stage-{stage_id}.json"
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         raise StageFailed(f"its pretraining stage {stage_id} left no record at {path}") from None
+    problem = record_problem(root, path, record)
+    if problem is not None:  # its checkpoint path would otherwise be read from an untrusted file
+        raise StageFailed(f"the record of its pretraining stage {stage_id} is refused: {problem}")
+    return record
 
 
 # The driver. ----------------------------------------------------------------------------------

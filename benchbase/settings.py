@@ -8,6 +8,8 @@ from typing import Any
 from benchbase.params import Param, defaults_of
 
 POOLS = ("all", "train", "all+finetune")
+#: Most intra-op threads a run may ask for.
+MAX_THREADS = 1024
 #: The training settings of ``[train]`` (defaults: the quick profile).
 TRAINING: dict[str, Param] = {
     "epochs": Param(30, "int", "fine-tuning epochs at most", min=1),
@@ -46,7 +48,11 @@ TRAINING: dict[str, Param] = {
         "regression loss of node and edge tasks on targets and predictions each centred per graph, so that a "
         "per-graph offset of the target cannot dominate the loss (for per-graph metrics such as a Pearson r per graph)",
     ),
-    "threads": Param(1, "int", "intra-op threads of each run, whatever --jobs is: results depend on it", min=1),
+    # The cap: far above any machine's cores, far below the counts at which torch's thread pool
+    # crashes the process (a typo such as 100000 ended in a segfault, not a message).
+    "threads": Param(
+        1, "int", "intra-op threads of each run, whatever --jobs is: results depend on it", min=1, max=MAX_THREADS
+    ),
     "device": Param("cpu", "str", "where runs train: cpu, cuda, cuda:N, or auto (cuda when available)"),
 }
 PROFILES: dict[str, dict[str, Any]] = {

@@ -27,7 +27,10 @@ job), ``mem_gb``, ``account``, ``gpus`` (per GPU job), ``extra`` (more sbatch op
 ``cluster = "local"`` to run the same jobs as local processes through submitit's local executor
 (for trying a grid without a cluster; no dependencies, the driver orders the jobs), ``python`` (the
 interpreter the job scripts run, default the driver's own - set it when the compute nodes see the
-environment at another path) and ``patience`` (seconds to wait for a Slurm that does not answer).
+environment at another path), ``patience`` (seconds to wait for a Slurm that does not answer) and
+``others_can_write`` (``refuse``, the default, or ``warn``): what to do when the job folder, or a
+directory above it, can be written by the group or by others without the sticky bit. The driver
+unpickles the results that jobs leave there, so whoever can write them can run code as the user.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import builtins
 import re
 import subprocess
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,6 +87,34 @@ def _slurm(command: list[str]) -> subprocess.CompletedProcess:
 def _forgotten(done: subprocess.CompletedProcess) -> bool:
     """slurmctld answered that it knows no such job: it ended long enough ago to be purged (MinJobAge)."""
     return "Invalid job id" in done.stderr
+
+
+def writable_by_others(folder: Path) -> Path | None:
+    """The first of `folder` and the directories above it that the group or others may write
+    (a sticky directory such as /tmp or /scratch excepted: others cannot replace what is in it)."""
+    import stat
+
+    for path in [folder.resolve(), *folder.resolve().parents]:
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            continue  # created later, with the user's umask
+        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+            return path
+    return None
+
+
+def _check_writers(folder: Path, choice: str) -> None:
+    exposed = writable_by_others(folder)
+    if exposed is None:
+        return
+    message = (
+        f"--executor slurm: {exposed} can be written by others, and the driver unpickles the job results "
+        f"kept under {folder}: anyone who can write there can run code as you"
+    )
+    if choice == "refuse":
+        raise GridError(f"{message}; chmod go-w {exposed}, or pass --executor-option others_can_write=warn")
+    warnings.warn(message, stacklevel=3)
 
 
 def _queued(job_ids: list[str]) -> dict[str, str]:
@@ -168,6 +200,12 @@ class SlurmExecutor(Executor):
         "python": Param(None, "str", "the interpreter job scripts run (default: the driver's, sys.executable)"),
         "patience": Param(3600, "number", "seconds the driver waits for a Slurm that does not answer", min=0),
         "max_queued": Param(None, "int", "most of this grid's jobs in Slurm's queue at once (default: all)", min=1),
+        "others_can_write": Param(
+            "refuse",
+            "str",
+            "a job folder that the group or others can write: refuse, or warn and go on",
+            choices=("refuse", "warn"),
+        ),
     }
     supports_dependencies = True
 
@@ -185,6 +223,7 @@ class SlurmExecutor(Executor):
         python: str | None = None,
         patience: float = 3600,
         max_queued: int | None = None,
+        others_can_write: str = "refuse",
         workdir: Path | None = None,
     ) -> None:
         try:
@@ -193,6 +232,7 @@ class SlurmExecutor(Executor):
             raise GridError("--executor slurm needs submitit: pip install 'benchbase[slurm]'") from None
         self.submitit = submitit
         self.folder = Path(folder) if folder else (workdir or Path("benchbase-jobs")) / "slurm"
+        _check_writers(self.folder, others_can_write)
         self.cluster = cluster
         self.supports_dependencies = cluster == "slurm"  # submitit's local executor has no dependencies
         if cluster == "slurm":

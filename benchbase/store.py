@@ -12,7 +12,10 @@ recorded in the store so that later commands find them):
 - ``predictions/<run id>.npz``: each finished run's predictions per slice and task (labels,
   predictions, the graph of each row and its native id), compressed;
 - ``splits/<hash>.json``: splits as graph positions, by content hash;
-- ``records/<id>.json``: each job's record as the job wrote it (`benchbase collect` reads them).
+- ``records/<id>.json``: each job's record as the job wrote it (`benchbase collect` reads them),
+  signed with an HMAC under ``record.key`` (created beside them, readable by its owner only): a
+  record someone else planted, or edited, is refused, as is one whose id is not the hash of its
+  spec or whose files lie anywhere but ``predictions/<run id>.npz`` / ``stages/<stage id>.pt``.
 Checkpoints and predictions carry their SHA-256 in the database and are verified before use.
 
 Several drivers may share a store (two terminals, a cron job): each claims a job in the ``claims``
@@ -27,9 +30,12 @@ is refused with a message naming both versions.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import os
+import re
+import secrets
 import socket
 import sqlite3
 import time
@@ -116,6 +122,83 @@ PENDING, RUNNING, FINISHED, FAILED = "pending", "running", "finished", "failed"
 JSON_COLUMNS = ("spec", "metrics", "details", "versions", "analysis")
 
 
+#: The file holding a store's record-signing key, in its shared directory.
+KEY_FILE = "record.key"
+_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def is_job_id(value: Any) -> bool:
+    """A run or stage id as the harness makes them (`content_hash`): 16 hex digits, so safe as a
+    file name anywhere."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def record_key(shared: Path, create: bool = False) -> bytes | None:
+    """The store's key for signing job records; created (owner-only, 0600) when asked. None if
+    there is none. A key that others can read protects nothing: refused."""
+    path = Path(shared) / KEY_FILE
+    if create and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # O_EXCL: two drivers opening a new store at once keep one key
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+    try:
+        mode = path.stat().st_mode
+        key = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if mode & 0o077:
+        raise StoreError(f"the record key {path} is readable by others; run chmod 600 {path}")
+    return key
+
+
+def _mac(key: bytes, record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "hmac"}
+    return hmac.new(key, json.dumps(body, sort_keys=True, default=str).encode(), hashlib.sha256).hexdigest()
+
+
+def sign_record(shared: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with its HMAC under the store's key (a job runs as the store's owner and reads it)."""
+    key = record_key(shared)
+    if key is None:
+        raise StoreError(f"no record key in {shared}: the store was not opened by this benchbase")
+    normal = json.loads(json.dumps(record, sort_keys=True, default=str))  # as it will be read back
+    return {**normal, "hmac": _mac(key, normal)}
+
+
+def record_problem(shared: Path, path: Path, record: Any) -> str | None:
+    """Why a job record on disk cannot be trusted, or None: it must be signed with the store's key,
+    named by its id, its id the hash of its spec, and its file where the harness puts it."""
+    from benchbase.identity import content_hash
+
+    if not isinstance(record, dict):
+        return "not a job record"
+    key = record_key(shared)
+    mac = record.get("hmac")
+    if key is None or not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, record)):
+        return "not signed with this store's key (not written by one of its jobs, or edited since)"
+    stage = "stage_id" in record and "run_id" not in record
+    job = record.get("stage_id" if stage else "run_id")
+    if not is_job_id(job):
+        return f"its id {job!r} is not a job id"
+    if path.name != (f"stage-{job}.json" if stage else f"{job}.json"):
+        return f"its id {job} does not match its file name"
+    try:
+        derived = content_hash(record.get("spec"))
+    except (TypeError, ValueError):
+        derived = None
+    if derived != job:
+        return f"its id {job} is not the hash of its spec"
+    field, expected = ("checkpoint", f"stages/{job}.pt") if stage else ("predictions", f"predictions/{job}.npz")
+    if record.get(field) != expected:
+        return f"its {field} {record.get(field)!r} is not {expected!r}"
+    return None
+
+
 def verified(path: Path, sha256: str | None) -> bool:
     """True when `path` exists and its content has the recorded SHA-256."""
     return sha256 is not None and path.is_file() and file_sha256(path) == sha256
@@ -156,12 +239,44 @@ class Owner:
 
 
 class Store:
-    def __init__(self, root: Path | str, shared_dir: Path | str | None = None) -> None:
+    def __init__(self, root: Path | str, shared_dir: Path | str | None = None, allow_empty: bool = False) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "benchbase.sqlite"
-        self._migrate()
+        # Said in words: the OS and SQLite would say "[Errno 17] File exists" or "unable to open
+        # database file", naming neither the path nor what is wrong with it.
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"the store {self.root} is a file, not a directory; pass --store a directory")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"the store directory {self.root} cannot be created: {exc.strerror}") from None
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"the store's database {self.path} is not a file")
+        try:
+            self._migrate()
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc):
+                raise
+            writable = os.access(self.root, os.W_OK | os.X_OK)
+            reason = "" if writable else ": no permission to write in its directory"
+            raise StoreError(f"the store's database {self.path} cannot be opened{reason}") from None
         self.shared = self._shared_dir(shared_dir)
+        if not allow_empty:
+            self._refuse_lost_database()
+
+    def _refuse_lost_database(self) -> None:
+        """A database with no run and no stage beside job records on disk was emptied or lost (a
+        0-byte file, a deleted one): going on would retrain everything the records hold."""
+        with self._connect() as db:
+            empty = db.execute("SELECT NOT EXISTS (SELECT 1 FROM runs) AND NOT EXISTS (SELECT 1 FROM stages)")
+            if not empty.fetchone()[0]:
+                return
+        records = sum(1 for _ in (self.shared / "records").glob("*.json"))
+        if records:
+            raise StoreError(
+                f"the database {self.path} is empty but {records} job record(s) are on disk: it was emptied or "
+                f"lost; recreate it from them with `benchbase doctor --store {self.root} --rebuild`"
+            )
 
     def _shared_dir(self, given: Path | str | None) -> Path:
         """Where jobs write files: the store itself unless a shared directory was given, once."""
@@ -180,6 +295,7 @@ class Store:
                 recorded = wanted
         shared = recorded or self.root
         shared.mkdir(parents=True, exist_ok=True)
+        record_key(shared, create=True)
         return shared
 
     @contextmanager

@@ -95,7 +95,7 @@ def test_a_misspelt_dataset_parameter_is_an_error_not_a_missing_dataset(tmp_path
         ("[train]\nbatch_size = 0", "batch_size must be an integer >= 1"),
         ('[train]\npretrain_pool = "test"', "pretrain_pool must be one of 'all', 'train'"),
         ("[train]\nhiden = 32", "[train]: unknown parameter 'hiden'"),
-        ("seeds = [-1]", "seeds must be a non-empty list of non-negative integers"),
+        ("seeds = [-1]", "seeds must be a non-empty list of integers in [0, 2**32)"),
     ],
 )
 def test_bad_values_of_every_kind_fail_the_dry_run_with_one_line(tmp_path, table, expected):

@@ -89,6 +89,8 @@ def _grid(**changes):
         head, _, rest = key.rpartition(".")
         if head == "train":
             raw["train"][rest] = value
+            if rest == "pretrain_dataset":  # QM9's parameters would be used by no run: refused
+                raw["params"]["dataset"].pop("qm9", None)
         elif head:
             raw["params"]["dataset"].setdefault(head, {})[rest] = value
         else:
@@ -163,6 +165,7 @@ def test_pools_that_add_the_fine_tuning_graphs_are_one_stage_per_dataset_and_pre
     assert 500 < len(pool) < 500 + 1282 and np.array_equal(pool[:500], np.arange(500))  # no test graph of theirs
     # Without another dataset, all+finetune is all: the same runs as before the setting.
     plain = dict(RAW, train={k: v for k, v in RAW["train"].items() if k != "pretrain_dataset"})
+    plain["params"] = {k: v for k, v in RAW["params"].items() if k != "dataset"}  # QM9's: used by no run
     same = expand_grid(default_registry(), dict(plain, train={**plain["train"], "pretrain_pool": "all+finetune"}))
     assert [r.run_id for r in same.runs] == [r.run_id for r in expand_grid(default_registry(), plain).runs]
 

@@ -21,7 +21,7 @@ FAKE = {"num_graphs": 60, "avg_num_nodes": 10, "avg_degree": 3, "num_channels": 
 
 
 def test_an_in_memory_dataset_becomes_a_benchbase_dataset(synthetic_env):
-    data = build(**{"class": "pyg_toy.Rings", "kwargs": {"graphs": 40}})
+    data = build(**{"class": "pyg_toy.Rings", "distribution": "pyg-toy", "kwargs": {"graphs": 40}})
     data.check_available()
     assert data.name == "pyg/Rings" and [(t.name, t.kind) for t in data.tasks] == [("y", "regression")]
     assert data.features.node_vocab == (3, 2) and data.features.edge_vocab == (2,) and data.features.has_pos
@@ -65,6 +65,7 @@ encoders = ["gin"]
 pretext = ["none", "node-masking"]
 [study.params.dataset.pyg]
 class = "pyg_toy.Rings"
+distribution = "pyg-toy"
 kwargs = {{ graphs = 80 }}
 [[study]]
 datasets = ["pyg"]
@@ -94,19 +95,43 @@ def test_pyg_datasets_run_through_a_grid(synthetic_env, tmp_path):
     "params, error, message",
     [
         ({}, PluginError, "dataset 'pyg' needs the parameter class"),
-        ({"class": "no_such_module.Data"}, PluginError, "cannot import 'no_such_module.Data'"),
-        ({"class": "numpy.pi"}, PluginError, "'numpy.pi' is not a class"),
-        ({"class": "collections.OrderedDict"}, PluginError, "not a torch_geometric dataset class"),
-        ({"class": "pyg_toy.Rings", "kwargs": {"size": 3}}, PluginError, "cannot be built with kwargs {'size': 3}"),
-        ({"class": "pyg_toy.NodeLabels"}, PluginError, "y has one row per node; the pyg adapter reads graph-level"),
-        ({"class": "pyg_toy.NeedsDownload"}, DataUnavailable, "its data could not be loaded (<urlopen error"),
-        ({"class": "pyg_toy.Rings", "tasks": ["a", "b"]}, PluginError, "tasks names 2 column(s) but y has 1"),
+        ({"class": "no_such_module.Data"}, PluginError, "is not in torch_geometric.datasets: name the installed"),
+        ({"class": "NoSuchDataset"}, PluginError, "'NoSuchDataset' is not a class of torch_geometric.datasets"),
+        ({"class": "os.system", "distribution": "torch"}, PluginError, "not provided by an installed distribution"),
+        ({"class": "a/../b"}, PluginError, "must be a dotted Python name"),
+        ({"class": "pyg_toy.missing", "distribution": "pyg-toy"}, PluginError, "cannot import 'pyg_toy.missing'"),
+        ({"class": "pyg_toy.np", "distribution": "pyg-toy"}, PluginError, "'pyg_toy.np' is not a class"),
+        ({"class": "pyg_toy.Data", "distribution": "pyg-toy"}, PluginError, "not a torch_geometric dataset class"),
         (
-            {"class": "pyg_toy.Rings", "kind": {"y": "classification"}},
+            {"class": "pyg_toy.Rings", "distribution": "pyg-toy", "kwargs": {"size": 3}},
+            PluginError,
+            "cannot be built with kwargs {'size': 3}",
+        ),
+        (
+            {"class": "pyg_toy.NodeLabels", "distribution": "pyg-toy"},
+            PluginError,
+            "y has one row per node; the pyg adapter reads graph-level",
+        ),
+        (
+            {"class": "pyg_toy.NeedsDownload", "distribution": "pyg-toy"},
+            DataUnavailable,
+            "its data could not be loaded (<urlopen error",
+        ),
+        (
+            {"class": "pyg_toy.Rings", "distribution": "pyg-toy", "tasks": ["a", "b"]},
+            PluginError,
+            "tasks names 2 column(s) but y has 1",
+        ),
+        (
+            {"class": "pyg_toy.Rings", "distribution": "pyg-toy", "kind": {"y": "classification"}},
             PluginError,
             "declared classification but its labels",
         ),
-        ({"class": "pyg_toy.Rings", "name": "a/b"}, PluginError, "name 'a/b' must start with a letter or digit"),
+        (
+            {"class": "pyg_toy.Rings", "distribution": "pyg-toy", "name": "a/b"},
+            PluginError,
+            "name 'a/b' must start with a letter or digit",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(synthetic_env, params, error, message):
@@ -118,7 +143,7 @@ def test_bad_input_is_one_clear_line(synthetic_env, params, error, message):
 def test_a_dataset_that_needs_a_download_is_skipped_with_the_reason(synthetic_env, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text(
-        '[params.dataset.pyg]\nclass = "pyg_toy.NeedsDownload"\n'
+        '[params.dataset.pyg]\nclass = "pyg_toy.NeedsDownload"\ndistribution = "pyg-toy"\n'
         '[[study]]\ndatasets = ["pyg"]\nprotocols = ["iid"]\nencoders = ["gin"]\n'
     )
     result = runner.invoke(app, ["run", "--grid", str(grid), "--dry-run"])
