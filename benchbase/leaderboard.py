@@ -205,9 +205,10 @@ def _added_metrics(store: Store, grids: list[str], task: TaskInfo, dataset: str,
     names: list[str] = []
     for grid in store.grids():
         if grid["name"] in grids:
-            declared = grid.get("analysis") or {}
+            declared = grid.get("analysis")
+            declared = declared if isinstance(declared, dict) else {}  # read leniently, as everywhere
             analysis, _, _ = load_declarations(declared.get("analysis"), None, grid["name"])
-            names += analysis.get("metrics", [])
+            names += [m for m in analysis.get("metrics") or [] if isinstance(m, str)]
             for scope in declared.get("table_metrics") or []:
                 if isinstance(scope, dict) and scope.get("dataset") == dataset and scope.get("protocol") == protocol:
                     names += [m for m in scope.get("metrics") or [] if isinstance(m, str)]
