@@ -22,7 +22,7 @@ The names, by group:
 *Contract*: `CONTRACT_VERSION`, `__version__` (the distribution's version).
 
 *Registration*: `hookimpl`, the decorator of a plugin module's ``register_*`` hooks (see
-`benchbase.hookspecs` for what each hook receives; ``benchbase new-plugin`` writes them).
+`benchbase.contract.hookspecs` for what each hook receives; ``benchbase new-plugin`` writes them).
 
 *Interfaces a plugin implements*: `Dataset`, `Encoder`, `PretextTask`, `Rebalancer`, `Protocol`,
 `Metric`.
@@ -60,12 +60,12 @@ up), `FineTuning`, `FineTuner` (`FineTuner.fit`'s ``on_epoch`` callback sees eve
 
 from typing import TYPE_CHECKING, Any
 
-from benchbase.identity import pin_cpu_numerics
+from benchbase.contract.identity import pin_cpu_numerics
 
 # Before any tensor operation of the process: the same spec gives the same bits on any x86-64 CPU.
 pin_cpu_numerics()
 
-from benchbase.hookspecs import hookimpl  # noqa: E402
+from benchbase.contract.hookspecs import hookimpl  # noqa: E402
 
 __version__ = "0.1.0"
 CONTRACT_VERSION = "1.0"
@@ -73,76 +73,76 @@ CONTRACT_VERSION = "1.0"
 # The exports are loaded on first use (PEP 562), not here: `import benchbase` must stay light
 # (about 0.2 s against 2.3 s once torch is in), because every harness module, the CLI, the plugin
 # registry, executor workers and ``benchbase plugins`` import this package first, and most of them
-# never touch a tensor. `from benchbase import Dataset` imports `benchbase.api` at that moment.
+# never touch a tensor. `from benchbase import Dataset` imports `benchbase.contract.api` at that moment.
 # The map names the defining module of each export (and its name there where it differs); the
 # ``TYPE_CHECKING`` block below repeats it for type checkers and editors, and
 # tests/test_public_api.py checks that the map, that block and `__all__` agree. Every module named
-# here belongs to the computing layer or its infrastructure (`benchbase.identity.HARNESS_COMPUTING`),
+# here belongs to the computing layer or its infrastructure (`benchbase.contract.identity.HARNESS_COMPUTING`),
 # so the harness fingerprint, which does not follow imports by computed names, misses nothing.
 _EXPORTS: dict[str, tuple[str, str]] = {
     # interfaces
-    "Dataset": ("benchbase.api", "Dataset"),
-    "Encoder": ("benchbase.api", "Encoder"),
-    "PretextTask": ("benchbase.api", "PretextTask"),
-    "Rebalancer": ("benchbase.api", "Rebalancer"),
-    "Protocol": ("benchbase.api", "Protocol"),
-    "Metric": ("benchbase.metrics", "Metric"),
+    "Dataset": ("benchbase.contract.api", "Dataset"),
+    "Encoder": ("benchbase.contract.api", "Encoder"),
+    "PretextTask": ("benchbase.contract.api", "PretextTask"),
+    "Rebalancer": ("benchbase.contract.api", "Rebalancer"),
+    "Protocol": ("benchbase.contract.api", "Protocol"),
+    "Metric": ("benchbase.compute.metrics", "Metric"),
     # types
-    "TaskInfo": ("benchbase.types", "TaskInfo"),
-    "FeatureSpec": ("benchbase.types", "FeatureSpec"),
-    "GraphArrays": ("benchbase.types", "GraphArrays"),
-    "GraphBatch": ("benchbase.types", "GraphBatch"),
-    "Embeddings": ("benchbase.types", "Embeddings"),
-    "PretextContext": ("benchbase.types", "PretextContext"),
-    "PretextOutput": ("benchbase.types", "PretextOutput"),
-    "Predictions": ("benchbase.types", "Predictions"),
-    "Column": ("benchbase.types", "Column"),
-    "Split": ("benchbase.types", "Split"),
-    "Kind": ("benchbase.types", "Kind"),
-    "Level": ("benchbase.types", "Level"),
+    "TaskInfo": ("benchbase.contract.types", "TaskInfo"),
+    "FeatureSpec": ("benchbase.contract.types", "FeatureSpec"),
+    "GraphArrays": ("benchbase.contract.types", "GraphArrays"),
+    "GraphBatch": ("benchbase.contract.types", "GraphBatch"),
+    "Embeddings": ("benchbase.contract.types", "Embeddings"),
+    "PretextContext": ("benchbase.contract.types", "PretextContext"),
+    "PretextOutput": ("benchbase.contract.types", "PretextOutput"),
+    "Predictions": ("benchbase.contract.types", "Predictions"),
+    "Column": ("benchbase.contract.types", "Column"),
+    "Split": ("benchbase.contract.types", "Split"),
+    "Kind": ("benchbase.contract.types", "Kind"),
+    "Level": ("benchbase.contract.types", "Level"),
     # capability and graph-property names
-    "X_CATEGORICAL": ("benchbase.types", "X_CATEGORICAL"),
-    "EDGE_ATTR": ("benchbase.types", "EDGE_ATTR"),
-    "POS": ("benchbase.types", "POS"),
-    "SMILES": ("benchbase.types", "SMILES"),
-    "SIZE": ("benchbase.types", "SIZE"),
-    "GROUP": ("benchbase.types", "GROUP"),
-    "NODE_CLASS_COUNTS": ("benchbase.types", "NODE_CLASS_COUNTS"),
-    "OFFICIAL_SPLIT": ("benchbase.types", "OFFICIAL_SPLIT"),
-    "CAPABILITIES": ("benchbase.types", "CAPABILITIES"),
+    "X_CATEGORICAL": ("benchbase.contract.types", "X_CATEGORICAL"),
+    "EDGE_ATTR": ("benchbase.contract.types", "EDGE_ATTR"),
+    "POS": ("benchbase.contract.types", "POS"),
+    "SMILES": ("benchbase.contract.types", "SMILES"),
+    "SIZE": ("benchbase.contract.types", "SIZE"),
+    "GROUP": ("benchbase.contract.types", "GROUP"),
+    "NODE_CLASS_COUNTS": ("benchbase.contract.types", "NODE_CLASS_COUNTS"),
+    "OFFICIAL_SPLIT": ("benchbase.contract.types", "OFFICIAL_SPLIT"),
+    "CAPABILITIES": ("benchbase.contract.types", "CAPABILITIES"),
     # parameters
-    "Param": ("benchbase.params", "Param"),
-    "spec_of": ("benchbase.params", "spec_of"),
-    "validate": ("benchbase.params", "validate"),
-    "defaults_of": ("benchbase.params", "defaults_of"),
+    "Param": ("benchbase.contract.params", "Param"),
+    "spec_of": ("benchbase.contract.params", "spec_of"),
+    "validate": ("benchbase.contract.params", "validate"),
+    "defaults_of": ("benchbase.contract.params", "defaults_of"),
     # errors
-    "PluginError": ("benchbase.errors", "PluginError"),
-    "DataUnavailable": ("benchbase.errors", "DataUnavailable"),
-    "GridError": ("benchbase.errors", "GridError"),
-    "TrainingDiverged": ("benchbase.errors", "TrainingDiverged"),
+    "PluginError": ("benchbase.contract.errors", "PluginError"),
+    "DataUnavailable": ("benchbase.contract.errors", "DataUnavailable"),
+    "GridError": ("benchbase.contract.errors", "GridError"),
+    "TrainingDiverged": ("benchbase.contract.errors", "TrainingDiverged"),
     # data cache
-    "cache_dir": ("benchbase.cache", "cache_dir"),
-    "atomic_path": ("benchbase.cache", "atomic_path"),
-    "content_digest": ("benchbase.cache", "content_digest"),
-    "file_sha256": ("benchbase.cache", "file_sha256"),
+    "cache_dir": ("benchbase.compute.cache", "cache_dir"),
+    "atomic_path": ("benchbase.compute.cache", "atomic_path"),
+    "content_digest": ("benchbase.compute.cache", "content_digest"),
+    "file_sha256": ("benchbase.compute.cache", "file_sha256"),
     # tensors and batches
-    "TensorGraphs": ("benchbase.batching", "TensorGraphs"),
-    "concat_ranges": ("benchbase.batching", "concat_ranges"),
-    "center_per_graph": ("benchbase.batching", "center_per_graph"),
+    "TensorGraphs": ("benchbase.compute.batching", "TensorGraphs"),
+    "concat_ranges": ("benchbase.compute.batching", "concat_ranges"),
+    "center_per_graph": ("benchbase.compute.batching", "center_per_graph"),
     # metric helpers
-    "task_metrics": ("benchbase.metrics", "task_metrics"),
-    "get_metric": ("benchbase.metrics", "get_metric"),
+    "task_metrics": ("benchbase.compute.metrics", "task_metrics"),
+    "get_metric": ("benchbase.compute.metrics", "get_metric"),
     # adapter datasets
-    "ADAPTER_PARAMS": ("benchbase.adapters", "ADAPTER_PARAMS"),
-    "dataset_label": ("benchbase.adapters", "dataset_label"),
-    "check_adapter_name": ("benchbase.adapters", "check_name"),
-    "check_task_declarations": ("benchbase.adapters", "check_declarations"),
-    "declared_tasks": ("benchbase.adapters", "declared_tasks"),
+    "ADAPTER_PARAMS": ("benchbase.compute.adapters", "ADAPTER_PARAMS"),
+    "dataset_label": ("benchbase.compute.adapters", "dataset_label"),
+    "check_adapter_name": ("benchbase.compute.adapters", "check_name"),
+    "check_task_declarations": ("benchbase.compute.adapters", "check_declarations"),
+    "declared_tasks": ("benchbase.compute.adapters", "declared_tasks"),
     # fine-tuning outside the runner
-    "fine_tunings": ("benchbase.train", "fine_tunings"),
-    "FineTuning": ("benchbase.train", "FineTuning"),
-    "FineTuner": ("benchbase.train", "FineTuner"),
-    "EpochEnd": ("benchbase.train", "EpochEnd"),
+    "fine_tunings": ("benchbase.running.fine_tunings", "fine_tunings"),
+    "FineTuning": ("benchbase.compute.run", "FineTuning"),
+    "FineTuner": ("benchbase.compute.finetuning", "FineTuner"),
+    "EpochEnd": ("benchbase.compute.finetuning", "EpochEnd"),
 }
 
 #: Deprecated names: name -> (what replaces it, the contract version that removes it). Such a name
@@ -150,17 +150,18 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 _DEPRECATED: dict[str, tuple[str, str]] = {}
 
 if TYPE_CHECKING:  # what `_EXPORTS` loads, spelled out for type checkers and editors
-    from benchbase.adapters import ADAPTER_PARAMS, dataset_label, declared_tasks
-    from benchbase.adapters import check_declarations as check_task_declarations
-    from benchbase.adapters import check_name as check_adapter_name
-    from benchbase.api import Dataset, Encoder, PretextTask, Protocol, Rebalancer
-    from benchbase.batching import TensorGraphs, center_per_graph, concat_ranges
-    from benchbase.cache import atomic_path, cache_dir, content_digest, file_sha256
-    from benchbase.errors import DataUnavailable, GridError, PluginError, TrainingDiverged
-    from benchbase.metrics import Metric, get_metric, task_metrics
-    from benchbase.params import Param, defaults_of, spec_of, validate
-    from benchbase.train import EpochEnd, FineTuner, FineTuning, fine_tunings
-    from benchbase.types import (
+    from benchbase.compute.adapters import ADAPTER_PARAMS, dataset_label, declared_tasks
+    from benchbase.compute.adapters import check_declarations as check_task_declarations
+    from benchbase.compute.adapters import check_name as check_adapter_name
+    from benchbase.compute.batching import TensorGraphs, center_per_graph, concat_ranges
+    from benchbase.compute.cache import atomic_path, cache_dir, content_digest, file_sha256
+    from benchbase.compute.finetuning import EpochEnd, FineTuner
+    from benchbase.compute.metrics import Metric, get_metric, task_metrics
+    from benchbase.compute.run import FineTuning
+    from benchbase.contract.api import Dataset, Encoder, PretextTask, Protocol, Rebalancer
+    from benchbase.contract.errors import DataUnavailable, GridError, PluginError, TrainingDiverged
+    from benchbase.contract.params import Param, defaults_of, spec_of, validate
+    from benchbase.contract.types import (
         CAPABILITIES,
         EDGE_ATTR,
         GROUP,
@@ -183,6 +184,7 @@ if TYPE_CHECKING:  # what `_EXPORTS` loads, spelled out for type checkers and ed
         Split,
         TaskInfo,
     )
+    from benchbase.running.fine_tunings import fine_tunings
 
 __all__ = [
     # contract

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from benchbase import executors, metrics, protocols, rebalancers
-from benchbase.hookspecs import hookimpl
-from benchbase.ray_executor import RayExecutor
-from benchbase.slurm_executor import SlurmExecutor
+from benchbase.compute import metrics, protocols, rebalancers
+from benchbase.contract.hookspecs import hookimpl
+from benchbase.running import executors
+from benchbase.running.ray_executor import RayExecutor
+from benchbase.running.slurm_executor import SlurmExecutor
 
 PROTOCOLS = [
     protocols.IID,
@@ -30,7 +31,7 @@ REBALANCERS = [
 @hookimpl
 def register_datasets(register):
     """``pyg``: any torch_geometric dataset class (no chemistry: it lives in the core)."""
-    from benchbase import pyg_dataset
+    from benchbase.compute import pyg_dataset
 
     pyg_dataset.register(register)
 

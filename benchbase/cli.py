@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from benchbase.errors import GridError, PluginError
-from benchbase.registry import default_registry
+from benchbase.contract.errors import GridError, PluginError
+from benchbase.contract.registry import default_registry
 
 # Python hides DeprecationWarnings raised outside __main__, so a plugin's user would never see that
 # the plugin uses a form the next contract removes: show those of the contract once each.
@@ -144,7 +144,7 @@ def run(
             help="After the grid, add rounds of seeds to the rows of every [[question]] comparison that is still "
             "undecided, until all are decided, max_seeds is reached or the budget is spent (the grid's "
             "[analysis] until_decided table sets round, max_seeds and budget; a grid with that table runs this "
-            "way anyway). Looks are corrected for optional stopping (benchbase.stats).",
+            "way anyway). Looks are corrected for optional stopping (benchbase.reporting.stats).",
         ),
     ] = False,
     budget: Annotated[
@@ -159,12 +159,12 @@ def run(
 
     `benchbase run --grid` runs the built-in default grid (QM9 HOMO-LUMO gap, quick profile) offline.
     """
-    from benchbase.analysis import Budget, parse_budget
-    from benchbase.executors import check_executor, make_executor
-    from benchbase.grid import load_grid
-    from benchbase.publish import write_leaderboards
-    from benchbase.runner import GridRunner
-    from benchbase.store import Store
+    from benchbase.reporting.publish import write_leaderboards
+    from benchbase.running.analysis import Budget, parse_budget
+    from benchbase.running.driver import GridRunner
+    from benchbase.running.executors import check_executor, make_executor
+    from benchbase.running.planning import load_grid
+    from benchbase.running.store import Store
 
     _warn_failed_plugins()
     registry = default_registry()
@@ -203,7 +203,7 @@ def run(
 
     try:
         if sequential:
-            from benchbase.until_decided import run_until_decided
+            from benchbase.reporting.until_decided import run_until_decided
 
             summaries = run_until_decided(the_grid, results, run_once, the_budget, lambda m: typer.echo(m, err=True))
             summary = _total(summaries)
@@ -228,7 +228,7 @@ def run(
         err=True,
     )
     if not no_leaderboard:
-        from benchbase.publish import foreign_tables
+        from benchbase.reporting.publish import foreign_tables
 
         # a run merges into a leaderboard folder it did not make (the committed one, when run from a
         # clone's root): tables it has no runs for, and the summaries over them, stay as they are
@@ -274,8 +274,8 @@ def _total(summaries: list[Any]) -> Any:
 
 
 def _print_dry_run(the_grid, store: Path) -> None:
-    from benchbase.cost import Estimator, summary_lines
-    from benchbase.store import FINISHED, Store
+    from benchbase.running.cost import Estimator, summary_lines
+    from benchbase.running.store import FINISHED, Store
 
     done, runs, stages, ready = {}, [], [], set()
     if (store / "benchbase.sqlite").exists():
@@ -302,7 +302,7 @@ def _print_dry_run(the_grid, store: Path) -> None:
 
 
 def _open_store(store: Path, allow_empty: bool = False) -> Any:
-    from benchbase.store import Store
+    from benchbase.running.store import Store
 
     if not (store / "benchbase.sqlite").exists():
         raise GridError(f"no results store at {store} (run a grid first, or pass --store)")
@@ -324,7 +324,7 @@ def results(
     ] = None,
 ) -> None:
     """Export every run (spec, status, metrics; `stale` when computed by other code) to standard output."""
-    from benchbase.leaderboard import export_rows
+    from benchbase.reporting.tables import export_rows
 
     the_store = _open_store(store)
     if format not in ("jsonl", "csv"):
@@ -352,7 +352,7 @@ def _export_predictions(store: Any, runs: list[dict[str, Any]], out: Path) -> No
     """Copy each finished run's verified predictions to `out`/<run id>.npz, with a manifest."""
     import shutil
 
-    from benchbase.store import is_job_id
+    from benchbase.running.store import is_job_id
 
     out.mkdir(parents=True, exist_ok=True)
     manifest = []
@@ -380,7 +380,7 @@ def _export_predictions(store: Any, runs: list[dict[str, Any]], out: Path) -> No
 
 def _export_rejected(runs: list[dict[str, Any]], out: Path) -> None:
     """The rows each dataset could not use, as listed in its runs' records, once per dataset and id."""
-    from benchbase.adapters import dataset_label
+    from benchbase.compute.adapters import dataset_label
 
     found: dict[tuple[str, str], str] = {}
     short: dict[str, int] = {}  # dataset -> rejected rows its records count but do not list
@@ -424,7 +424,7 @@ def leaderboard(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("leaderboards"),
 ) -> None:
     """Regenerate leaderboards, plots, FINDINGS.md and results.jsonl from the store."""
-    from benchbase.publish import write_leaderboards
+    from benchbase.reporting.publish import write_leaderboards
 
     written = write_leaderboards(_open_store(store), out, default_registry().code_fingerprints())
     typer.echo(f"wrote {len(written)} tables, {out}/README.md and {out}/FINDINGS.md")
@@ -448,9 +448,9 @@ def reproduce(
     """Re-run runs of an export with the code installed now; exit 1 if any metric differs."""
     import tempfile
 
-    from benchbase.reproduce import choose, of_datasets, read_export
-    from benchbase.reproduce import reproduce as run_reproduce
-    from benchbase.store import Store
+    from benchbase.running.reproduce import choose, of_datasets, read_export
+    from benchbase.running.reproduce import reproduce as run_reproduce
+    from benchbase.running.store import Store
 
     registry = default_registry()
     rows = choose(of_datasets(read_export(from_), dataset or []), run_ids or [], sample)
@@ -488,7 +488,7 @@ def doctor(
 ) -> None:
     """Check a store (integrity, damaged or orphaned files, stale claims, unfinished and stale runs)
     and say what would be repaired; --repair does it. Exit 1 while problems remain."""
-    from benchbase import doctor as checks
+    from benchbase.running import doctor as checks
 
     if rebuild:
         if not store.is_dir():
@@ -526,7 +526,7 @@ def doctor(
 @friendly_errors
 def collect(store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results")) -> None:
     """Load job records that never reached the database (the driver was killed, or detached)."""
-    from benchbase.collect import collect_records, refused
+    from benchbase.running.collect import collect_records, refused
 
     the_store = _open_store(store, allow_empty=True)  # an emptied database is what collecting fixes
     loaded = collect_records(the_store)
@@ -594,7 +594,7 @@ def datasets_prepare(
     param: Annotated[list[str] | None, typer.Option("--param", help="Dataset parameter key=value.")] = None,
 ) -> None:
     """Featurise and cache a dataset so that later runs load it offline in seconds."""
-    from benchbase.loading import build_dataset
+    from benchbase.compute.loading import build_dataset
 
     dataset = build_dataset(default_registry(), name, _parse_params(param))
     dataset.prepare(progress=True)
@@ -618,7 +618,7 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
 @friendly_errors
 def protocols(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False) -> None:
     """Every protocol with its parameters and their defaults."""
-    from benchbase.splits import protocol_table
+    from benchbase.compute.splits import protocol_table
 
     table = protocol_table(default_registry())
     if as_json:
@@ -641,8 +641,8 @@ def split(
     seed: Annotated[int, typer.Option(help="Seed of the random parts of the split.")] = 0,
 ) -> None:
     """Write a protocol's split as native dataset ids: {"train": [...], "valid": [...], "test": [...]}."""
-    from benchbase.loading import build_dataset, build_protocol
-    from benchbase.splits import split_to_native
+    from benchbase.compute.loading import build_dataset, build_protocol
+    from benchbase.compute.splits import split_to_native
 
     registry = default_registry()
     the_dataset = build_dataset(registry, dataset, _parse_params(dataset_param))

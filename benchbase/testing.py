@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchbase.api import (
+from benchbase.compute.batching import TensorGraphs
+from benchbase.compute.splits import check_split
+from benchbase.contract.api import (
     EDGE_ATTR,
     GROUP,
     NODE_CLASS_COUNTS,
@@ -54,9 +56,7 @@ from benchbase.api import (
     Rebalancer,
     TaskInfo,
 )
-from benchbase.batching import TensorGraphs
-from benchbase.params import spec_of, validate
-from benchbase.splits import check_split
+from benchbase.contract.params import spec_of, validate
 
 
 class ConformanceError(AssertionError):
@@ -155,7 +155,7 @@ class _MeanEncoder(Encoder):
     def forward(self, batch):
         from torch_geometric.utils import scatter
 
-        from benchbase.api import Embeddings
+        from benchbase.contract.api import Embeddings
 
         h = sum(table(batch.x[:, j]) for j, table in enumerate(self.columns))
         src, dst = batch.edge_index
@@ -368,7 +368,7 @@ def check_pretext(
 def _check_evaluation_rounds(what: str, pretext: PretextTask, encoder: Any, head: Any, batch: Any) -> None:
     """A task with `evaluation_rounds`: rounds that select every item once, the same for a generator
     seed, and a step per round that predicts exactly the items its round selects."""
-    from benchbase.train import evaluation_contexts
+    from benchbase.compute.pretext_scores import evaluation_contexts
 
     def contexts(seed: int) -> list[tuple[PretextContext, int | None]]:
         try:
@@ -432,7 +432,7 @@ def check_protocol(cls: type[Protocol], dataset: Dataset | None = None, params: 
     """Splits that are valid and deterministic for a seed, a report with finite metrics on perfect
     predictions, and leaderboard columns whose slices it produces. `params` builds the protocol
     checked (default: its defaults); `dataset` is the data it splits (default: small synthetic graphs)."""
-    from benchbase.train import with_derived_slices
+    from benchbase.compute.run import with_derived_slices
 
     what = f"protocol {cls.name or cls.__name__!r}"
     dataset, _ = _graphs(dataset)
@@ -469,8 +469,8 @@ def check_protocol(cls: type[Protocol], dataset: Dataset | None = None, params: 
 def check_metric(cls: type, params: dict[str, Any] | None = None) -> None:
     """A finite value, and resampled values equal to recomputing the metric on each resample.
     `params` builds the metric checked (a leaderboard column's parameters)."""
-    from benchbase.metrics import expand_resample
-    from benchbase.stats import draw_units, unit_weights
+    from benchbase.compute.metrics import expand_resample
+    from benchbase.reporting.stats import draw_units, unit_weights
 
     what = f"metric {cls.name or cls.__name__!r}"
     rng = np.random.default_rng(0)
@@ -529,7 +529,7 @@ def check_registered(
     """Run the check of a registered plugin by kind and name, built with `params` (a dataset's: a
     file-backed one needs its path; default: its defaults). Raises `ConformanceError` naming the
     plugin and the check that failed, whatever the plugin raised."""
-    from benchbase.registry import default_registry
+    from benchbase.contract.registry import default_registry
 
     entry = default_registry().get(kind, name)
     params = dict(params or {})
@@ -567,7 +567,7 @@ def registered_by(plugin: ModuleType) -> set[tuple[str, str]]:
     benchbase loads it: after the core's own plugins only (none of the installed ones, so that a
     plugin that is also installed registers no duplicate name). Raises `ConformanceError` with
     the error when the module fails to load."""
-    from benchbase.registry import load_registry
+    from benchbase.contract.registry import load_registry
 
     saved = {key: os.environ.get(key) for key in ("BENCHBASE_PLUGINS", "BENCHBASE_EXTRA_PLUGINS")}
     os.environ["BENCHBASE_PLUGINS"] = "core"
@@ -587,7 +587,7 @@ def registered_by(plugin: ModuleType) -> set[tuple[str, str]]:
 
 def checkable(kind: str) -> list[str]:
     """Registered names of one kind (for parametrising tests)."""
-    from benchbase.registry import default_registry
+    from benchbase.contract.registry import default_registry
 
     return default_registry().names(kind)
 

@@ -34,11 +34,11 @@ import time
 
 import numpy as np
 
-from benchbase.api import Column, Predictions
-from benchbase.findings import Candidate, SeedPlan, evaluate
-from benchbase.leaderboard import Cell, Row
-from benchbase.metrics import MAE
-from benchbase.stats import BETTER, CROSSED, EQUIVALENT, NESTED, SMALL, WORSE, draw_units, unit_weights
+from benchbase.compute.metrics import MAE
+from benchbase.contract.api import Column, Predictions
+from benchbase.reporting.findings import Candidate, SeedPlan, evaluate
+from benchbase.reporting.stats import BETTER, CROSSED, EQUIVALENT, NESTED, SMALL, WORSE, draw_units, unit_weights
+from benchbase.reporting.tables import Cell, Row
 
 ROPE = 0.05
 GRAPHS = 200

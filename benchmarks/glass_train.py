@@ -29,7 +29,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn import MessagePassing
 
-from benchbase.batching import TensorGraphs, iterate_batches
+from benchbase.compute.batching import TensorGraphs, iterate_batches
 from benchbase_glass.datasets import BotanDataset
 from benchbase_glass.encoders import BotanEncoder
 

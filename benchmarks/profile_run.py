@@ -5,7 +5,7 @@ the default grid, timed by phase.
     python benchmarks/profile_run.py --pretext none   # fine-tuning only
     python benchmarks/profile_run.py --ops            # also by torch operator: the GEMMs' share
 
-It runs the harness's own functions (`benchbase.train.pretrain`, `run_finetune`) with one thread,
+It runs the harness's own functions (`benchbase.compute.pretraining.pretrain`, `run_finetune`) with one thread,
 wrapping the functions of each phase in a timer. Times are exclusive (a phase inside another counts
 for the inner one), so the phases add up to the total; "other" is what no wrapper covers. Process
 start (importing the harness and its plugins in a fresh interpreter) and loading the featurised
@@ -32,10 +32,11 @@ from pathlib import Path
 
 import torch
 
-from benchbase import batching, loading, train
-from benchbase.grid import load_grid
-from benchbase.identity import cpu_numerics
-from benchbase.registry import default_registry
+from benchbase import train
+from benchbase.compute import batching, loading
+from benchbase.contract.identity import cpu_numerics
+from benchbase.contract.registry import default_registry
+from benchbase.running.planning import load_grid
 
 
 class PhaseTimer:
@@ -106,7 +107,9 @@ def operator_shares(profiler: torch.profiler.profile, top: int = 8) -> dict[str,
 
 def process_start() -> float:
     code = "import time; t = time.perf_counter(); import benchbase.runner, benchbase.train; "
-    code += "from benchbase.registry import default_registry; default_registry(); print(time.perf_counter() - t)"
+    code += (
+        "from benchbase.contract.registry import default_registry; default_registry(); print(time.perf_counter() - t)"
+    )
     return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 

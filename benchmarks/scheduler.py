@@ -19,12 +19,12 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from benchbase import loading
-from benchbase.executors import make_executor
-from benchbase.grid import load_grid
-from benchbase.registry import default_registry
-from benchbase.runner import GridRunner
-from benchbase.store import Store
+from benchbase.compute import loading
+from benchbase.contract.registry import default_registry
+from benchbase.running.driver import GridRunner
+from benchbase.running.executors import make_executor
+from benchbase.running.planning import load_grid
+from benchbase.running.store import Store
 
 
 def _quiet(done: int, total: int, message: str) -> None:

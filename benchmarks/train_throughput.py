@@ -7,9 +7,9 @@ Four sides train on the QM9 HOMO-LUMO gap (`qm9/homo_lumo_gap`, a fixed subset o
 molecules), on the same molecules, features and standardised targets:
 
 - project gin: the harness's machinery - the registry's dataset, batches cut from contiguous arrays
-  (`benchbase.batching`), the registered ``gin`` encoder (Hu et al. 2020: messages ``h_j + e_ij``
+  (`benchbase.compute.batching`), the registered ``gin`` encoder (Hu et al. 2020: messages ``h_j + e_ij``
   with a learned self-loop term, MLP ``h -> 2h -> h``), a linear head, fused Adam - as
-  `benchbase.train.FineTuner` trains;
+  `benchbase.compute.finetuning.FineTuner` trains;
 - reference, same math: written the way OGB's molecule example trains (one `Data` per molecule,
   PyG's `DataLoader`, OGB's AtomEncoder/BondEncoder, a `MessagePassing` layer, plain Adam), with the
   project's layer math - what the machinery costs;
@@ -48,12 +48,12 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn import MessagePassing, global_mean_pool
 
-from benchbase import loading
-from benchbase.api import PluginError
-from benchbase.batching import TensorGraphs, iterate_batches
-from benchbase.identity import cpu_numerics
-from benchbase.registry import load_registry
-from benchbase.train import adam
+from benchbase.compute import loading
+from benchbase.compute.batching import TensorGraphs, iterate_batches
+from benchbase.compute.runtime import adam
+from benchbase.contract.api import PluginError
+from benchbase.contract.identity import cpu_numerics
+from benchbase.contract.registry import load_registry
 
 DATASET = "qm9/homo_lumo_gap"
 COMPILED = "project gin compiled"  # the side --compile adds

@@ -30,10 +30,10 @@ settings.load_profile(os.environ.get("BENCHBASE_HYPOTHESIS", "deterministic"))
 
 @pytest.fixture(autouse=True)
 def _fresh_fingerprints():
-    """Code fingerprints are computed once per process (`benchbase.identity`), as a CLI run needs;
+    """Code fingerprints are computed once per process (`benchbase.contract.identity`), as a CLI run needs;
     a test that redirects module lookups, the working directory or the import path must not leave
     its fingerprints to the next test, which may compare them with those of a fresh subprocess."""
-    from benchbase.identity import clear_fingerprint_caches
+    from benchbase.contract.identity import clear_fingerprint_caches
 
     clear_fingerprint_caches()
     yield
@@ -59,7 +59,7 @@ def committed_leaderboards_untouched():
 def synthetic_env(monkeypatch, tmp_path):
     """The synthetic plugin registered, a private cache, a fresh registry; yields the env dict for
     subprocesses."""
-    from benchbase.registry import reset_default_registry
+    from benchbase.contract.registry import reset_default_registry
 
     pythonpath = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("PYTHONPATH", pythonpath)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from benchbase import hookimpl
-from benchbase.api import Dataset, FeatureSpec, GraphArrays, TaskInfo
-from benchbase.params import Param
+from benchbase.contract.api import Dataset, FeatureSpec, GraphArrays, TaskInfo
+from benchbase.contract.params import Param
 
 
 class FileChains(Dataset):

@@ -10,8 +10,8 @@ import torch
 from synthetic_plugin import SyntheticChains, TinyMasking
 
 from benchbase import hookimpl
-from benchbase.api import Protocol, Rebalancer, TaskInfo
-from benchbase.metrics import task_metrics
+from benchbase.compute.metrics import task_metrics
+from benchbase.contract.api import Protocol, Rebalancer, TaskInfo
 
 
 class OldIID(Protocol):

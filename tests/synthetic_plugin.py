@@ -12,7 +12,8 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from benchbase import hookimpl
-from benchbase.api import (
+from benchbase.compute.metrics import Metric
+from benchbase.contract.api import (
     Dataset,
     Embeddings,
     Encoder,
@@ -22,9 +23,8 @@ from benchbase.api import (
     PretextTask,
     TaskInfo,
 )
-from benchbase.executors import LocalExecutor
-from benchbase.metrics import Metric
-from benchbase.params import Param
+from benchbase.contract.params import Param
+from benchbase.running.executors import LocalExecutor
 
 
 class SyntheticChains(Dataset):

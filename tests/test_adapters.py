@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchbase.adapters import dataset_label, declared_tasks
-from benchbase.errors import PluginError
-from benchbase.grid import RunSpec
-from benchbase.leaderboard import group_tables
+from benchbase.compute.adapters import dataset_label, declared_tasks
+from benchbase.compute.runspec import RunSpec
+from benchbase.contract.errors import PluginError
+from benchbase.reporting.tables import group_tables
 
 
 def test_dataset_label_names_the_data_set_an_adapter_serves():
@@ -51,7 +51,7 @@ def test_declarations_infer_kinds_and_reject_what_does_not_fit():
     ]
     assert declared_tasks(labels, {"c": "regression"}, None, {"c": "rmse"}, "here")[1].metric == "rmse"
     with pytest.raises(PluginError, match="here: kind must be a table task -> string"):
-        from benchbase.adapters import check_declarations
+        from benchbase.compute.adapters import check_declarations
 
         check_declarations(3, None, None, "here")
     with pytest.raises(PluginError, match="here: task 'y' has no label at all"):

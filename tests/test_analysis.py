@@ -7,7 +7,10 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from benchbase.analysis import (
+from benchbase.cli import app
+from benchbase.contract.api import Column, TaskInfo
+from benchbase.contract.errors import GridError
+from benchbase.running.analysis import (
     ROPE_FROM_GRID,
     ROPE_NONE,
     Budget,
@@ -16,9 +19,6 @@ from benchbase.analysis import (
     parse_budget,
     rope_for,
 )
-from benchbase.api import Column, TaskInfo
-from benchbase.cli import app
-from benchbase.errors import GridError
 
 runner = CliRunner()
 
@@ -93,8 +93,8 @@ def _error_line(result) -> str:
 
 
 def test_well_formed_declarations_pass_and_are_kept(tmp_path):
-    from benchbase.grid import load_grid
-    from benchbase.registry import default_registry
+    from benchbase.contract.registry import default_registry
+    from benchbase.running.planning import load_grid
 
     result = _dry_run(tmp_path, ANALYSIS + QUESTION_A + QUESTION_D)
     assert result.exit_code == 0, result.output

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from benchbase import cache
-from benchbase.cache import content_digest, file_sha256
+from benchbase.compute import cache
+from benchbase.compute.cache import content_digest, file_sha256
 
 
 @pytest.fixture

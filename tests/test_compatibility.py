@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from benchbase.cli import app
-from benchbase.registry import reset_default_registry
-from benchbase.store import Store
+from benchbase.contract.registry import reset_default_registry
+from benchbase.running.store import Store
 
 runner = CliRunner()
 

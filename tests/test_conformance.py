@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchbase.api import Embeddings, Encoder, FeatureSpec
-from benchbase.registry import default_registry
+from benchbase.contract.api import Embeddings, Encoder, FeatureSpec
+from benchbase.contract.registry import default_registry
 from benchbase.testing import (
     ConformanceError,
     SyntheticGraphs,
@@ -86,7 +86,7 @@ def test_every_builtin_plugin_conforms(kind, name, datasets, tmp_path):
     if extra:
         pytest.importorskip(extra[0], reason=f"{extra[0]} is not installed (pip install 'benchbase[{extra[1]}]')")
     if (kind, name) == ("executor", "slurm"):  # its job handling, without a cluster: submitit's local mode
-        from benchbase.slurm_executor import SlurmExecutor
+        from benchbase.running.slurm_executor import SlurmExecutor
         from benchbase.testing import check_executor
 
         check_executor(SlurmExecutor, cluster="local", folder=str(tmp_path / "jobs"))

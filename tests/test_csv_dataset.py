@@ -15,8 +15,8 @@ from qm9_csv import REJECTED, qm9_rows, user_csv, write_csv
 from typer.testing import CliRunner
 
 from benchbase.cli import app
-from benchbase.errors import DataUnavailable, PluginError
-from benchbase.store import Store
+from benchbase.contract.errors import DataUnavailable, PluginError
+from benchbase.running.store import Store
 from benchbase.testing import check_dataset, check_protocol
 from benchbase_molecules.csv_dataset import CsvDataset
 
@@ -129,7 +129,7 @@ def test_string_ids_and_an_official_split_used_by_iid(synthetic_env, tmp_path):
     data = CsvDataset(path=str(path), targets=["gap"], id_column="mol_id", split_column="split")
     data.check_available()
     assert data.ids()[0] == "mol-000" and "official_split" in data.provides
-    from benchbase.protocols import IID
+    from benchbase.compute.protocols import IID
 
     split = IID().split(data, data.task(), seed=0)
     assert split["test"].tolist() == list(range(4, 60, 5))
@@ -255,8 +255,8 @@ def test_a_missing_file_or_path_fails_planning_with_exit_code_2(synthetic_env, t
 
 
 def test_a_csv_edited_in_place_gets_new_run_ids(mols, tmp_path):
-    from benchbase.grid import load_grid
-    from benchbase.registry import default_registry
+    from benchbase.contract.registry import default_registry
+    from benchbase.running.planning import load_grid
 
     grid = _grid(tmp_path, GRID.format(path=mols))
     before = {run.run_id for run in load_grid(default_registry(), grid).runs}
@@ -264,7 +264,7 @@ def test_a_csv_edited_in_place_gets_new_run_ids(mols, tmp_path):
     header, first = lines[0].split(","), lines[1].split(",")
     first[header.index("gap")] = "9.99999"  # one label changed, same path, same parameters
     mols.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
-    from benchbase import loading
+    from benchbase.compute import loading
 
     loading._datasets.clear()  # a new invocation builds the dataset afresh
     after = {run.run_id for run in load_grid(default_registry(), grid).runs}

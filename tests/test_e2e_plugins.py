@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from benchbase.cli import app
-from benchbase.registry import default_registry, reset_default_registry
+from benchbase.contract.registry import default_registry, reset_default_registry
 
 runner = CliRunner()
 TESTS = Path(__file__).resolve().parent

@@ -9,8 +9,8 @@ from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
 from rdkit import Chem
 from toy_molecules import SMILES, ToyMolecules
 
-from benchbase.api import FeatureSpec, GraphArrays, PluginError
-from benchbase.batching import TensorGraphs
+from benchbase.compute.batching import TensorGraphs
+from benchbase.contract.api import FeatureSpec, GraphArrays, PluginError
 from benchbase_molecules.encoders import ENCODERS, GIN, PNA, FingerprintMLP, SchNet, dropout
 
 torch.set_num_threads(1)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchbase.api import PluginError
-from benchbase.batching import TensorGraphs
+from benchbase.compute.batching import TensorGraphs
+from benchbase.contract.api import PluginError
 from benchbase_glass.datasets import BotanDataset, GlassBenchDataset
 from benchbase_glass.formats import read_botan_file, read_glassbench_file
 from benchbase_glass.protocols import GlassTemperatureTransfer, GlassTime

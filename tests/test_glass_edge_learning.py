@@ -16,11 +16,11 @@ import pytest
 import torch
 from test_glass_data import write_botan_tree
 
-from benchbase.api import Dataset, GraphArrays, Predictions
-from benchbase.batching import TensorGraphs
-from benchbase.grid import expand_grid
-from benchbase.registry import default_registry
-from benchbase.train import FineTuner
+from benchbase.compute.batching import TensorGraphs
+from benchbase.compute.finetuning import FineTuner
+from benchbase.contract.api import Dataset, GraphArrays, Predictions
+from benchbase.contract.registry import default_registry
+from benchbase.running.planning import expand_grid
 from benchbase_glass.datasets import EDGE_TASK, FEATURES, NODE_TASK, PROVIDES
 from benchbase_glass.metrics import per_graph_r
 from benchbase_glass.targets import minimum_image, neighbour_pairs
@@ -120,7 +120,7 @@ def test_edge_output_learns_a_known_function_of_the_pair_vector(tmp_path):
 
 def test_edge_pretraining_centres_per_graph_when_set():
     """The pretraining stage's loss follows ``center_per_graph`` too (through `PretextContext`)."""
-    from benchbase.api import PretextContext
+    from benchbase.contract.api import PretextContext
     from benchbase_glass.encoders import BotanEncoder
     from benchbase_glass.pretext import EdgePretraining
 

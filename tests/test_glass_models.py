@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchbase.api import PretextContext
-from benchbase.batching import TensorGraphs
+from benchbase.compute.batching import TensorGraphs
+from benchbase.contract.api import PretextContext
 from benchbase_glass.datasets import BotanDataset
 from benchbase_glass.descriptors import descriptor_baseline, particle_descriptors
 from benchbase_glass.encoders import BotanEncoder, DescriptorEncoder, GNNNodeEncoder
@@ -119,7 +119,7 @@ def test_descriptor_encoder_and_baseline(botan_two):
 
 
 def test_plugin_registers_everything():
-    from benchbase.registry import load_registry
+    from benchbase.contract.registry import load_registry
 
     registry = load_registry()
     assert {"glass/botan", "glass/glassbench", "glass/ka-small"} <= set(registry.names("dataset"))

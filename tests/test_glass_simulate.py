@@ -9,7 +9,7 @@ import pytest
 
 openmm = pytest.importorskip("openmm")
 
-from benchbase.api import PluginError  # noqa: E402
+from benchbase.contract.api import PluginError  # noqa: E402
 from benchbase_glass.formats import read_botan_file  # noqa: E402
 from benchbase_glass.simulate import KASimulator, SimulationConfig, ka_pair_energy, kelvin, simulate  # noqa: E402
 

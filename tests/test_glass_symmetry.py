@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from test_glass_data import write_botan_tree
 
-from benchbase.batching import TensorGraphs
-from benchbase.registry import default_registry
+from benchbase.compute.batching import TensorGraphs
+from benchbase.contract.registry import default_registry
 from benchbase_glass.datasets import BotanDataset
 from benchbase_glass.symmetry import CUBE_SYMMETRIES, augment_batch, draw_symmetries
 
@@ -72,8 +72,9 @@ def test_augment_parameter_turns_it_off(tmp_path):
 def test_evaluation_batches_are_never_augmented(tmp_path, monkeypatch):
     """The harness calls `augment` on training batches only: predictions on any slice are the
     same whether the dataset augments or not, for the same trained weights."""
-    from benchbase.grid import expand_grid
-    from benchbase.train import FineTuner, make_split
+    from benchbase.compute.finetuning import FineTuner
+    from benchbase.compute.pretraining import make_split
+    from benchbase.running.planning import expand_grid
 
     root = write_botan_tree(tmp_path / "data")
     calls = []

@@ -336,7 +336,7 @@ def test_a_forged_job_record_is_refused(published, tmp_path, changes, reason):
 
 def test_a_record_signed_with_the_key_but_not_the_harness_s_shape_is_refused(published):
     """Someone who can read the key still cannot name files outside the store or a foreign id."""
-    from benchbase.store import sign_record
+    from benchbase.running.store import sign_record
 
     store, _ = published
     genuine = sorted((store / "records").glob("[0-9a-f]*.json"))[0]
@@ -414,7 +414,7 @@ def test_a_damaged_or_emptied_database_is_diagnosed_and_rebuilt_from_the_records
 
 def test_a_slurm_job_folder_that_others_can_write_is_refused_or_warned_about(synthetic_env, small_grid, tmp_path):
     pytest.importorskip("submitit", reason="submitit is not installed (pip install 'benchbase[slurm]')")
-    from benchbase.executors import make_executor
+    from benchbase.running.executors import make_executor
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -462,8 +462,8 @@ def test_a_stored_grid_that_would_not_pass_today_never_breaks_a_later_grid(publi
 def test_a_planted_module_on_the_import_path_is_refused_unrun_in_process(synthetic_env, tmp_path, monkeypatch,
                                                                          distribution):  # fmt: skip
     """The quick twin of the subprocess test above: the working directory first on the import path."""
-    from benchbase.errors import PluginError
-    from benchbase.pyg_dataset import build
+    from benchbase.compute.pyg_dataset import build
+    from benchbase.contract.errors import PluginError
 
     marker = tmp_path / "marker"
     (tmp_path / "planted_here.py").write_text(PLANTED.format(marker=str(marker)))

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from benchbase import identity
-from benchbase.grid import PROFILES, RunSpec, load_grid, make_spec, respec
-from benchbase.identity import (
+from benchbase.compute.runspec import RunSpec
+from benchbase.compute.settings import PROFILES
+from benchbase.contract import identity
+from benchbase.contract.identity import (
     HARNESS_COMPUTING,
     HARNESS_INFRASTRUCTURE,
     module_closure,
@@ -23,7 +24,8 @@ from benchbase.identity import (
     numerics,
     source_hash,
 )
-from benchbase.registry import default_registry, load_registry
+from benchbase.contract.registry import default_registry, load_registry
+from benchbase.running.planning import load_grid, make_spec, respec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -235,7 +237,7 @@ def test_bundled_plugins_are_keyed_on_the_modules_that_compute_them(fresh_finger
     assert {"benchbase_molecules.pretext", "benchbase_molecules.motifs"} <= set(covered["pretext", "motif"])
     assert "benchbase_molecules.qm9" in covered["dataset", "qm9/homo_lumo_gap"]
     assert "benchbase_molecules.encoders" not in covered["dataset", "qm9/homo_lumo_gap"]
-    assert "benchbase.metrics" in covered["protocol", "extrapolation-threshold"]
+    assert "benchbase.compute.metrics" in covered["protocol", "extrapolation-threshold"]
     assert "benchbase_glass.metrics" in covered["protocol", "glass-time"]  # read by name, from the registry
     for modules in covered.values():  # a bundled plugin never keys on harness infrastructure or reporting
         assert not {m for m in modules if m.startswith("benchbase.")} - set(HARNESS_COMPUTING)
@@ -295,9 +297,9 @@ def test_editing_code_that_computes_nothing_keeps_every_run_and_stage_of_the_def
                 computing |= set(registry.get(kind, run.spec[kind]["name"]).code_modules)
     outside = _project_modules() - computing  # reporting, CLI, store, and plugins the grid does not use
     assert {
-        "benchbase.cli", "benchbase.leaderboard", "benchbase.findings", "benchbase.stats", "benchbase.store",
-        "benchbase.runner", "benchbase.executors", "benchbase.plots", "benchbase.doctor", "benchbase.grid",
-        "benchbase.registry", "benchbase_glass.cli", "benchbase_glass.encoders", "benchbase_molecules.plugin",
+        "benchbase.cli", "benchbase.leaderboard", "benchbase.reporting.findings", "benchbase.reporting.stats", "benchbase.running.store",
+        "benchbase.runner", "benchbase.running.executors", "benchbase.reporting.plots", "benchbase.running.doctor", "benchbase.grid",
+        "benchbase.contract.registry", "benchbase_glass.cli", "benchbase_glass.encoders", "benchbase_molecules.plugin",
     } <= outside  # fmt: skip
     edit(*sorted(outside))  # all of them at once
     assert _ids() == before

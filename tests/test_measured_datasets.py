@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from benchbase import loading
 from benchbase.cli import app
-from benchbase.errors import DataUnavailable, PluginError
-from benchbase.protocols import IID
-from benchbase.store import Store
+from benchbase.compute import loading
+from benchbase.compute.protocols import IID
+from benchbase.contract.errors import DataUnavailable, PluginError
+from benchbase.running.store import Store
 from benchbase.testing import check_dataset, check_registered
 from benchbase_molecules import measured
 from benchbase_molecules.measured import FreeSolv, Solubility
@@ -57,7 +57,7 @@ def freesolv(cache) -> FreeSolv:
 @pytest.fixture
 def fresh(monkeypatch):
     """No dataset object left over in this process's loader cache (it holds loaded arrays)."""
-    from benchbase.registry import reset_default_registry
+    from benchbase.contract.registry import reset_default_registry
 
     monkeypatch.setattr(loading, "_datasets", {})
     monkeypatch.setattr(loading, "_tensors", {})

@@ -8,8 +8,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from benchbase.api import PluginError, Predictions, TaskInfo
-from benchbase.metrics import (
+from benchbase.compute.metrics import (
     BUILTIN_METRICS,
     binned_errors,
     distance_bins,
@@ -21,7 +20,8 @@ from benchbase.metrics import (
     task_metrics,
     weighted_ranks,
 )
-from benchbase.stats import draw_units, unit_weights
+from benchbase.contract.api import PluginError, Predictions, TaskInfo
+from benchbase.reporting.stats import draw_units, unit_weights
 
 
 @pytest.fixture

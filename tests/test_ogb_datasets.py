@@ -13,7 +13,7 @@ import torch
 from ogb.graphproppred import Evaluator
 from ogb.utils import smiles2graph
 
-from benchbase.api import PluginError
+from benchbase.contract.api import PluginError
 from benchbase_molecules.ogb_sets import OGB_SETS, OGBMolecules, PCQM4Mv2, task_infos
 
 SMILES = ["CCO", "c1ccccc1", "CC(=O)O", "CCN", "O=C=O", "CCCC", "c1ccncc1", "CC(C)O", "C#N", "OCCO"]
@@ -133,7 +133,7 @@ def test_cli_exit_code_2_when_offline(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from benchbase.cli import app
-    from benchbase.registry import reset_default_registry
+    from benchbase.contract.registry import reset_default_registry
 
     monkeypatch.setenv("BENCHBASE_CACHE", str(tmp_path / "empty-cache"))
     reset_default_registry()

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from benchbase.cli import app
-from benchbase.errors import GridError
-from benchbase.grid import TRAINING, expand_grid
-from benchbase.params import Param, infer, spec_of, validate
-from benchbase.registry import default_registry
+from benchbase.compute.settings import TRAINING
+from benchbase.contract.errors import GridError
+from benchbase.contract.params import Param, infer, spec_of, validate
+from benchbase.contract.registry import default_registry
+from benchbase.running.planning import expand_grid
 
 runner = CliRunner()
 

@@ -10,8 +10,8 @@ import torch
 from rdkit import Chem
 from toy_molecules import SMILES, ToyMolecules
 
-from benchbase.api import GraphArrays, PluginError, PretextContext
-from benchbase.batching import TensorGraphs
+from benchbase.compute.batching import TensorGraphs
+from benchbase.contract.api import GraphArrays, PluginError, PretextContext
 from benchbase_molecules.encoders import GIN
 from benchbase_molecules.motifs import FUNCTIONAL_GROUPS, GRAPH_PATTERNS
 from benchbase_molecules.pretext import (
@@ -215,7 +215,7 @@ def test_parameters_are_checked():
 
 
 def test_node_masking_on_real_qm9_subset(tmp_path_factory):
-    from benchbase.registry import load_registry
+    from benchbase.contract.registry import load_registry
 
     registry = load_registry()
     names = [n for n in registry.names("dataset") if n.startswith("qm9")]
@@ -237,10 +237,11 @@ def test_node_masking_on_real_qm9_subset(tmp_path_factory):
 def test_held_out_evaluation_scores_every_atom_once(tmp_path):
     """`evaluate_pretext` on real QM9 molecules: every atom of every test graph is scored exactly
     once (one item per atom, its true element), and the result is the same on a second call."""
-    from benchbase.grid import expand_grid
-    from benchbase.loading import dataset_tensors
-    from benchbase.registry import default_registry
-    from benchbase.train import evaluate_pretext, make_split, pretrain
+    from benchbase.compute.loading import dataset_tensors
+    from benchbase.compute.pretext_scores import evaluate_pretext
+    from benchbase.compute.pretraining import make_split, pretrain
+    from benchbase.contract.registry import default_registry
+    from benchbase.running.planning import expand_grid
 
     registry = default_registry()
     if "qm9/homo_lumo_gap" not in registry.names("dataset"):

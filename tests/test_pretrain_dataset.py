@@ -15,13 +15,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from benchbase import loading
 from benchbase.cli import app
-from benchbase.errors import GridError
-from benchbase.grid import expand_grid, respec
-from benchbase.registry import default_registry, reset_default_registry
-from benchbase.store import Store
-from benchbase.train import pretrain, pretraining_pool
+from benchbase.compute import loading
+from benchbase.compute.pretraining import pretrain, pretraining_pool
+from benchbase.contract.errors import GridError
+from benchbase.contract.registry import default_registry, reset_default_registry
+from benchbase.running.planning import expand_grid, respec
+from benchbase.running.store import Store
 
 needs_datamol = pytest.mark.skipif(
     importlib.util.find_spec("datamol") is None or importlib.util.find_spec("qm9pack") is None,

@@ -11,11 +11,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchbase import protocols as P
-from benchbase.api import Dataset, GraphArrays, PluginError, Predictions, TaskInfo
-from benchbase.metrics import pretext_labels
-from benchbase.splits import check_split, protocol_table, split_from_native, split_hash, split_lists, split_to_native
-from benchbase.train import with_derived_slices
+from benchbase.compute import protocols as P
+from benchbase.compute.metrics import pretext_labels
+from benchbase.compute.run import with_derived_slices
+from benchbase.compute.splits import (
+    check_split,
+    protocol_table,
+    split_from_native,
+    split_hash,
+    split_lists,
+    split_to_native,
+)
+from benchbase.contract.api import Dataset, GraphArrays, PluginError, Predictions, TaskInfo
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -452,7 +459,7 @@ def test_imbalance_too_rare_class_is_named_and_left_out_of_the_means():
     balanced accuracy or macro-F1 (its items still count where predicted as another class, as
     scikit-learn's labels= does); the leaderboard's columns compute the same numbers."""
     skm = pytest.importorskip("sklearn.metrics")
-    from benchbase.metrics import get_metric
+    from benchbase.compute.metrics import get_metric
 
     rng = np.random.default_rng(0)
     targets = np.repeat([0, 1, 2], [200, 40, 12])  # "F" has 12 items
@@ -521,7 +528,7 @@ def test_incompatible_tasks_and_missing_properties():
 
 
 def test_split_hash_is_stable_and_content_based():
-    from benchbase.grid import content_hash
+    from benchbase.contract.identity import content_hash
 
     split = {"train": np.array([0, 2, 5], dtype=np.int64), "test": np.array([1, 3], dtype=np.int32)}
     h = split_hash(split)
@@ -565,7 +572,7 @@ def test_check_split():
 
 
 def test_protocol_table_lists_every_builtin_protocol():
-    from benchbase.registry import load_registry
+    from benchbase.contract.registry import load_registry
 
     rows = {row["name"]: row for row in protocol_table(load_registry())}
     for name in ("iid", "extrapolation-threshold", "extrapolation-tails", "size", "scaffold", "imbalance"):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import benchbase
-from benchbase.identity import HARNESS_COMPUTING, HARNESS_INFRASTRUCTURE
+from benchbase.contract.identity import HARNESS_COMPUTING, HARNESS_INFRASTRUCTURE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,9 +32,9 @@ NEITHER = {
     "benchbase.scaffold",
     "benchbase.testing",
     "benchbase.grids",
-    "benchbase.settings",
-    "benchbase.specs",
-    "benchbase.analysis",
+    "benchbase.compute.settings",
+    "benchbase.running.specs",
+    "benchbase.running.analysis",
 }
 
 
@@ -64,7 +64,7 @@ def test_the_contract_version_is_major_minor():
 
 
 def test_a_deprecated_name_warns_on_every_use(monkeypatch):
-    monkeypatch.setitem(benchbase._EXPORTS, "OldParam", ("benchbase.params", "Param"))
+    monkeypatch.setitem(benchbase._EXPORTS, "OldParam", ("benchbase.contract.params", "Param"))
     monkeypatch.setitem(benchbase._DEPRECATED, "OldParam", ("benchbase.Param", "2.0"))
     for _ in range(2):
         with pytest.warns(DeprecationWarning, match="OldParam is deprecated .* 2.0: use benchbase.Param"):
@@ -78,7 +78,7 @@ def test_a_deprecated_name_warns_on_every_use(monkeypatch):
 def test_importing_benchbase_is_light_and_pins_the_numerics_first():
     code = (
         "import os, sys; import benchbase; assert 'torch' not in sys.modules, 'torch'; "
-        "assert 'benchbase.api' not in sys.modules; "
+        "assert 'benchbase.contract.api' not in sys.modules; "
         "from benchbase import Dataset; assert 'torch' in sys.modules; "
         "print(os.environ.get('MKL_CBWR'))"
     )
@@ -100,9 +100,7 @@ def test_the_layer_contract_names_every_module_of_benchbase():
     contract = _contracts()["computing-layer"]
     assert sorted(contract["source_modules"]) == sorted(HARNESS_COMPUTING)
     forbidden = set(contract["forbidden_modules"])
-    modules = {"benchbase"} | {
-        f"benchbase.{m.name}" for m in pkgutil.iter_modules(benchbase.__path__)
-    }
+    modules = {"benchbase"} | {f"benchbase.{m.name}" for m in pkgutil.iter_modules(benchbase.__path__)}
     placed = set(HARNESS_COMPUTING) | set(HARNESS_INFRASTRUCTURE) | forbidden | NEITHER
     assert modules - placed == set(), "place these modules in a layer (pyproject.toml, identity.py or NEITHER)"
     assert not (forbidden & (set(HARNESS_COMPUTING) | set(HARNESS_INFRASTRUCTURE) | NEITHER))
@@ -126,8 +124,9 @@ GRID = {
 
 
 def test_fine_tunings_are_the_runs_the_runner_makes_and_report_every_epoch(synthetic_env, tmp_path):
-    from benchbase.registry import default_registry
-    from benchbase.train import pretrain, run_finetune
+    from benchbase.compute.pretraining import pretrain
+    from benchbase.compute.run import run_finetune
+    from benchbase.contract.registry import default_registry
 
     runs = list(benchbase.fine_tunings(GRID))
     assert len(runs) == 1

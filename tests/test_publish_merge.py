@@ -7,7 +7,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from benchbase.cli import app
-from benchbase.leaderboard import HEADER
+from benchbase.reporting.tables import HEADER
 
 runner = CliRunner()
 

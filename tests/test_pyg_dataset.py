@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from benchbase.cli import app
-from benchbase.errors import DataUnavailable, PluginError
-from benchbase.pyg_dataset import build
-from benchbase.store import Store
+from benchbase.compute.pyg_dataset import build
+from benchbase.contract.errors import DataUnavailable, PluginError
+from benchbase.running.store import Store
 from benchbase.testing import check_dataset
 
 runner = CliRunner()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchbase.api import PluginError
+from benchbase.contract.api import PluginError
 from benchbase_molecules import qm9
 from benchbase_molecules.featurize import featurize_smiles
 from benchbase_molecules.moldata import load_arrays, save_arrays
@@ -25,7 +25,7 @@ def cache(tmp_path_factory):
 
 
 def test_registered_names_and_tasks(cache):
-    from benchbase.registry import load_registry
+    from benchbase.contract.registry import load_registry
 
     names = set(load_registry().names("dataset"))
     assert {"qm9"} | {f"qm9/{t}" for t in qm9.TASK_NAMES} <= names

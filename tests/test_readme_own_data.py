@@ -10,7 +10,7 @@ from qm9_csv import qm9_rows, write_csv
 from typer.testing import CliRunner
 
 from benchbase.cli import app
-from benchbase.store import Store
+from benchbase.running.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchbase.api import PluginError
 from benchbase.builtin import REBALANCERS
-from benchbase.rebalancers import (
+from benchbase.compute.rebalancers import (
     ClassBalanced,
     Focal,
     InverseFrequency,
@@ -19,6 +18,7 @@ from benchbase.rebalancers import (
     NoRebalancing,
     SqrtInverseFrequency,
 )
+from benchbase.contract.api import PluginError
 
 torch.set_num_threads(1)
 

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from benchbase import hookimpl
-from benchbase.api import PluginError
-from benchbase.registry import load_registry
+from benchbase.contract.api import PluginError
+from benchbase.contract.registry import load_registry
 
 
 def _module(name: str, **hooks) -> types.ModuleType:
@@ -51,7 +51,7 @@ def test_a_broken_plugin_is_reported_and_others_keep_working():
 
 
 def test_duplicate_names_name_both_distributions():
-    from benchbase.protocols import IID
+    from benchbase.compute.protocols import IID
 
     def register_protocols(register):
         register(IID)
@@ -75,7 +75,7 @@ def test_unknown_name_lists_what_exists():
 
 @pytest.fixture
 def clash_env(synthetic_env, monkeypatch):
-    from benchbase.registry import reset_default_registry
+    from benchbase.contract.registry import reset_default_registry
 
     monkeypatch.setenv("BENCHBASE_EXTRA_PLUGINS", "synthetic_plugin,clash_plugin")
     reset_default_registry()
@@ -114,7 +114,7 @@ def test_a_name_registered_twice_is_listed_and_stops_only_what_uses_it(clash_env
 
 def test_a_function_named_like_a_hook_but_not_one_is_reported(clash_env):
     from benchbase.cli import app
-    from benchbase.registry import default_registry
+    from benchbase.contract.registry import default_registry
 
     assert [m.function for m in default_registry().misnamed] == ["register_encoder"]
     listing = CliRunner().invoke(app, ["plugins"])

@@ -297,7 +297,7 @@ def test_store_versions_migrate_forward_and_refuse_newer(tmp_path):
     from typer.testing import CliRunner
 
     from benchbase.cli import app
-    from benchbase.store import SCHEMA_VERSION, Store
+    from benchbase.running.store import SCHEMA_VERSION, Store
 
     old = tmp_path / "old"
     old.mkdir()

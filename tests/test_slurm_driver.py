@@ -13,8 +13,8 @@ import pytest
 
 submitit = pytest.importorskip("submitit", reason="submitit is not installed (pip install 'benchbase[slurm]')")
 
-from benchbase import slurm_executor  # noqa: E402
-from benchbase.errors import GridError, WorkerDied  # noqa: E402
+from benchbase.contract.errors import GridError, WorkerDied  # noqa: E402
+from benchbase.running import slurm_executor  # noqa: E402
 
 
 class FakeJob:

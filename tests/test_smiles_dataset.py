@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from qm9_csv import qm9_rows
 
-from benchbase.api import TaskInfo
-from benchbase.errors import PluginError
-from benchbase.registry import default_registry
+from benchbase.contract.api import TaskInfo
+from benchbase.contract.errors import PluginError
+from benchbase.contract.registry import default_registry
 from benchbase.testing import check_dataset, check_registered
 from benchbase_molecules.smiles_dataset import MoleculeRecords, SmilesDataset, molecule_dataset
 

@@ -1,4 +1,4 @@
-"""Interval estimates, tests and the five verdicts (`benchbase.stats`) against scipy, hand-computed
+"""Interval estimates, tests and the five verdicts (`benchbase.reporting.stats`) against scipy, hand-computed
 values and synthetic studies built to give each verdict."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchbase.api import Predictions
-from benchbase.metrics import MAE
-from benchbase.stats import (
+from benchbase.compute.metrics import MAE
+from benchbase.contract.api import Predictions
+from benchbase.reporting.stats import (
     BETTER,
     EQUIVALENT,
     INCONCLUSIVE,
@@ -139,7 +139,7 @@ def test_seeds_needed_cannot_beat_a_shared_test_set_noise():
 def test_seeds_needed_brings_the_mde_to_the_target():
     est = estimate(np.random.default_rng(1).normal(0, 0.1, 6))
     needed = est.seeds_needed(0.05, 0.05)
-    from benchbase.stats import Estimate
+    from benchbase.reporting.stats import Estimate
 
     assert Estimate(0.0, needed, est.var_seed, 0.0).detectable(0.05) <= 0.05
     assert Estimate(0.0, needed - 1, est.var_seed, 0.0).detectable(0.05) > 0.05

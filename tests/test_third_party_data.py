@@ -10,7 +10,7 @@ from file_plugin import write_chains
 from typer.testing import CliRunner
 
 from benchbase.cli import app
-from benchbase.registry import reset_default_registry
+from benchbase.contract.registry import reset_default_registry
 
 runner = CliRunner()
 
@@ -66,7 +66,7 @@ def test_a_path_that_cannot_be_hashed_is_warned_about_once(file_plugin_env, tmp_
 
 
 def test_the_conformance_kit_takes_parameters_and_names_what_failed(file_plugin_env, tmp_path):
-    from benchbase.protocols import IID
+    from benchbase.compute.protocols import IID
     from benchbase.testing import ConformanceError, check_protocol, check_registered
 
     data = write_chains(tmp_path / "chains.csv", 40)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchbase.grid import PROFILES, expand_grid
-from benchbase.loading import dataset_tensors
-from benchbase.registry import default_registry
-from benchbase.train import FineTuner, make_split
+from benchbase.compute.finetuning import FineTuner
+from benchbase.compute.loading import dataset_tensors
+from benchbase.compute.pretraining import make_split
+from benchbase.compute.settings import PROFILES
+from benchbase.contract.registry import default_registry
+from benchbase.running.planning import expand_grid
 
 
 def _run(train_overrides):
@@ -74,7 +76,7 @@ def test_grad_clip_in_fine_tuning(synthetic_env, monkeypatch):
 
 
 def test_grad_clip_in_pretraining(synthetic_env, monkeypatch, tmp_path):
-    from benchbase.train import pretrain
+    from benchbase.compute.pretraining import pretrain
 
     calls = _clip_recorder(monkeypatch)
     raw = {
@@ -94,7 +96,7 @@ def test_grad_clip_in_pretraining(synthetic_env, monkeypatch, tmp_path):
 def test_center_per_graph_is_typed():
     import pytest
 
-    from benchbase.errors import GridError
+    from benchbase.contract.errors import GridError
 
     raw = {
         "seeds": [0],
@@ -112,7 +114,7 @@ def test_center_per_graph_ignores_per_graph_offsets(tmp_path):
     import torch
     from test_glass_data import write_botan_tree
 
-    from benchbase.batching import TensorGraphs
+    from benchbase.compute.batching import TensorGraphs
     from benchbase_glass.datasets import BotanDataset
 
     root = write_botan_tree(tmp_path / "data")
@@ -156,8 +158,8 @@ def test_evaluation_rounds_are_checked():
     import pytest
     import torch
 
-    from benchbase.api import PluginError, PretextContext
-    from benchbase.train import evaluation_contexts
+    from benchbase.compute.pretext_scores import evaluation_contexts
+    from benchbase.contract.api import PluginError, PretextContext
 
     class Rounds:
         name = "stub"

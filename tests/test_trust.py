@@ -10,13 +10,15 @@ import sqlite3
 import numpy as np
 from typer.testing import CliRunner
 
-from benchbase.api import Predictions
 from benchbase.cli import app
-from benchbase.grid import PROFILES, RunSpec, make_spec
-from benchbase.metrics import get_metric
-from benchbase.publish import write_leaderboards
-from benchbase.registry import default_registry
-from benchbase.store import FINISHED, Store, read_predictions, write_predictions
+from benchbase.compute.metrics import get_metric
+from benchbase.compute.runspec import RunSpec
+from benchbase.compute.settings import PROFILES
+from benchbase.contract.api import Predictions
+from benchbase.contract.registry import default_registry
+from benchbase.reporting.publish import write_leaderboards
+from benchbase.running.planning import make_spec
+from benchbase.running.store import FINISHED, Store, read_predictions, write_predictions
 
 runner = CliRunner()
 
@@ -214,8 +216,9 @@ def test_a_planted_effect_is_better_and_regeneration_is_byte_identical(synthetic
 
 
 def test_per_class_accuracies_are_shown_with_the_items_they_rest_on():
-    from benchbase.api import Column, TaskInfo
-    from benchbase.leaderboard import Row, Table, render_classes
+    from benchbase.contract.api import Column, TaskInfo
+    from benchbase.reporting.markdown import render_classes
+    from benchbase.reporting.tables import Row, Table
 
     runs = {
         seed: {

@@ -1,7 +1,7 @@
 """`benchbase run --until-decided`: rounds of seeds for the comparisons still open.
 
-The rounds are driven by the real loop (`benchbase.until_decided`), the real store and the real
-replay of looks (`benchbase.findings.evaluate`); only training is replaced by planted predictions,
+The rounds are driven by the real loop (`benchbase.reporting.until_decided`), the real store and the real
+replay of looks (`benchbase.reporting.findings.evaluate`); only training is replaced by planted predictions,
 a function of (method, seed), so that which comparison decides is known in advance."""
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from benchbase.analysis import Budget
-from benchbase.api import Predictions
 from benchbase.cli import app
-from benchbase.grid import PROFILES, Grid, RunSpec, make_spec
-from benchbase.publish import write_leaderboards
-from benchbase.registry import default_registry
-from benchbase.store import FINISHED, Store, write_predictions
-from benchbase.until_decided import run_until_decided
+from benchbase.compute.runspec import RunSpec
+from benchbase.compute.settings import PROFILES
+from benchbase.contract.api import Predictions
+from benchbase.contract.registry import default_registry
+from benchbase.reporting.publish import write_leaderboards
+from benchbase.reporting.until_decided import run_until_decided
+from benchbase.running.analysis import Budget
+from benchbase.running.planning import Grid, make_spec
+from benchbase.running.store import FINISHED, Store, write_predictions
 
 # inverse-frequency: decided (better) at once; class-balanced: equivalent, but its seeds vary enough
 # that three do not show it; logit-adjustment: so variable that no affordable number of seeds would.

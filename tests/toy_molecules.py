@@ -9,7 +9,7 @@ from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from benchbase.api import Dataset, FeatureSpec, GraphArrays
+from benchbase.contract.api import Dataset, FeatureSpec, GraphArrays
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)N", "C1CC1Cl", "FC(F)(F)C#N", "OC1CCCCC1S"]
 

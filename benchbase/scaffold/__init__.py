@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 
-from benchbase.errors import GridError
+from benchbase.contract.errors import GridError
 
 #: Every kind a plugin can start with, in the order files and listings show them.
 KINDS = ("dataset", "encoder", "pretext", "rebalancer", "protocol", "metric")

@@ -2,7 +2,7 @@
 
 Cache files are uncompressed ``.npz`` archives of contiguous arrays plus a JSON manifest holding
 each array's dtype, shape and CRC-32 and the metadata the file was built from. They are written
-through `benchbase.cache.atomic_path` (a killed process never leaves a half-written file under the
+through `benchbase.compute.cache.atomic_path` (a killed process never leaves a half-written file under the
 final name) and verified on load: a truncated or corrupted file is reported with a warning, deleted
 and rebuilt. Loading builds no Python object per graph.
 """

@@ -1,7 +1,7 @@
 """The module the entry point names: its hooks register this plugin's contributions.
 
 Each hook receives `register` and calls it once per class. Imports happen inside the hooks so that
-listing plugins stays fast. See `benchbase.hookspecs` for every hook and `benchbase` (the public API,
+listing plugins stays fast. See `benchbase.contract.hookspecs` for every hook and `benchbase` (the public API,
 all a plugin imports) for the interfaces.
 """
 

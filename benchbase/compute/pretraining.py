@@ -1,0 +1,127 @@
+"""Stage one of a run: self-supervised pretraining on a pool of graphs, checkpointed and shared by
+every run with the same stage spec."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchbase.compute import loading
+from benchbase.compute.batching import TensorGraphs, iterate_batches
+from benchbase.compute.cache import atomic_path
+from benchbase.compute.runtime import (
+    _check_finite,
+    adam,
+    count_parameters,
+    device_of,
+    on,
+    optimiser_step,
+    seed_everything,
+)
+from benchbase.compute.splits import check_split
+from benchbase.contract.api import (
+    Dataset,
+    GraphBatch,
+    PretextContext,
+    Protocol,
+    Split,
+    TaskInfo,
+)
+from benchbase.contract.registry import Registry
+
+
+def make_split(registry: Registry, spec: dict[str, Any], dataset: Dataset) -> tuple[Protocol, TaskInfo, Split]:
+    protocol = loading.build_protocol(registry, spec["protocol"]["name"], spec["protocol"]["params"])
+    task = protocol.task_of(dataset)
+    split = protocol.split(dataset, task, int(spec["seed"]))
+    check_split(split, dataset.arrays().num_graphs)
+    return protocol, task, split
+
+
+def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
+    """Train encoder + pretext head on the stage's pool and save the checkpoint atomically. The
+    encoder, the pretext task (its vocabularies and class counts) and the rebalancer are prepared
+    on the stage's dataset - the pretraining dataset, pooled with the fine-tuning graphs when the
+    pool holds them (`pretraining_pool`)."""
+    started = time.perf_counter()
+    generator = seed_everything(int(stage["seed"]))
+    device = device_of(stage["numerics"])
+    dataset, graphs, pool = pretraining_pool(registry, stage)
+    encoder = loading.build_encoder(registry, stage["encoder"]["name"], stage["encoder"]["params"], dataset.features)
+    encoder.prepare(dataset)
+    pretext = loading.build_pretext(registry, stage["pretext"]["name"], stage["pretext"]["params"])
+    rebalancer = loading.build_rebalancer(registry, stage["rebalancer"]["name"], stage["rebalancer"]["params"])
+    pretext.prepare(dataset, pool)
+    counts = pretext.class_counts()
+    if counts is not None:
+        # Multilabel counts are positives per label, which do not add up to the number of items.
+        rebalancer.fit(counts, num_samples=len(pool) if pretext.is_multilabel() else None)
+    head = pretext.build_head(encoder)
+    encoder.to(device)
+    head.to(device)
+    selection = rebalancer.selection_weights() if counts is not None else None
+    train = stage["train"]
+    ctx = PretextContext(
+        generator=generator,
+        selection_weights=None if selection is None else torch.as_tensor(selection, dtype=torch.float32),
+        center_per_graph=bool(train.get("center_per_graph", False)),
+    )
+    params = list(encoder.parameters()) + list(head.parameters())
+    optimizer = adam(params, lr=train["pretrain_lr"])
+    losses = []
+    for epoch in range(train["pretrain_epochs"]):
+        encoder.train()
+        head.train()
+        total, steps = 0.0, 0
+        for batch in iterate_batches(graphs, pool, train["batch_size"], True, generator, train["max_nodes"]):
+            batch = dataset.augment(batch, generator)  # on CPU, before the move: one generator
+            loss = _pretext_loss(pretext, rebalancer, encoder, head, on(device, batch), ctx)
+            _check_finite(loss, f"pretraining epoch {epoch}")
+            optimiser_step(optimizer, loss, params, train.get("grad_clip"))
+            total, steps = total + loss.item(), steps + 1
+        losses.append(total / max(steps, 1))
+    with atomic_path(checkpoint) as tmp:
+        torch.save({"encoder": encoder.cpu().state_dict(), "head": head.cpu().state_dict()}, tmp)
+    return {
+        "pool_size": int(len(pool)),
+        "losses": losses,
+        "seconds": time.perf_counter() - started,
+        "n_params": count_parameters(encoder, head),
+        "class_counts": None if counts is None else [float(c) for c in counts],
+    }
+
+
+def pretraining_pool(registry: Registry, stage: dict[str, Any]) -> tuple[Dataset, TensorGraphs, np.ndarray]:
+    """The dataset a stage pretrains on, its tensors and the pool (graph positions in them): the
+    stage's dataset, or - when its pool adds fine-tuning graphs (``pool.finetune``, see
+    `RunSpec.stage_spec`) - that dataset followed by the fine-tuning dataset (`loading.PooledDataset`),
+    the pool being every graph of the first and the pooled graphs of the second."""
+    dataset, graphs = loading.dataset_tensors(registry, stage["dataset"]["name"], stage["dataset"]["params"])
+    pool = stage["pool"]
+    if not (isinstance(pool, dict) and "finetune" in pool):
+        return dataset, graphs, _pool_indices(registry, pool, dataset)
+    other = pool["finetune"]["dataset"]
+    theirs = _pool_indices(registry, pool["graphs"], loading.build_dataset(registry, other["name"], other["params"]))
+    pooled, pooled_graphs = loading.pooled_tensors(registry, stage["dataset"], other)
+    return pooled, pooled_graphs, np.concatenate([np.arange(graphs.num_graphs), graphs.num_graphs + theirs])
+
+
+def _pool_indices(registry: Registry, pool: Any, dataset: Dataset) -> np.ndarray:
+    """``"all"``: every graph of `dataset`; ``{"train_of": protocol, "seed": seed}``: the train and
+    valid graphs of that protocol's split of it."""
+    if pool == "all":
+        return np.arange(dataset.arrays().num_graphs)
+    spec = {"protocol": pool["train_of"], "seed": pool["seed"]}
+    protocol, _, split = make_split(registry, spec, dataset)
+    return protocol.pretrain_pool(split, "train")
+
+
+def _pretext_loss(pretext, rebalancer, encoder, head, batch: GraphBatch, ctx: PretextContext) -> torch.Tensor:
+    out = pretext.step(encoder, head, batch, ctx)
+    if out.loss is not None:
+        return out.loss
+    return rebalancer.loss(out.logits, out.targets, multilabel=out.multilabel)

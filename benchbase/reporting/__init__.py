@@ -1,0 +1,1 @@
+"""Reporting: leaderboards, comparisons and verdicts, statistics and plots, generated from the store."""
