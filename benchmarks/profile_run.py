@@ -32,8 +32,8 @@ from pathlib import Path
 
 import torch
 
-from benchbase import train
-from benchbase.compute import batching, loading
+from benchbase.compute import batching, finetuning, loading, pretraining
+from benchbase.compute import run as one_run
 from benchbase.contract.identity import cpu_numerics
 from benchbase.contract.registry import default_registry
 from benchbase.running.planning import load_grid
@@ -75,14 +75,14 @@ class PhaseTimer:
 
 def instrument(timer: PhaseTimer) -> None:
     timer.wrap(batching.TensorGraphs, "batch", "batch assembly")
-    timer.wrap(train.FineTuner, "_loss", "forward + loss")
-    timer.wrap(train, "_pretext_loss", "forward + loss")
+    timer.wrap(finetuning.FineTuner, "_loss", "forward + loss")
+    timer.wrap(pretraining, "_pretext_loss", "forward + loss")
     timer.wrap(torch.Tensor, "backward", "backward")
     timer.wrap(torch.optim.Adam, "step", "optimizer")
     timer.wrap(torch.optim.Optimizer, "zero_grad", "optimizer")
-    timer.wrap(train.FineTuner, "_evaluate_loss", "evaluation (validation loss, every epoch)")
-    timer.wrap(train.FineTuner, "predict", "prediction of every slice")
-    timer.wrap(train, "evaluate_pretext", "prediction of every slice")
+    timer.wrap(finetuning.FineTuner, "_evaluate_loss", "evaluation (validation loss, every epoch)")
+    timer.wrap(finetuning.FineTuner, "predict", "prediction of every slice")
+    timer.wrap(one_run, "evaluate_pretext", "prediction of every slice")
     timer.wrap(torch, "save", "checkpoint I/O")
     timer.wrap(torch, "load", "checkpoint I/O")
 
@@ -106,7 +106,7 @@ def operator_shares(profiler: torch.profiler.profile, top: int = 8) -> dict[str,
 
 
 def process_start() -> float:
-    code = "import time; t = time.perf_counter(); import benchbase.runner, benchbase.train; "
+    code = "import time; t = time.perf_counter(); import benchbase.running.driver, benchbase.compute.run; "
     code += (
         "from benchbase.contract.registry import default_registry; default_registry(); print(time.perf_counter() - t)"
     )
@@ -148,8 +148,8 @@ def main() -> None:
         checkpoint = None
         if run.stage_id is not None:
             checkpoint = Path(tmp) / "stage.pt"
-            train.pretrain(registry, run.stage_spec(), checkpoint)
-        outcome = train.run_finetune(registry, run, checkpoint)
+            pretraining.pretrain(registry, run.stage_spec(), checkpoint)
+        outcome = one_run.run_finetune(registry, run, checkpoint)
         total = time.perf_counter() - began
     phases = dict(sorted(timer.seconds.items(), key=lambda item: -item[1]))
     print(f"process start (imports, plugin registry): {start:7.2f} s (once per worker)")

@@ -19,23 +19,15 @@ import numpy as np
 import pytest
 
 import benchbase
+from benchbase.contract import identity
 from benchbase.contract.identity import HARNESS_COMPUTING, HARNESS_INFRASTRUCTURE
 
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Modules in no layer of the contracts: the core's plugin registration, the plugin scaffold, the
-#: conformance kit (public, for plugin tests) and the folder of built-in grids.
-#: Modules of neither layer: registration, the scaffold and the test kit, and planning's helpers
-#: (the settings schema, spec reading, the grid's analysis declarations), which compute no number.
-NEITHER = {
-    "benchbase.builtin",
-    "benchbase.scaffold",
-    "benchbase.testing",
-    "benchbase.grids",
-    "benchbase.compute.settings",
-    "benchbase.running.specs",
-    "benchbase.running.analysis",
-}
+#: conformance kit (public, for plugin tests).
+NEITHER = {"benchbase.builtin", "benchbase.scaffold", "benchbase.testing"}
+LAYERS = ["benchbase.cli", "benchbase.reporting", "benchbase.running", "benchbase.compute", "benchbase.contract"]
 
 
 def _type_checking_names() -> set[str]:
@@ -51,7 +43,8 @@ def test_all_the_export_map_and_the_type_checking_block_agree():
     assert set(benchbase.__all__) == exports | {"CONTRACT_VERSION", "__version__", "hookimpl"}
     assert _type_checking_names() == exports
     for name, (module, attribute) in benchbase._EXPORTS.items():
-        assert module in HARNESS_COMPUTING + HARNESS_INFRASTRUCTURE, (name, module)
+        # Computing code, or the one export that plans a grid in this process.
+        assert module in identity.harness_modules() + HARNESS_INFRASTRUCTURE + ("benchbase.running.fine_tunings",)
         assert getattr(benchbase, name) is getattr(importlib.import_module(module), attribute)
     assert set(benchbase.__all__) <= set(dir(benchbase))
     with pytest.raises(AttributeError, match="no attribute 'not_an_export'"):
@@ -93,17 +86,28 @@ def _contracts() -> dict[str, dict]:
     return {c["id"]: c for c in config["contracts"]}
 
 
-def test_the_layer_contract_names_every_module_of_benchbase():
-    """A new module must be placed in a layer knowingly: the computing layer (`HARNESS_COMPUTING`,
-    which the contract repeats), its infrastructure, the running/reporting/CLI modules it must not
-    import, or `NEITHER`."""
+def test_every_module_of_benchbase_is_in_a_layer_or_named_as_in_none():
+    """A new module must be placed knowingly: in a layer of the layers contract, or in `NEITHER`."""
+    assert _contracts()["layers"]["layers"] == LAYERS
+    modules = {f"benchbase.{m.name}" for m in pkgutil.iter_modules(benchbase.__path__)}
+    assert modules - set(LAYERS) == NEITHER, "place these modules in a layer (benchbase/<layer>/) or in NEITHER"
+
+
+def test_the_fingerprint_covers_the_computing_layer_and_the_contract_it_imports():
+    """`HARNESS_COMPUTING` is the package and every module of `benchbase.compute`, the modules that
+    the computing-layer contract keeps away from running, reporting and the CLI."""
     contract = _contracts()["computing-layer"]
-    assert sorted(contract["source_modules"]) == sorted(HARNESS_COMPUTING)
-    forbidden = set(contract["forbidden_modules"])
-    modules = {"benchbase"} | {f"benchbase.{m.name}" for m in pkgutil.iter_modules(benchbase.__path__)}
-    placed = set(HARNESS_COMPUTING) | set(HARNESS_INFRASTRUCTURE) | forbidden | NEITHER
-    assert modules - placed == set(), "place these modules in a layer (pyproject.toml, identity.py or NEITHER)"
-    assert not (forbidden & (set(HARNESS_COMPUTING) | set(HARNESS_INFRASTRUCTURE) | NEITHER))
+    assert contract["source_modules"] == ["benchbase", "benchbase.compute", "benchbase.contract"]
+    assert contract["forbidden_modules"] == ["benchbase.running", "benchbase.reporting", "benchbase.cli"]
+    compute = {
+        f"benchbase.compute.{m.name}"
+        for m in pkgutil.iter_modules(importlib.import_module("benchbase.compute").__path__)
+    }
+    assert set(HARNESS_COMPUTING) == {"benchbase", "benchbase.compute"} | compute
+    covered = set(identity.harness_modules())
+    assert {"benchbase.contract.api", "benchbase.contract.params", "benchbase.contract.types"} <= covered
+    assert not covered & set(HARNESS_INFRASTRUCTURE)
+    assert all(m.startswith(("benchbase.compute", "benchbase.contract")) for m in covered - {"benchbase"})
 
 
 def test_bundled_plugins_are_forbidden_every_harness_module_but_the_public_ones():

@@ -248,8 +248,8 @@ def test_a_full_disk_fails_the_runs_it_hits_and_keeps_the_store(synthetic_env, t
     else:  # no mount allowed here: inject the error where files are written
         from typer.testing import CliRunner
 
-        from benchbase import runner
         from benchbase.cli import app
+        from benchbase.running import jobs
 
         calls = {"n": 0}
 
@@ -259,8 +259,8 @@ def test_a_full_disk_fails_the_runs_it_hits_and_keeps_the_store(synthetic_env, t
                 raise OSError(errno.ENOSPC, "No space left on device")
             return original(*args, **kwargs)
 
-        original = runner.write_predictions
-        monkeypatch.setattr(runner, "write_predictions", full)
+        original = jobs.write_predictions
+        monkeypatch.setattr(jobs, "write_predictions", full)
         result = CliRunner().invoke(app, _command(grid, store, "--jobs", "1")[3:])
         monkeypatch.undo()
         assert result.exit_code == 1 and "No space left on device" in result.output

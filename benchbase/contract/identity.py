@@ -6,15 +6,15 @@ parameters, training settings and seed, the spec holds
 - ``code``: a fingerprint of the code that computes the run, one per part, each as
   ``<distribution> <fingerprint>``:
 
-  - ``harness``: ``<version>+code.<hash>`` of the harness's *computing layer*, the modules of
-    `HARNESS_COMPUTING` (the training loop and what it computes with: splits, batching,
-    rebalancers, metrics, protocols, parameters, the plugin API, loading, the data cache, the
-    ``pyg`` adapter) and every ``benchbase`` module they import, except the lookup and
-    bookkeeping modules of `HARNESS_INFRASTRUCTURE` (grid, registry, identity, hookspecs: they
-    compute no number; what they decide - parameters, settings, numerics - is in the spec
-    itself). Outside it are the CLI, the store, the runner and executors, leaderboards, findings,
-    statistics, plots, doctor, collect, reproduce, cost, the scaffold and the test helpers, as are
-    docs and tests: editing them re-runs nothing.
+  - ``harness``: ``<version>+code.<hash>`` of the harness's *computing layer*: the package
+    ``benchbase`` itself and every module of `benchbase.compute` (`HARNESS_COMPUTING`: the
+    training loop and what it computes with - splits, batching, rebalancers, metrics, protocols,
+    settings, loading, the data cache, the ``pyg`` adapter) with the contract modules they import
+    (the plugin API, types, parameters, errors), except the lookup modules of
+    `HARNESS_INFRASTRUCTURE` (registry, identity, hookspecs: they compute no number; what they
+    decide is in the spec itself). Outside it are `benchbase.running` (planning, the store,
+    executors), `benchbase.reporting` (leaderboards, findings, statistics, plots), the CLI, the
+    scaffold and the test helpers, as are docs and tests: editing them re-runs nothing.
   - each plugin of a bundled distribution (``benchbase`` itself: ``benchbase_molecules``,
     ``benchbase_glass`` and the core's own plugins) ``<version>+code.<hash>`` of the *module
     closure* of the module that defines it (`module_closure`): that module and every module of
@@ -179,35 +179,25 @@ def harness_distribution() -> str:
 
 # --- module closures: the code of exactly what computes -----------------------------------------
 
-#: The harness modules that can change a run's numbers: the training loop and what it computes
-#: with. The harness fingerprint covers these and every ``benchbase`` module they import, less
-#: `HARNESS_INFRASTRUCTURE`; ``tests/test_identity.py`` checks that they import nothing else of
-#: ``benchbase``, so that a reporting module imported here one day fails a test instead of
-#: silently keying every run on the leaderboard code.
+#: The harness modules that can change a run's numbers: the package itself (it runs first, and pins
+#: the CPU code paths) and every module of `benchbase.compute`, the computing layer. The harness
+#: fingerprint covers these and every ``benchbase`` module they import (the contract's interfaces,
+#: types, parameters and errors), less `HARNESS_INFRASTRUCTURE`; the import contracts
+#: (``[tool.importlinter]``) keep reporting, running and CLI modules out of that closure.
 HARNESS_COMPUTING = (
-    "benchbase",  # the package itself: it runs first, and pins the CPU code paths
-    "benchbase.compute.adapters",  # the `pyg` adapter's declarations (tasks, metrics)
-    "benchbase.contract.api",  # the plugin interfaces and their shared implementations
-    "benchbase.compute.batching",  # graphs -> tensors, batches, per-graph centring
-    "benchbase.compute.cache",  # derived data on disk, keyed on content
-    "benchbase.contract.errors",
-    "benchbase.compute.loading",  # plugin objects from names and parameters
-    "benchbase.compute.metrics",
-    "benchbase.contract.params",  # parameter types, defaults and validation
-    "benchbase.compute.protocols",  # the core's split protocols
-    "benchbase.compute.pyg_dataset",  # the core's `pyg` dataset
-    "benchbase.compute.rebalancers",
-    "benchbase.compute.splits",
-    "benchbase.train",  # pretraining and fine-tuning
-    "benchbase.contract.types",
+    "benchbase",
+    "benchbase.compute",
+    *sorted(
+        f"benchbase.compute.{path.stem}"
+        for path in (Path(__file__).resolve().parent.parent / "compute").glob("*.py")
+        if path.stem != "__init__"
+    ),
 )
-#: Modules the computing layer imports for lookup and types only, never entered by a closure:
-#: what they decide enters the spec as data (the grid's settings and full parameters, the
-#: registry's entries by name, the numerics), and the code of the plugins they find is keyed per
-#: plugin. ``benchbase.grid``: `RunSpec`'s accessors; ``benchbase.contract.registry``: name -> class;
-#: ``benchbase.contract.identity``: this module; ``benchbase.contract.hookspecs``: the registration hooks.
+#: Contract modules the computing layer imports for lookup only, never entered by a closure: what
+#: they decide enters the spec as data (the registry's entries by name, the numerics), and the
+#: code of the plugins they find is keyed per plugin. ``registry``: name -> class; ``identity``:
+#: this module; ``hookspecs``: the registration hooks.
 HARNESS_INFRASTRUCTURE = (
-    "benchbase.grid",
     "benchbase.contract.hookspecs",
     "benchbase.contract.identity",
     "benchbase.contract.registry",

@@ -428,8 +428,8 @@ COMPARISON_HEADERS = [
 METHODS = (
     "Δ: mean paired difference over the seeds both rows have. CI and p come from one t statistic: a "
     "seed-level t-interval, plus the variance of the test set where every seed shares it (crossed design; "
-    "`benchbase.reporting.stats`). p: two-sided test of no difference; p equivalent: TOST against the region of practical "
-    "equivalence (ROPE); both Holm-corrected over the family. Verdicts: **better**/**worse**: a difference, "
+    "`benchbase.reporting.stats`). p: two-sided test of no difference; p equivalent: TOST against the region of "
+    "practical equivalence (ROPE); both Holm-corrected over the family. Verdicts: **better**/**worse**: a difference, "
     "with the CI wholly beyond the ROPE; **real but smaller than the ROPE**: a difference, and equivalence "
     "shown; **equivalent**: equivalence shown, no difference; inconclusive: neither, with the smallest "
     "difference its seeds detect at 80% power (MDE) and the seeds the observed spread would need. "

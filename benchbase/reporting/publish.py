@@ -1,7 +1,7 @@
 """The leaderboard directory, written from a store: every table with its comparisons and plots,
 the index, FINDINGS.md and ``results.jsonl``.
 
-This module sits above the three it assembles - tables (`benchbase.leaderboard`), comparisons and
+This module sits above the three it assembles - tables (`benchbase.reporting.tables`), comparisons and
 findings (`benchbase.reporting.findings`) and plots (`benchbase.reporting.plots`) - so that none of them imports another
 upwards. Output is a pure function of the store's records and predictions: regenerating from the
 same results gives byte-identical files.

@@ -1,7 +1,7 @@
 """Interval estimates, paired comparisons and their five verdicts.
 
 **The design decides the interval.** A leaderboard cell is a mean over seeds of a metric computed on
-a finite test set. Two designs occur, and the stored splits say which (`benchbase.leaderboard`):
+a finite test set. Two designs occur, and the stored splits say which (`benchbase.reporting.tables`):
 
 - *nested*: each seed has its own test set (random splits). A seed's value then carries its own
   test-set noise, independent across seeds, and the seed-to-seed spread already measures it: the

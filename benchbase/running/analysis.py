@@ -575,7 +575,7 @@ def check_declarations(registry: Any, grid: Any, raw: dict[str, Any], datasets: 
             try:
                 protocol = registry.get("protocol", run.protocol).obj(**run.protocol_params)
                 columns_cache[key] = list(protocol.leaderboard_columns(task))
-            except Exception:  # as `benchbase.leaderboard` does: the headline only
+            except Exception:  # as `benchbase.reporting.tables` does: the headline only
                 columns_cache[key] = [Column("test", task.metric)]
         return columns_cache[key]
 

@@ -112,7 +112,7 @@ def _claims(store: Store) -> list[Finding]:
 
 
 def _information(store: Store, current_code: dict[str, set[str]] | None) -> list[Finding]:
-    from benchbase.reporting.tables import is_stale
+    from benchbase.running.specs import is_stale
 
     out = []
     held = {c["job"] for c in store.claims()} - {c["job"] for c in store.stale_claims()}

@@ -1,6 +1,6 @@
 """Executors run jobs and hand back their outcomes as they complete.
 
-The driver (`benchbase.runner`) decides what is ready to run - a run as soon as its pretraining
+The driver (`benchbase.running.driver`) decides what is ready to run - a run as soon as its pretraining
 stage is done, no barrier between stages and runs - and submits it; the executor decides where it
 runs. A job is a picklable module-level function and its payload; its outcome is the function's
 return value, or the exception it raised, or `WorkerDied` when its process vanished.

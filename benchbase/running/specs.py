@@ -1,6 +1,7 @@
-"""Reading a run's spec: what tells two leaderboard rows apart, as flat dotted settings, and which
-data set a run's tables are about. Shared by planning (`benchbase.running.analysis`), the tables
-(`benchbase.leaderboard`), the comparisons (`benchbase.reporting.findings`) and `benchbase.reporting.until_decided`."""
+"""Reading a run's spec: what tells two leaderboard rows apart, as flat dotted settings, which data
+set a run's tables are about, and whether the installed code still computes it. Shared by planning
+(`benchbase.running.analysis`), the tables (`benchbase.reporting.tables`), the comparisons
+(`benchbase.reporting.findings`), `benchbase.reporting.until_decided` and `benchbase.running.doctor`."""
 
 from __future__ import annotations
 
@@ -55,3 +56,14 @@ def table_dataset(spec: dict[str, Any]) -> str:
     """The data set a run's tables are about: its registered name, and for an adapter that serves
     many data sets under one name (``csv``, ``pyg``) which one (`benchbase.compute.adapters.dataset_label`)."""
     return dataset_label(spec["dataset"]["name"], spec["dataset"]["params"])
+
+
+def is_stale(spec: dict[str, Any], current_code: dict[str, set[str]]) -> bool:
+    """Whether a run was computed by code other than what is installed now."""
+    if "code" not in spec:
+        return True
+    for value in spec["code"].values():
+        distribution, _, fingerprint = value.partition(" ")
+        if fingerprint not in current_code.get(distribution, {fingerprint}):
+            return True
+    return False
