@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from benchbase.contract.errors import GridError, PluginError
+from benchbase.contract.kinds import RUN_KINDS
 from benchbase.contract.registry import default_registry
 
 # Python hides DeprecationWarnings raised outside __main__, so a plugin's user would never see that
@@ -407,7 +408,7 @@ def _export_rejected(runs: list[dict[str, Any]], out: Path) -> None:
 def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: row[k] for k in ("run_id", "status", "error", "n_params", "seconds", "hardware", "git_commit")}
     spec = row["spec"]
-    for kind in ("dataset", "protocol", "encoder", "pretext", "rebalancer"):
+    for kind in RUN_KINDS:
         out[kind] = spec[kind]["name"]
         out[f"{kind}_params"] = json.dumps(spec[kind]["params"], sort_keys=True)
     out["seed"] = spec["seed"]

@@ -20,6 +20,7 @@ from contextlib import closing
 from pathlib import Path
 
 from benchbase.compute import loading
+from benchbase.compute.runspec import RunSpec
 from benchbase.contract.registry import default_registry
 from benchbase.running.driver import GridRunner
 from benchbase.running.executors import make_executor
@@ -32,12 +33,33 @@ def _quiet(done: int, total: int, message: str) -> None:
         print(f"    {done}/{total} {message}", flush=True)
 
 
+class BarrierRunner(GridRunner):
+    """The reference schedule: every run is held until all pretraining stages are done."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.held: list[RunSpec] = []
+
+    def _offer_run(self, run: RunSpec, after: tuple[str, ...] = ()) -> None:
+        if self.stage_specs.keys() - self.ready_stages:
+            self.held.append(run)
+        else:
+            super()._offer_run(run, after)
+
+    def _stage_available(self, stage_id: str, reused: bool) -> None:
+        super()._stage_available(stage_id, reused)
+        if not self.stage_specs.keys() - self.ready_stages:
+            held, self.held = self.held, []
+            for run in held:
+                super()._offer_run(run)
+
+
 def timed(grid_path: str | None, executor: str, jobs: int, barrier: bool, root: Path) -> tuple[float, dict]:
     grid = load_grid(default_registry(), grid_path)
     store = Store(root)
     started = time.perf_counter()
     with make_executor(executor, jobs, workdir=root / "engines") as engine:
-        summary = GridRunner(grid, store, engine, _quiet, barrier=barrier).run()
+        summary = (BarrierRunner if barrier else GridRunner)(grid, store, engine, _quiet).run()
     seconds = time.perf_counter() - started
     if summary.failed:
         raise SystemExit(f"{summary.failed} runs failed: {summary.failures[:3]}")

@@ -114,12 +114,12 @@ class FineTuner:
         self.train_cfg = run.train
         self.tasks = dataset.tasks
         self.generator = seed_everything(run.seed)
-        self.device = device_of(run.spec["numerics"])
+        self.device = device_of(run.train.device)
         name, params = run.component("encoder")
         self.encoder: Encoder = loading.build_encoder(registry, name, params, dataset.features)
         self.encoder.prepare(dataset)
         probe = self._probe_edge_embedding()
-        self.heads = TaskHeads(self.tasks, self.encoder.out_dim, probe, self.train_cfg.get("head_hidden"))
+        self.heads = TaskHeads(self.tasks, self.encoder.out_dim, probe, self.train_cfg.head_hidden)
         self.encoder.to(self.device)
         self.heads.to(self.device)
         self.weights = self._task_weights()
@@ -137,7 +137,7 @@ class FineTuner:
         return emb.edge is not None
 
     def _task_weights(self) -> dict[str, float]:
-        given = self.train_cfg.get("task_weights") or {}
+        given = self.train_cfg.task_weights or {}
         unknown = set(given) - {t.name for t in self.tasks}
         if unknown:
             raise PluginError(f"task_weights name unknown task(s) {sorted(unknown)} of {self.dataset.name!r}")
@@ -150,7 +150,7 @@ class FineTuner:
 
     def _label_keep(self, split: Split) -> dict[str, torch.Tensor]:
         """The few-label setting: one graph-level task keeps only k labelled training graphs."""
-        few = self.train_cfg.get("few_label")
+        few = self.train_cfg.few_label
         if not few:
             return {}
         task, k = few["task"], int(few["k"])
@@ -185,19 +185,17 @@ class FineTuner:
             self.rebalancer.fit(np.array(positives), num_samples=len(train_idx))
         cfg = self.train_cfg
         params = list(self.encoder.parameters()) + list(self.heads.parameters())
-        optimizer = adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+        optimizer = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         best = (float("inf"), -1, None)
         history = []
-        for epoch in range(cfg["epochs"]):
+        for epoch in range(cfg.epochs):
             self.encoder.train()
             self.heads.train()
-            for batch in iterate_batches(
-                self.graphs, train_idx, cfg["batch_size"], True, self.generator, cfg["max_nodes"]
-            ):
+            for batch in iterate_batches(self.graphs, train_idx, cfg.batch_size, True, self.generator, cfg.max_nodes):
                 batch = self.dataset.augment(batch, self.generator)  # training batches only
                 loss = self._loss(on(self.device, batch), training=True)
                 _check_finite(loss, f"fine-tuning epoch {epoch}")
-                optimiser_step(optimizer, loss, params, cfg.get("grad_clip"))
+                optimiser_step(optimizer, loss, params, cfg.grad_clip)
             valid_loss = self._evaluate_loss(valid_idx)
             history.append(valid_loss)
             if on_epoch is not None:
@@ -205,7 +203,7 @@ class FineTuner:
             if valid_loss < best[0]:
                 state = (copy.deepcopy(self.encoder.state_dict()), copy.deepcopy(self.heads.state_dict()))
                 best = (valid_loss, epoch, state)
-            elif epoch - best[1] >= cfg["patience"]:
+            elif epoch - best[1] >= cfg.patience:
                 break
         if best[2] is None:
             raise TrainingDiverged("validation loss was never finite")
@@ -246,7 +244,7 @@ class FineTuner:
     def _centred(self, task: TaskInfo) -> bool:
         """Whether the task's loss is taken per graph around each graph's mean (``center_per_graph``):
         node and edge regression tasks only; a graph-level task has one row per graph."""
-        return bool(self.train_cfg.get("center_per_graph")) and task.level != "graph" and task.kind == "regression"
+        return self.train_cfg.center_per_graph and task.level != "graph" and task.kind == "regression"
 
     @staticmethod
     def _graph_of_rows(task: TaskInfo, batch: GraphBatch) -> torch.Tensor:
@@ -278,7 +276,7 @@ class FineTuner:
         cache = self.__dict__.setdefault("_batches", {})
         if key not in cache:
             cfg = self.train_cfg
-            batches = iterate_batches(self.graphs, indices, cfg["batch_size"], max_nodes=cfg["max_nodes"])
+            batches = iterate_batches(self.graphs, indices, cfg.batch_size, max_nodes=cfg.max_nodes)
             cache[key] = [on(self.device, batch) for batch in batches]
         return cache[key]
 
@@ -288,7 +286,7 @@ class FineTuner:
         self.heads.eval()
         rows: dict[str, list] = {t.name: [[], [], []] for t in self.tasks}
         for batch in iterate_batches(
-            self.graphs, indices, self.train_cfg["batch_size"], max_nodes=self.train_cfg["max_nodes"]
+            self.graphs, indices, self.train_cfg.batch_size, max_nodes=self.train_cfg.max_nodes
         ):
             batch = on(self.device, batch)
             preds = self.heads(self.encoder(batch), batch)

@@ -52,7 +52,7 @@ def evaluate_pretext(
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     encoder.load_state_dict(state["encoder"])
     head.load_state_dict(state["head"])
-    device = device_of(run.spec["numerics"])
+    device = device_of(run.train.device)
     encoder.to(device).eval()
     head.to(device).eval()
     generator = torch.Generator()
@@ -61,7 +61,7 @@ def evaluate_pretext(
     logits, targets, graph_of_item = [], [], []
     items = 0
     with torch.no_grad():
-        for batch in iterate_batches(graphs, indices, run.train["batch_size"], max_nodes=run.train["max_nodes"]):
+        for batch in iterate_batches(graphs, indices, run.train.batch_size, max_nodes=run.train.max_nodes):
             batch = on(device, batch)
             for round_ctx, selected in evaluation_contexts(pretext, batch, ctx):
                 out = pretext.step(encoder, head, batch, round_ctx)

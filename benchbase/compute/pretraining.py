@@ -22,6 +22,7 @@ from benchbase.compute.runtime import (
     optimiser_step,
     seed_everything,
 )
+from benchbase.compute.settings import TrainSettings
 from benchbase.compute.splits import check_split
 from benchbase.contract.api import (
     Dataset,
@@ -42,14 +43,15 @@ def make_split(registry: Registry, spec: dict[str, Any], dataset: Dataset) -> tu
     return protocol, task, split
 
 
-def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
+def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path, device: str | None = None) -> dict[str, Any]:
     """Train encoder + pretext head on the stage's pool and save the checkpoint atomically. The
     encoder, the pretext task (its vocabularies and class counts) and the rebalancer are prepared
     on the stage's dataset - the pretraining dataset, pooled with the fine-tuning graphs when the
-    pool holds them (`pretraining_pool`)."""
+    pool holds them (`pretraining_pool`). `device`: where to train (``cuda:1``); by default the
+    device type of the stage's numerics."""
     started = time.perf_counter()
     generator = seed_everything(int(stage["seed"]))
-    device = device_of(stage["numerics"])
+    on_device = device_of(device or stage["numerics"]["device"])
     dataset, graphs, pool = pretraining_pool(registry, stage)
     encoder = loading.build_encoder(registry, stage["encoder"]["name"], stage["encoder"]["params"], dataset.features)
     encoder.prepare(dataset)
@@ -61,27 +63,27 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path) -> dic
         # Multilabel counts are positives per label, which do not add up to the number of items.
         rebalancer.fit(counts, num_samples=len(pool) if pretext.is_multilabel() else None)
     head = pretext.build_head(encoder)
-    encoder.to(device)
-    head.to(device)
+    encoder.to(on_device)
+    head.to(on_device)
     selection = rebalancer.selection_weights() if counts is not None else None
-    train = stage["train"]
+    train = TrainSettings.of(stage["train"])
     ctx = PretextContext(
         generator=generator,
         selection_weights=None if selection is None else torch.as_tensor(selection, dtype=torch.float32),
-        center_per_graph=bool(train.get("center_per_graph", False)),
+        center_per_graph=train.center_per_graph,
     )
     params = list(encoder.parameters()) + list(head.parameters())
-    optimizer = adam(params, lr=train["pretrain_lr"])
+    optimizer = adam(params, lr=train.pretrain_lr)
     losses = []
-    for epoch in range(train["pretrain_epochs"]):
+    for epoch in range(train.pretrain_epochs):
         encoder.train()
         head.train()
         total, steps = 0.0, 0
-        for batch in iterate_batches(graphs, pool, train["batch_size"], True, generator, train["max_nodes"]):
+        for batch in iterate_batches(graphs, pool, train.batch_size, True, generator, train.max_nodes):
             batch = dataset.augment(batch, generator)  # on CPU, before the move: one generator
-            loss = _pretext_loss(pretext, rebalancer, encoder, head, on(device, batch), ctx)
+            loss = _pretext_loss(pretext, rebalancer, encoder, head, on(on_device, batch), ctx)
             _check_finite(loss, f"pretraining epoch {epoch}")
-            optimiser_step(optimizer, loss, params, train.get("grad_clip"))
+            optimiser_step(optimizer, loss, params, train.grad_clip)
             total, steps = total + loss.item(), steps + 1
         losses.append(total / max(steps, 1))
     with atomic_path(checkpoint) as tmp:

@@ -126,7 +126,7 @@ def _finetuning_pool(run: RunSpec, protocol: Protocol, split: Split) -> tuple[np
     count only part of a pool that is mostly elsewhere - and the second the train and valid graphs:
     what the task's preparation reads of the dataset whose held-out graphs it scores (vocabularies
     that come from the features, which the two datasets share)."""
-    mode = run.train["pretrain_pool"]
+    mode = run.train.pretrain_pool
     if "pretrain_dataset" in run.spec:
         return None, protocol.pretrain_pool(split, "train")
     pool = protocol.pretrain_pool(split, "train" if mode == "train" else "all")

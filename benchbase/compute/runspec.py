@@ -3,21 +3,23 @@ and the pretraining stage it needs."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-from benchbase.compute.settings import (
-    STAGE_SETTINGS,
-)
+from benchbase.compute.settings import STAGE_SETTINGS, TrainSettings
 from benchbase.contract.identity import content_hash
-from benchbase.contract.kinds import NO_PRETEXT, PLUGIN_KINDS
+from benchbase.contract.kinds import METHOD_KINDS, NO_PRETEXT, RUN_KINDS
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One grid point. `spec` is canonical JSON-able data; the run id is its hash."""
+    """One grid point. `spec` is canonical JSON-able data; the run id is its hash. `device` is
+    where the run is placed (``cuda:1``, from the grid's ``device``); the spec's numerics hold
+    only its type (``cuda``), since which GPU of a node runs it does not change its numbers."""
 
     spec: dict[str, Any]
+    device: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -31,16 +33,21 @@ class RunSpec:
     def seed(self) -> int:
         return int(self.spec["seed"])
 
-    @property
-    def train(self) -> dict[str, Any]:
-        return self.spec["train"]
+    @functools.cached_property
+    def train(self) -> TrainSettings:
+        """The run's training settings, typed; the machine's (threads, device) from its numerics
+        and placement."""
+        numerics = self.spec["numerics"]
+        return TrainSettings.of(
+            {**self.spec["train"], "threads": int(numerics["threads"]), "device": self.device or numerics["device"]}
+        )
 
     @property
     def threads(self) -> int:
         return int(self.spec["numerics"]["threads"])
 
     def label(self) -> str:
-        names = [self.spec[k]["name"] for k in PLUGIN_KINDS]
+        names = [self.spec[k]["name"] for k in RUN_KINDS]
         pool = self.spec["train"].get("pretrain_pool")
         other = self.spec.get("pretrain_dataset")
         if other is not None:
@@ -65,7 +72,7 @@ class RunSpec:
             return None
         train = self.spec["train"]
         code = self.spec["code"]
-        kinds = ["encoder", "pretext", "rebalancer"]
+        kinds = list(METHOD_KINDS)
         graphs: Any = "all"
         if train["pretrain_pool"] == "train":
             graphs = {"train_of": self.spec["protocol"], "seed": self.seed}

@@ -3,9 +3,7 @@ fine-tuning."""
 
 from __future__ import annotations
 
-import os
 import random
-from typing import Any
 
 import numpy as np
 import torch
@@ -18,12 +16,11 @@ from benchbase.contract.api import (
 from benchbase.contract.errors import TrainingDiverged
 
 
-def device_of(numerics: dict[str, Any]) -> torch.device:
-    """The run's device. On CUDA, torch's deterministic algorithms are switched on (where torch has
-    them; the others warn) so that a spec gives the same numbers on the same GPU model."""
-    device = torch.device(numerics.get("device", "cpu"))
-    if device.type == "cuda" and device.index is None:  # which GPU: --device cuda:N, else the first
-        device = torch.device(f"cuda:{os.environ.get('BENCHBASE_CUDA_DEVICE', '0')}")
+def device_of(name: str) -> torch.device:
+    """The torch device of a run placed on `name` (``cpu``, ``cuda``: the first GPU, ``cuda:N``).
+    On CUDA, torch's deterministic algorithms are switched on (where torch has them; the others
+    warn) so that a spec gives the same numbers on the same GPU model."""
+    device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise PluginError(f"the run asks for device {device} but this worker has no CUDA device")

@@ -31,12 +31,12 @@ from benchbase.contract.identity import (
     plugin_fingerprint,
     plugin_modules,
 )
+from benchbase.contract.kinds import KINDS
 from benchbase.contract.params import Param, spec_of
 
 ENTRY_POINT_GROUP = "benchbase"
 #: The pseudo-distribution of plugin modules loaded without one (tests, development).
 LOCAL = "local"
-KINDS = ("dataset", "encoder", "pretext", "rebalancer", "protocol", "metric", "executor")
 _HOOK_OF_KIND = {
     "dataset": "register_datasets",
     "encoder": "register_encoders",

@@ -46,6 +46,7 @@ from tabulate import tabulate
 from benchbase.compute.metrics import get_metric
 from benchbase.compute.settings import PRETRAINING_SETTINGS
 from benchbase.contract.api import Column, TaskInfo
+from benchbase.contract.kinds import METHOD_KINDS
 from benchbase.reporting.markdown import fmt
 from benchbase.reporting.stats import (
     CROSSED,
@@ -61,7 +62,7 @@ from benchbase.reporting.stats import (
 from benchbase.reporting.tables import HEADER, Row, Table
 from benchbase.running.analysis import in_task_unit, load_declarations, rope_for
 from benchbase.running.gridfile import builtin_grid_path
-from benchbase.running.specs import IDENTITY_KINDS, flatten
+from benchbase.running.specs import flatten
 
 #: Baselines every table is compared against, beside those of the grid's ``[analysis]``.
 DEFAULT_BASELINES: dict[str, Any] = {"pretext": "none", "rebalancer": "none", "train.pretrain_pool": "train"}
@@ -129,7 +130,7 @@ def rope_of(analysis: dict[str, Any], column: Column, task: TaskInfo | None = No
 def _factor_key(factor: str) -> tuple[str, tuple[str, ...]]:
     """The flattened key holding a factor's value, and the key prefixes that belong to it (which
     may differ between a method and its baseline)."""
-    if factor in IDENTITY_KINDS:
+    if factor in METHOD_KINDS:
         owned: tuple[str, ...] = (f"{factor}.",)
         if factor == "pretext":  # without pretraining, the pretraining settings do not exist
             owned += tuple(f"train.{s}" for s in PRETRAINING_SETTINGS) + ("pretrain_dataset.",)

@@ -12,6 +12,7 @@ import numpy as np
 from tabulate import tabulate
 
 from benchbase.compute.metrics import get_metric
+from benchbase.contract.kinds import METHOD_KINDS
 from benchbase.reporting.tables import HEADER, Cell, Table, _short
 from benchbase.running.specs import flatten
 
@@ -84,7 +85,7 @@ def render_classes(table: Table) -> str:
 
 def render_table(table: Table, comparisons_text: str, plots: list[tuple[str, str]]) -> str:
     arrow = "↑" if get_metric(table.headline.metric).higher_is_better else "↓"
-    headers = ["rank", "encoder", "pretext", "rebalancer"] + (["settings"] if table.differing else [])
+    headers = ["rank", *METHOD_KINDS] + (["settings"] if table.differing else [])
     headers += [f"{table.columns[0].name} {arrow}"] + [c.name for c in table.columns[1:]] + ["seeds", "#params"]
     body = []
     for rank, row in enumerate(table.rows, 1):

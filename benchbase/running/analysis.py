@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchbase.contract.errors import GridError
+from benchbase.contract.kinds import METHOD_KINDS
 from benchbase.contract.types import Column, TaskInfo
 
 ANALYSIS_KEYS = ("rope", "baselines", "until_decided", "metrics")
@@ -78,7 +79,6 @@ QUESTION_KEYS = (
     "where",
 )
 #: Plugin kinds a factor may name (the protocol is the table, the dataset its data).
-FACTOR_KINDS = ("encoder", "pretext", "rebalancer")
 FACTOR_FORMS = "a plugin kind (encoder, pretext, rebalancer), 'train.<setting>' or '<kind>.params.<parameter>'"
 #: Metrics whose values are in the task's unit (errors): a task's own ROPE applies to them.
 ERROR_METRICS = ("mae", "rmse")
@@ -226,7 +226,7 @@ def _factor_problem(factor: Any) -> str | None:
 
     if not isinstance(factor, str) or not factor:
         return f"must be {FACTOR_FORMS}, got {factor!r}"
-    if factor in FACTOR_KINDS:
+    if factor in METHOD_KINDS:
         return None
     head, _, rest = factor.partition(".")
     if head == "train":
@@ -240,7 +240,7 @@ def _factor_problem(factor: Any) -> str | None:
             )
         return None
     kind, _, parameter = factor.partition(".params.")
-    if kind in FACTOR_KINDS and parameter and "." not in parameter:
+    if kind in METHOD_KINDS and parameter and "." not in parameter:
         return None
     return f"must be {FACTOR_FORMS}, got {factor!r}"
 
@@ -471,7 +471,7 @@ class _Scope:
 
 
 def _factor_key(factor: str) -> str:
-    return f"{factor}.name" if factor in FACTOR_KINDS else factor
+    return f"{factor}.name" if factor in METHOD_KINDS else factor
 
 
 def _check_value(scope: _Scope, factor: str, value: Any, what: str, none_of: str) -> str | None:

@@ -108,9 +108,9 @@ class Estimator:
         params = list(encoder.parameters())
         # An encoder without parameters (precomputed descriptors) has only its forward to time.
         optimizer = torch.optim.Adam(params, lr=1e-3) if params else None
-        batch_size = run.train["batch_size"]
+        batch_size = run.train.batch_size
         sample = np.random.default_rng(0).permutation(graphs.num_graphs)[: batch_size * (CALIBRATION_STEPS + 1)]
-        batches = list(iterate_batches(graphs, sample, batch_size, max_nodes=run.train.get("max_nodes")))
+        batches = list(iterate_batches(graphs, sample, batch_size, max_nodes=run.train.max_nodes))
         torch.set_num_threads(run.threads)
         elapsed, seen = 0.0, 0
         for i, batch in enumerate(batches):
@@ -141,7 +141,7 @@ class Estimator:
                 cost.unknown += 1
                 continue
             cost.sources.add(self.sources[_key(run.spec)])
-            cost.seconds += per_epoch * run.train["epochs"]
+            cost.seconds += per_epoch * run.train.epochs
             stage = run.stage_id
             if stage is not None and stage not in counted:
                 counted.add(stage)
@@ -151,7 +151,7 @@ class Estimator:
                     on_other = RunSpec(run.stage_spec())
                     pass_seconds = self.epoch_seconds(on_other) or per_epoch
                     cost.sources.add(self.sources.get(_key(on_other.spec), self.sources[_key(run.spec)]))
-                cost.seconds += pass_seconds * run.train["pretrain_epochs"]
+                cost.seconds += pass_seconds * run.train.pretrain_epochs
         return [costs[k] for k in sorted(costs)]
 
 

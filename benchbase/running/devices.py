@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
 
-
-def resolve_device(device: str) -> str:
-    """The device type a run's identity holds: ``auto`` becomes cuda where torch sees a GPU, else
-    cpu; ``cuda:N`` is cuda (which GPU of a node runs it does not change its numbers), and N is
-    passed to local jobs through ``BENCHBASE_CUDA_DEVICE``."""
-    import torch
-
+def placement(device: str) -> str:
+    """Where a grid's ``device`` setting places runs on this machine: ``auto`` becomes cuda where
+    torch sees a GPU, else cpu; ``cpu``, ``cuda`` and ``cuda:N`` stay as they are."""
     if device == "auto":
+        import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda:"):
-        os.environ["BENCHBASE_CUDA_DEVICE"] = device.split(":", 1)[1]
-        return "cuda"
     return device
+
+
+def device_type(device: str) -> str:
+    """The device type a run's identity holds: ``cuda:N`` is cuda (which GPU of a node runs it
+    does not change its numbers)."""
+    return placement(device).split(":", 1)[0]

@@ -73,12 +73,8 @@ class GridRunner:
     """Plans a grid, claims and submits its jobs as they become ready, records their outcomes.
     `run()` does it all; `summary` tells what happened, also after an interrupt."""
 
-    def __init__(self, grid: Grid, store: Store, executor: Executor, progress: Progress, barrier: bool = False) -> None:
+    def __init__(self, grid: Grid, store: Store, executor: Executor, progress: Progress) -> None:
         self.grid, self.store, self.executor, self.progress = grid, store, executor, progress
-        #: Hold every run until all stages are done (the old schedule; `benchmarks/scheduler.py`
-        #: measures what the pipeline gains over it).
-        self.barrier = barrier
-        self.held: list[RunSpec] = []
         self.owner = Owner()
         self.runs = {r.run_id: r for r in grid.runs}
         self.waiting: dict[str, list[RunSpec]] = defaultdict(list)  # stage id -> runs waiting for it
@@ -164,6 +160,7 @@ class GridRunner:
             self._stage_available(stage_id, reused=True)
             return
         payload = {"root": str(self.store.shared), "stage_id": stage_id, "spec": self.stage_specs[stage_id]}
+        payload["device"] = self.waiting[stage_id][0].device  # where its runs are placed
         self._submit(key, stage_job, payload, self._resources(self.waiting[stage_id][0]))
         self.mine.add(stage_id)
 
@@ -190,9 +187,6 @@ class GridRunner:
             self.store.record_submission(key, self.executor.name, handle)
 
     def _offer_run(self, run: RunSpec, after: tuple[str, ...] = ()) -> None:
-        if self.barrier and self.stage_specs.keys() - self.ready_stages:
-            self.held.append(run)
-            return
         key = f"run:{run.run_id}"
         if not self.store.claim(key, self.owner):
             self.foreign[key] = run
@@ -204,6 +198,7 @@ class GridRunner:
             self.summary.finished_elsewhere += 1
             return
         payload: dict[str, Any] = {"root": str(self.store.shared), "grid": self.grid.name, "spec": run.spec}
+        payload["device"] = run.device
         if run.stage_id is not None and not after:
             stage = self.store.stage(run.stage_id)
             payload["checkpoint"], payload["checkpoint_sha256"] = stage["checkpoint"], stage["checkpoint_sha256"]
@@ -299,10 +294,6 @@ class GridRunner:
             self._count(f"pretraining of {self._label(stage_id)} done elsewhere")
         for run in self.waiting.pop(stage_id, []):
             self._offer_run(run)
-        if self.barrier and not self.stage_specs.keys() - self.ready_stages:
-            held, self.held = self.held, []
-            for run in held:
-                self._offer_run(run)
 
     def _fail_waiting(self, stage_id: str, error: str) -> None:
         self._count(f"pretraining FAILED ({self._label(stage_id)}): {error}")

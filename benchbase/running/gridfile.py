@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbase.contract.errors import GridError
-from benchbase.contract.kinds import PLUGIN_KINDS
+from benchbase.contract.kinds import RUN_KINDS
 
 KIND_OF_AXIS = {
     "datasets": "dataset",
@@ -111,8 +111,8 @@ def _merge_params(base: dict, override: Any, where: str, origins: Origins) -> di
     if not isinstance(override, dict):
         raise GridError(f"{where} must be a table of plugin kinds")
     for kind, by_name in override.items():
-        if kind not in PLUGIN_KINDS:
-            raise GridError(f"{where}: unknown plugin kind {kind!r}; use one of {list(PLUGIN_KINDS)}")
+        if kind not in RUN_KINDS:
+            raise GridError(f"{where}: unknown plugin kind {kind!r}; use one of {list(RUN_KINDS)}")
         if not isinstance(by_name, dict) or not all(isinstance(p, dict) for p in by_name.values()):
             raise GridError(f"{where}.{kind} must hold one table of parameters per {kind} name")
         for name, params in by_name.items():
@@ -128,7 +128,7 @@ def _apply_sweep_value(params: dict, train: dict, key: str, value: Any, where: s
         train[rest] = value
         return
     name, _, param = rest.rpartition(".")
-    if head not in PLUGIN_KINDS or not name or not param:
+    if head not in RUN_KINDS or not name or not param:
         raise GridError(f"{where}: sweep key {key!r} must be 'train.<setting>' or '<kind>.<name>.<parameter>'")
     params.setdefault(head, {}).setdefault(name, {})[param] = value
     origins[(head, name, param)] = f'{where} "{key}"'

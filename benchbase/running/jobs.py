@@ -63,7 +63,7 @@ def stage_job(payload: dict[str, Any]) -> dict[str, Any]:
     relative = f"stages/{stage_id}.pt"
     started_at = time.time()
     with _Threads(int(spec["numerics"]["threads"])):
-        details = pretrain(default_registry(), spec, root / relative)
+        details = pretrain(default_registry(), spec, root / relative, payload.get("device"))
     details["started_at"], details["finished_at"] = started_at, time.time()
     record = {
         "stage_id": stage_id,
@@ -82,7 +82,7 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
     from benchbase.compute.loading import build_dataset
     from benchbase.compute.run import run_finetune
 
-    root, run = Path(payload["root"]), RunSpec(payload["spec"])
+    root, run = Path(payload["root"]), RunSpec(payload["spec"], device=payload.get("device"))
     started, started_at = time.perf_counter(), time.time()
     checkpoint = None
     if run.stage_id is not None:

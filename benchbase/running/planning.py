@@ -20,11 +20,11 @@ from benchbase.compute.settings import (
 from benchbase.contract.errors import GridError
 from benchbase.contract.identity import canonical as _canonical
 from benchbase.contract.identity import harness_distribution, numerics
-from benchbase.contract.kinds import NO_PRETEXT, PLUGIN_KINDS
+from benchbase.contract.kinds import NO_PRETEXT, RUN_KINDS
 from benchbase.contract.params import validate
 from benchbase.contract.registry import Registry
 from benchbase.running.data_keys import data_key
-from benchbase.running.devices import resolve_device
+from benchbase.running.devices import device_type, placement
 from benchbase.running.gridfile import (
     KIND_OF_AXIS,
     STUDY_KEYS,
@@ -218,8 +218,8 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
             declared_here |= {k: v for k, v in point_origins.items() if v != origins.get(k)}
             if train.get("pretrain_dataset") is not None:
                 used.add(("dataset", train["pretrain_dataset"]))
-            for combo in itertools.product(*(axes[k] for k in PLUGIN_KINDS)):
-                chosen = dict(zip(PLUGIN_KINDS, combo, strict=True))
+            for combo in itertools.product(*(axes[k] for k in RUN_KINDS)):
+                chosen = dict(zip(RUN_KINDS, combo, strict=True))
                 used |= set(chosen.items())
                 for seed in seeds:
                     spec = make_spec(registry, chosen, point_params, train, seed, profile, here, point_origins)
@@ -234,7 +234,7 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                         key = data_key(registry, spec["pretrain_dataset"], pretraining, data_keys)
                         if key is not None:
                             spec["pretrain_data"] = key
-                    run = RunSpec(spec)
+                    run = RunSpec(spec, device=placement(train["device"]))
                     if run.run_id in seen:
                         continue
                     seen.add(run.run_id)
@@ -316,14 +316,14 @@ def make_spec(
     spec["seed"] = seed
     spec["profile"] = profile
     spec["code"] = dict(sorted(code.items()))
-    spec["numerics"] = numerics(resolve_device(train["device"]), train["threads"])
+    spec["numerics"] = numerics(device_type(train["device"]), train["threads"])
     return spec
 
 
 def respec(registry: Registry, spec: dict[str, Any]) -> dict[str, Any]:
     """The same run under the code and numerics of this process (for `benchbase reproduce`)."""
-    chosen = {kind: spec[kind]["name"] for kind in PLUGIN_KINDS}
-    params = {kind: {spec[kind]["name"]: spec[kind]["params"]} for kind in PLUGIN_KINDS}
+    chosen = {kind: spec[kind]["name"] for kind in RUN_KINDS}
+    params = {kind: {spec[kind]["name"]: spec[kind]["params"]} for kind in RUN_KINDS}
     train = {**PROFILES[spec["profile"]], **spec["train"]}
     train.update({k: spec["numerics"][k] for k in NUMERICS_SETTINGS})
     if "pretrain_dataset" in spec:

@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchbase.contract.kinds import RUN_KINDS
+
 
 def hardware() -> str:
     import torch
@@ -80,7 +82,7 @@ def git_commit() -> str | None:
 
 def _versions(spec: dict[str, Any]) -> dict[str, Any]:
     """The distribution (and code fingerprint) behind each plugin of the run, and the environment."""
-    components = {kind: spec["code"].get(kind) for kind in ("dataset", "protocol", "encoder", "pretext", "rebalancer")}
+    components = {kind: spec["code"].get(kind) for kind in RUN_KINDS}
     if "pretrain_dataset" in spec["code"]:  # the dataset its pretraining stage read
         components["pretrain_dataset"] = spec["code"]["pretrain_dataset"]
     distributions = sorted({value.split(" ", 1)[0] for value in spec["code"].values()})

@@ -48,7 +48,7 @@ from typing import Any
 
 from benchbase.contract.errors import DataUnavailable, GridError, PluginError
 from benchbase.contract.identity import canonical as _canonical
-from benchbase.contract.kinds import NO_PRETEXT, NO_REBALANCER
+from benchbase.contract.kinds import NO_PRETEXT, NO_REBALANCER, RUN_KINDS
 from benchbase.contract.registry import Registry
 from benchbase.contract.types import SMILES
 
@@ -79,7 +79,7 @@ def _check_buildable(registry: Registry, spec: dict, dataset: Any, built: set, w
     (a width that must divide by the heads, r1 <= k < r2) fails at planning, not as failed runs."""
     from benchbase.compute import loading
 
-    for kind in ("protocol", "encoder", "pretext", "rebalancer"):
+    for kind in RUN_KINDS[1:]:  # every kind but the dataset
         name, params = spec[kind]["name"], spec[kind]["params"]
         if name == NO_PRETEXT and kind in ("pretext", "rebalancer"):
             continue

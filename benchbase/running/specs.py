@@ -9,9 +9,7 @@ import json
 from typing import Any
 
 from benchbase.compute.adapters import dataset_label
-
-#: Spec sections that name a plugin with its parameters.
-IDENTITY_KINDS = ("encoder", "pretext", "rebalancer")
+from benchbase.contract.kinds import METHOD_KINDS
 
 
 def flatten(config: dict[str, Any]) -> dict[str, Any]:
@@ -19,7 +17,7 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
     (``train.task_weights``), so that it reads as one setting in the table."""
     out: dict[str, Any] = {}
     for section, value in config.items():
-        if section in IDENTITY_KINDS:
+        if section in METHOD_KINDS:
             out[f"{section}.name"] = value["name"]
             out.update({f"{section}.params.{k}": v for k, v in value["params"].items()})
         else:

@@ -16,9 +16,11 @@ from importlib import resources
 from pathlib import Path
 
 from benchbase.contract.errors import GridError
+from benchbase.contract.kinds import KINDS as ALL_KINDS
 
 #: Every kind a plugin can start with, in the order files and listings show them.
-KINDS = ("dataset", "encoder", "pretext", "rebalancer", "protocol", "metric")
+#: The kinds a new plugin package can start with (an executor is rarely a third party's).
+KINDS = tuple(kind for kind in ALL_KINDS if kind != "executor")
 #: Template files that belong to one kind (written only when it is asked for).
 KIND_FILES = {
     "package/datasets.py": "dataset",
