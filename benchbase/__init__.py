@@ -66,6 +66,9 @@ from benchbase.contract.identity import pin_cpu_numerics
 pin_cpu_numerics()
 
 from benchbase.contract.hookspecs import hookimpl  # noqa: E402
+from benchbase.contract.moved import install as _install_moved_modules  # noqa: E402
+
+_install_moved_modules()  # the module paths of 0.1 (`benchbase.grid`, ...) keep working, with a warning
 
 __version__ = "0.1.0"
 CONTRACT_VERSION = "1.0"

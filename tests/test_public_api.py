@@ -162,3 +162,32 @@ def test_fine_tunings_of_a_grid_file_say_why_there_is_no_run(synthetic_env, tmp_
     skipped = {**GRID, "study": [{**GRID["study"][0], "protocols": ["scaffold"]}]}  # chains have no groups
     with pytest.raises(benchbase.PluginError, match="no run to fine-tune: .*scaffold"):
         next(benchbase.fine_tunings(skipped))
+
+
+# --- module paths of 0.1 ------------------------------------------------------------------------
+
+
+def test_an_old_module_path_still_imports_with_a_warning_naming_the_new_home():
+    code = (
+        "import warnings; warnings.simplefilter('always'); import benchbase; "
+        "from benchbase.train import FineTuner; from benchbase.api import Dataset; import benchbase.grid as grid; "
+        "from benchbase.running.planning import load_grid; from benchbase.compute.finetuning import FineTuner as F; "
+        "from benchbase.contract.api import Dataset as D; "
+        "assert FineTuner is F and Dataset is D and grid.load_grid is load_grid; "
+        "import benchbase.stats"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "benchbase.train is deprecated and goes in benchbase 0.3: it moved to benchbase.compute" in result.stderr
+    assert "benchbase.api is deprecated" in result.stderr and "benchbase.contract.api" in result.stderr
+    assert "benchbase.stats is deprecated" in result.stderr and "benchbase.reporting.stats" in result.stderr
+
+
+def test_every_old_module_path_leads_to_modules_that_exist():
+    from benchbase.contract.moved import MOVED
+
+    for old, homes in MOVED.items():
+        assert importlib.util.find_spec(old) is not None
+        for home in homes:
+            assert importlib.import_module(home).__name__ == home
+        assert not (ROOT / (old.replace(".", "/") + ".py")).exists(), f"{old} exists again: drop it from MOVED"
