@@ -1,4 +1,4 @@
-"""Grid files -> run specifications.
+"""Grid files: their TOML format, the built-in grids, and how parameters and sweeps merge.
 
 A grid file is TOML::
 
