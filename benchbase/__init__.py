@@ -79,7 +79,7 @@ CONTRACT_VERSION = "1.0"
 # never touch a tensor. `from benchbase import Dataset` imports `benchbase.contract.api` at that moment.
 # The map names the defining module of each export (and its name there where it differs); the
 # ``TYPE_CHECKING`` block below repeats it for type checkers and editors, and
-# tests/test_public_api.py checks that the map, that block and `__all__` agree. Every module named
+# tests/harness/test_public_api.py checks that the map, that block and `__all__` agree. Every module named
 # here belongs to the computing layer or its infrastructure (`benchbase.contract.identity.HARNESS_COMPUTING`),
 # so the harness fingerprint, which does not follow imports by computed names, misses nothing.
 _EXPORTS: dict[str, tuple[str, str]] = {

@@ -20,7 +20,7 @@ from benchbase.testing import (
     check_registered,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BOTAN_SMALL = ROOT.parent / "shared" / "data" / "botan_small" / "small_data"
 
 

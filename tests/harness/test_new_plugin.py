@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from benchbase.cli import app
 from benchbase.scaffold import KINDS, plugin_files
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "plugins" / "template"
 runner = CliRunner()
 

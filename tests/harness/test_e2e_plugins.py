@@ -16,7 +16,7 @@ from benchbase.cli import app
 from benchbase.contract.registry import default_registry, reset_default_registry
 
 runner = CliRunner()
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 SMALL = {"layers": 2, "hidden": 16}
 ENCODER_PARAMS = {

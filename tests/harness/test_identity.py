@@ -27,7 +27,7 @@ from benchbase.contract.identity import (
 from benchbase.contract.registry import default_registry, load_registry
 from benchbase.running.planning import load_grid, make_spec, respec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_fingerprint_ignores_comments_docstrings_and_layout_but_not_code(tmp_path):

@@ -23,7 +23,7 @@ import benchbase
 from benchbase.contract import identity
 from benchbase.contract.identity import HARNESS_COMPUTING, HARNESS_INFRASTRUCTURE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Modules in no layer of the contracts: the core's plugin registration, the plugin scaffold, the
 #: conformance kit (public, for plugin tests).

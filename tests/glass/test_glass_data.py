@@ -16,7 +16,7 @@ from benchbase_glass.targets import propensity
 
 N = 100
 BOX = (N / 1.2) ** (1 / 3)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BOTAN_SMALL = ROOT.parent / "shared" / "data" / "botan_small" / "small_data"
 
 

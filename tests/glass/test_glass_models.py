@@ -17,7 +17,7 @@ from benchbase_glass.pretext import EdgePretraining
 from benchbase_glass.protocols import GlassTime
 from benchbase_glass.simulate import ka_pair_energy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BOTAN_SMALL = ROOT.parent / "shared" / "data" / "botan_small" / "small_data"
 needs_botan = pytest.mark.skipif(not BOTAN_SMALL.is_dir(), reason=f"botan_small not found at {BOTAN_SMALL}")
 

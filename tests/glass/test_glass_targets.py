@@ -9,7 +9,7 @@ import pytest
 
 from benchbase_glass.targets import bond_motion, minimum_image, neighbour_pairs, propensity
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BOTAN_SMALL = ROOT.parent / "shared" / "data" / "botan_small" / "small_data"
 BOTAN_FILE = BOTAN_SMALL / "T0.44" / "train" / "isoconfig_N4096T0.44_1_tc07.npz"
 needs_botan = pytest.mark.skipif(not BOTAN_FILE.exists(), reason=f"botan_small sample not found at {BOTAN_FILE}")

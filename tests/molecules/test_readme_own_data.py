@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from benchbase.cli import app
 from benchbase.running.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
@@ -71,7 +71,7 @@ def test_the_pyg_grid_runs_as_written(synthetic_env, tmp_path, monkeypatch):
 def test_the_plugin_commands_are_the_ones_the_suite_tests():
     (commands,) = _blocks("bash")
     lines = [line.split("#")[0].strip() for line in commands.strip().splitlines()]
-    # tests/test_new_plugin.py runs these steps: generate in an empty directory, install, run its tests
+    # tests/harness/test_new_plugin.py runs these steps: generate in an empty directory, install, run its tests
     assert lines == [
         "benchbase new-plugin acme",
         "pip install -e benchbase-acme",
