@@ -16,7 +16,7 @@ from torch import nn
 from benchbase.compute import loading
 from benchbase.compute.batching import TensorGraphs, center_per_graph, concat_ranges, iterate_batches
 from benchbase.compute.runspec import RunSpec
-from benchbase.compute.runtime import _check_finite, adam, device_of, on, optimiser_step, seed_everything
+from benchbase.compute.runtime import adam, check_finite, device_of, on, optimiser_step, seed_everything
 from benchbase.contract.api import (
     Dataset,
     Encoder,
@@ -194,7 +194,7 @@ class FineTuner:
             for batch in iterate_batches(self.graphs, train_idx, cfg.batch_size, True, self.generator, cfg.max_nodes):
                 batch = self.dataset.augment(batch, self.generator)  # training batches only
                 loss = self._loss(on(self.device, batch), training=True)
-                _check_finite(loss, f"fine-tuning epoch {epoch}")
+                check_finite(loss, f"fine-tuning epoch {epoch}")
                 optimiser_step(optimizer, loss, params, cfg.grad_clip)
             valid_loss = self._evaluate_loss(valid_idx)
             history.append(valid_loss)

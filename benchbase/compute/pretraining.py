@@ -14,8 +14,8 @@ from benchbase.compute import loading
 from benchbase.compute.batching import TensorGraphs, iterate_batches
 from benchbase.compute.cache import atomic_path
 from benchbase.compute.runtime import (
-    _check_finite,
     adam,
+    check_finite,
     count_parameters,
     device_of,
     on,
@@ -82,7 +82,7 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path, device
         for batch in iterate_batches(graphs, pool, train.batch_size, True, generator, train.max_nodes):
             batch = dataset.augment(batch, generator)  # on CPU, before the move: one generator
             loss = _pretext_loss(pretext, rebalancer, encoder, head, on(on_device, batch), ctx)
-            _check_finite(loss, f"pretraining epoch {epoch}")
+            check_finite(loss, f"pretraining epoch {epoch}")
             optimiser_step(optimizer, loss, params, train.grad_clip)
             total, steps = total + loss.item(), steps + 1
         losses.append(total / max(steps, 1))

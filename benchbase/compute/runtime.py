@@ -53,7 +53,7 @@ def count_parameters(*modules: nn.Module) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
 
 
-def _check_finite(loss: torch.Tensor, where: str) -> None:
+def check_finite(loss: torch.Tensor, where: str) -> None:
     if not torch.isfinite(loss):
         raise TrainingDiverged(f"loss became {loss.item()} during {where}")
 

@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from benchbase.compute.metrics import get_metric
 from benchbase.contract.kinds import METHOD_KINDS
-from benchbase.reporting.tables import HEADER, Cell, Table, _short
+from benchbase.reporting.tables import HEADER, Cell, Table, short_params
 from benchbase.running.specs import flatten
 
 
@@ -103,7 +103,7 @@ def render_table(table: Table, comparisons_text: str, plots: list[tuple[str, str
     profiles = sorted({run["spec"]["profile"] for run in runs})
     hardware = sorted({run.get("hardware") or "?" for run in runs})
     text = HEADER + f"# {table.dataset} · {table.task.name} · {table.protocol}\n\n"
-    text += f"- protocol parameters: {_short(table.protocol_params) or 'defaults'}\n"
+    text += f"- protocol parameters: {short_params(table.protocol_params) or 'defaults'}\n"
     text += f"- headline: `{table.headline.name}`{unit}, {'higher' if arrow == '↑' else 'lower'} is better. "
     text += (
         "Each cell: mean ± unbiased std over seeds [95% CI: seed-level t-interval, plus the variance of a test set "

@@ -21,7 +21,7 @@ from typing import Any
 from benchbase.compute.runspec import RunSpec
 from benchbase.contract.errors import DependencyFailed, StageFailed, StoreError
 from benchbase.running.executors import Executor, Resources
-from benchbase.running.jobs import _failure_details, error_text, run_job, stage_job
+from benchbase.running.jobs import error_text, failure_details, run_job, stage_job
 from benchbase.running.planning import Grid
 from benchbase.running.provenance import git_commit, hardware
 from benchbase.running.store import (
@@ -313,7 +313,7 @@ class GridRunner:
         spec = self.stage_specs[stage_id]
         if isinstance(outcome, BaseException):
             error = error_text(outcome)
-            self.store.record_stage(stage_id, spec, FAILED, error, _failure_details(outcome))
+            self.store.record_stage(stage_id, spec, FAILED, error, failure_details(outcome))
             self._fail_waiting(stage_id, error)
             return
         self.store.record_stage(
@@ -344,7 +344,7 @@ class GridRunner:
                 run.spec,
                 FAILED,
                 error=error,
-                details=_failure_details(outcome),
+                details=failure_details(outcome),
                 stage_id=run.stage_id,
                 hardware=hardware(),
                 git_commit=git_commit(),

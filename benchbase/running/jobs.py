@@ -14,7 +14,7 @@ from benchbase.compute.runspec import RunSpec
 from benchbase.compute.splits import split_hash, split_lists
 from benchbase.contract.errors import PluginError, StageFailed
 from benchbase.contract.registry import default_registry
-from benchbase.running.provenance import _versions, git_commit, hardware
+from benchbase.running.provenance import git_commit, hardware, versions_of
 from benchbase.running.store import (
     FINISHED,
     record_problem,
@@ -110,7 +110,7 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
         "n_params": outcome.details.pop("n_params"),
         "seconds": time.perf_counter() - started,
         "hardware": hardware(),
-        "versions": _versions(run.spec),
+        "versions": versions_of(run.spec),
         "git_commit": git_commit(),
         "split_hash": digest,
         "stage_id": run.stage_id,
@@ -136,7 +136,7 @@ def _stage_record(root: Path, stage_id: str) -> dict[str, Any]:
     return record
 
 
-def _failure_details(exc: BaseException) -> dict[str, Any]:
+def failure_details(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, PluginError):
         return {}
     return {"traceback": "".join(traceback.format_exception(exc))}

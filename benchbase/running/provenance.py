@@ -80,7 +80,7 @@ def git_commit() -> str | None:
         return None
 
 
-def _versions(spec: dict[str, Any]) -> dict[str, Any]:
+def versions_of(spec: dict[str, Any]) -> dict[str, Any]:
     """The distribution (and code fingerprint) behind each plugin of the run, and the environment."""
     components = {kind: spec["code"].get(kind) for kind in RUN_KINDS}
     if "pretrain_dataset" in spec["code"]:  # the dataset its pretraining stage read

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from botan_tree import N, random_configuration, write_botan_tree
 
 from benchbase.compute.batching import TensorGraphs
 from benchbase.contract.api import PluginError
@@ -14,30 +15,8 @@ from benchbase_glass.formats import read_botan_file, read_glassbench_file
 from benchbase_glass.protocols import GlassTemperatureTransfer, GlassTime
 from benchbase_glass.targets import propensity
 
-N = 100
-BOX = (N / 1.2) ** (1 / 3)
 ROOT = Path(__file__).resolve().parents[2]
 BOTAN_SMALL = ROOT.parent / "shared" / "data" / "botan_small" / "small_data"
-
-
-def _config(rng, runs=3):
-    types = (rng.uniform(size=N) < 0.2).astype(np.int8)
-    initial = rng.uniform(0, BOX, (N, 3))
-    positions = initial[None] + rng.normal(0, 0.3, (runs, N, 3))
-    return types, initial, positions
-
-
-def write_botan_tree(root: Path, temps=(0.5, 0.8), n_train=3, n_test=2, times=(0, 1)) -> Path:
-    rng = np.random.default_rng(1)
-    for t in temps:
-        for split, count in (("train", n_train), ("test", n_test)):
-            for c in range(count):
-                types, initial, positions = _config(rng)
-                for k in times:
-                    path = root / f"T{t:g}" / split / f"isoconfig_N{N}T{t:g}_{split}{c}_tc{k:02d}.npz"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    np.savez(path, types=types, initial_positions=initial, positions=positions * (1 + 0.1 * k))
-    return root
 
 
 def _write(path: Path, **arrays) -> Path:
@@ -58,7 +37,7 @@ def _write(path: Path, **arrays) -> Path:
     ],
 )
 def test_botan_reader_rejects_malformed_files(tmp_path, change, message):
-    types, initial, positions = _config(np.random.default_rng(0))
+    types, initial, positions = random_configuration(np.random.default_rng(0))
     arrays = {"types": types, "initial_positions": initial, "positions": positions}
     if "drop" in change:
         arrays.pop(change["drop"])
@@ -74,7 +53,7 @@ def test_botan_reader_rejects_malformed_files(tmp_path, change, message):
 
 
 def test_botan_reader_needs_time_index_and_temperature(tmp_path):
-    types, initial, positions = _config(np.random.default_rng(0))
+    types, initial, positions = random_configuration(np.random.default_rng(0))
     no_tc = _write(tmp_path / "T0.5" / "train" / "x.npz", types=types, initial_positions=initial, positions=positions)
     with pytest.raises(PluginError, match="tc<NN>"):
         read_botan_file(no_tc)
@@ -89,7 +68,7 @@ def test_botan_reader_needs_time_index_and_temperature(tmp_path):
 
 def test_glassbench_reader_and_rejections(tmp_path):
     rng = np.random.default_rng(2)
-    types, initial, _ = _config(rng)
+    types, initial, _ = random_configuration(rng)
     prop = rng.uniform(size=(10, N))  # (times, N) is accepted and transposed
     path = _write(
         tmp_path / "KA_models" / "T0.44" / "train" / "c0.npz", types=types, initial_positions=initial, md_prop=prop
@@ -114,7 +93,7 @@ def test_glassbench_dataset_has_node_task_only(tmp_path):
     rng = np.random.default_rng(3)
     for split, count in (("train", 3), ("test", 1)):
         for c in range(count):
-            types, initial, _ = _config(rng)
+            types, initial, _ = random_configuration(rng)
             _write(
                 tmp_path / "T0.44" / split / f"c{c}.npz",
                 types=types,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_glass_data import write_botan_tree
+from botan_tree import write_botan_tree
 
 from benchbase.compute.batching import TensorGraphs
 from benchbase.compute.finetuning import FineTuner

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from test_glass_data import write_botan_tree
+from botan_tree import write_botan_tree
 
 from benchbase.compute.batching import TensorGraphs
 from benchbase.contract.registry import default_registry

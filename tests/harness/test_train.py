@@ -112,7 +112,7 @@ def test_center_per_graph_ignores_per_graph_offsets(tmp_path):
     """Centred, the loss of node and edge tasks does not see a constant added to one graph's
     targets; uncentred it does. Predictions then sit around the training mean in every graph."""
     import torch
-    from test_glass_data import write_botan_tree
+    from botan_tree import write_botan_tree
 
     from benchbase.compute.batching import TensorGraphs
     from benchbase_glass.datasets import BotanDataset
