@@ -103,7 +103,7 @@ rebalancers = {json.dumps(registry.names("rebalancer"))}
 
 
 def _ogb_writer():
-    spec = importlib.util.spec_from_file_location("ogb_files", TESTS / "test_ogb_datasets.py")
+    spec = importlib.util.spec_from_file_location("ogb_files", TESTS / "molecules" / "test_ogb_datasets.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.write_ogb_set
