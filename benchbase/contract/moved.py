@@ -13,8 +13,8 @@ import warnings
 from types import ModuleType
 from typing import Any
 
-#: The release that removes the old paths.
-REMOVAL = "0.3"
+#: The contract version that removes the old paths (the same policy as every deprecated form).
+REMOVAL = "2.0"
 #: Old module -> the modules that hold its names now (several where one module was split by concept).
 MOVED: dict[str, tuple[str, ...]] = {
     "benchbase.adapters": ("benchbase.compute.adapters",),
@@ -82,7 +82,7 @@ class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         homes = MOVED[module.__name__]
         warnings.warn(
-            f"{module.__name__} is deprecated and goes in benchbase {REMOVAL}: it moved to "
+            f"{module.__name__} is deprecated and removed in contract {REMOVAL}: it moved to "
             f"{', '.join(homes)}; plugins should import from benchbase itself",
             DeprecationWarning,
             stacklevel=2,

@@ -7,15 +7,16 @@ any plugin with one line naming the file, the table, the key and what is allowed
 classes run the same function when a plugin is built directly. `benchbase plugins --json` and
 `benchbase protocols` print the same declarations.
 
-A plugin that declares only plain ``defaults = {"hidden": 300}`` (the older form) gets parameters
-inferred from its default values; a dataset factory without declarations gets them from its
-keyword arguments.
+A plugin that declares only plain ``defaults = {"hidden": 300}`` (the older form, deprecated and
+removed in contract 2.0) gets parameters inferred from its default values, with a
+`DeprecationWarning`; a dataset factory without declarations gets them from its keyword arguments.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -142,6 +143,12 @@ def spec_of(obj: Any) -> dict[str, Param] | None:
         return dict(declared)
     defaults = getattr(obj, "defaults", None)
     if isinstance(defaults, Mapping):
+        warnings.warn(
+            f"{getattr(obj, '__qualname__', obj)}: `defaults = {{...}}` is deprecated and removed in contract 2.0: "
+            'declare param_spec = {"name": Param(default, "type", help=...)}',
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return {key: infer(value) for key, value in defaults.items()}
     try:
         signature = inspect.signature(obj)

@@ -36,7 +36,11 @@ def test_specs_from_declarations_defaults_or_signatures():
     class Old:
         defaults = {"hidden": 64, "rate": 0.5, "name": "x", "flag": True}
 
-    spec = spec_of(Old)
+    with pytest.warns(
+        DeprecationWarning,
+        match=r"Old: `defaults = \{...\}` is deprecated and removed in contract 2.0: declare param_spec",
+    ):
+        spec = spec_of(Old)
     assert {k: p.type for k, p in spec.items()} == {"hidden": "int", "rate": "number", "name": "str", "flag": "bool"}
 
     def factory(root: str | None = None, size: int = 3, **_: object) -> None: ...

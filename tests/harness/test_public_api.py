@@ -179,7 +179,7 @@ def test_an_old_module_path_still_imports_with_a_warning_naming_the_new_home():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "benchbase.train is deprecated and goes in benchbase 0.3: it moved to benchbase.compute" in result.stderr
+    assert "benchbase.train is deprecated and removed in contract 2.0: it moved to benchbase.compute" in result.stderr
     assert "benchbase.api is deprecated" in result.stderr and "benchbase.contract.api" in result.stderr
     assert "benchbase.stats is deprecated" in result.stderr and "benchbase.reporting.stats" in result.stderr
 
