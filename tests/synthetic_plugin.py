@@ -79,7 +79,7 @@ class TinyEncoder(Encoder):
     name = "tiny"
     description = "Embedding + one round of neighbour averaging (tests only)."
     requires = frozenset({"x_categorical"})
-    defaults = {"hidden": 16, "explode": False}
+    param_spec = {"hidden": Param(16, "int", min=1), "explode": Param(False, "bool")}
 
     def __init__(self, features: FeatureSpec, hidden: int = 16, explode: bool = False) -> None:
         super().__init__()
@@ -101,7 +101,7 @@ class TinyMasking(PretextTask):
     name = "tiny-masking"
     description = "Mask 30% of nodes, predict their class (tests only)."
     requires = frozenset({"x_categorical"})
-    defaults = {"rate": 0.3, "fail": False}
+    param_spec = {"rate": Param(0.3, "number", min=0.0, max=1.0), "fail": Param(False, "bool")}
 
     def __init__(self, rate: float = 0.3, fail: bool = False) -> None:
         self.rate, self.fail = rate, fail

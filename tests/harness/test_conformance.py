@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from benchbase.contract.api import Embeddings, Encoder, FeatureSpec
+from benchbase.contract.params import Param
 from benchbase.contract.registry import default_registry
 from benchbase.testing import (
     ConformanceError,
@@ -105,7 +106,7 @@ def test_the_kit_dataset_and_glass_datasets_conform(datasets):
 
 class _Base(Encoder):
     requires = frozenset({"x_categorical"})
-    defaults = {"hidden": 8}
+    param_spec = {"hidden": Param(8, "int", min=1)}
 
     def __init__(self, features: FeatureSpec, hidden: int = 8) -> None:
         super().__init__()
