@@ -63,6 +63,7 @@ MOVED: dict[str, tuple[str, ...]] = {
         "benchbase.running.gridfile",
         "benchbase.running.devices",
         "benchbase.running.skips",
+        "benchbase.running.data_keys",
         "benchbase.running.planning",
     ),
     "benchbase.runner": ("benchbase.running.provenance", "benchbase.running.jobs", "benchbase.running.driver"),

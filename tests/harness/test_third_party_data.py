@@ -52,7 +52,7 @@ def test_cutting_a_third_party_csv_makes_its_runs_new(file_plugin_env, tmp_path,
 
 
 def test_a_path_that_cannot_be_hashed_is_warned_about_once(file_plugin_env, tmp_path, caplog):
-    from benchbase import grid as grid_module
+    from benchbase.running import data_keys as grid_module
 
     grid_module._UNHASHABLE_WARNED.clear()
     grid = tmp_path / "grid.toml"
