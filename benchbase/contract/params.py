@@ -143,6 +143,8 @@ def spec_of(obj: Any) -> dict[str, Param] | None:
         return dict(declared)
     defaults = getattr(obj, "defaults", None)
     if isinstance(defaults, Mapping):
+        if not defaults:  # the interfaces' own empty default: a plugin without parameters
+            return {}
         warnings.warn(
             f"{getattr(obj, '__qualname__', obj)}: `defaults = {{...}}` is deprecated and removed in contract 2.0: "
             'declare param_spec = {"name": Param(default, "type", help=...)}',
