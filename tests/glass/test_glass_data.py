@@ -180,6 +180,7 @@ def test_missing_root_is_a_clear_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not BOTAN_SMALL.is_dir(), reason=f"botan_small not found at {BOTAN_SMALL}")
+@pytest.mark.slow
 def test_botan_small_default_root(monkeypatch):
     monkeypatch.chdir(ROOT)
     ds = BotanDataset(max_configs=1)

@@ -30,6 +30,7 @@ def botan_two():
 
 
 @needs_botan
+@pytest.mark.slow
 def test_botan_forward_backward_on_real_graph(botan_two):
     torch.manual_seed(0)
     ds, graphs = botan_two

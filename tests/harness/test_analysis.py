@@ -92,6 +92,7 @@ def _error_line(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_well_formed_declarations_pass_and_are_kept(tmp_path):
     from benchbase.contract.registry import default_registry
     from benchbase.running.planning import load_grid
@@ -233,6 +234,7 @@ BAD_CASES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_CASES))
+@pytest.mark.slow
 def test_bad_declarations_fail_the_dry_run_with_one_line(tmp_path, case):
     text, expected, listed = BAD_CASES[case]
     line = _error_line(_dry_run(tmp_path, text))
@@ -306,6 +308,7 @@ def test_stored_declarations_read_back_without_failing():
     ]
 
 
+@pytest.mark.slow
 def test_checks_that_need_an_unavailable_datasets_runs_are_left_out(tmp_path):
     """A dataset whose data is not on this machine is skipped; a question that may be about its runs
     cannot be checked against them, while one about the available dataset still is."""

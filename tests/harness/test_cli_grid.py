@@ -48,6 +48,7 @@ def test_run_records_every_run_and_rerun_trains_nothing(synthetic_env, synthetic
     assert after == before  # nothing was run or rewritten
 
 
+@pytest.mark.slow
 def test_runs_are_deterministic_for_a_seed(synthetic_env, synthetic_grid, tmp_path):
     metrics = []
     for name in ("a", "b"):
@@ -58,6 +59,7 @@ def test_runs_are_deterministic_for_a_seed(synthetic_env, synthetic_grid, tmp_pa
     assert metrics[0] == metrics[1]
 
 
+@pytest.mark.slow
 def test_failing_run_is_recorded_and_grid_goes_on(synthetic_env, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text(
@@ -105,6 +107,7 @@ def test_bad_grid_input_gives_a_clear_error(synthetic_env, tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
+@pytest.mark.slow
 def test_exports_and_byte_identical_leaderboards(synthetic_env, synthetic_grid, tmp_path):
     store = tmp_path / "store"
     assert invoke("run", "--grid", synthetic_grid, "--store", store, "--no-leaderboard").exit_code == 0

@@ -40,6 +40,7 @@ def test_old_forms_load_with_a_deprecation_warning_naming_the_new_form_and_the_r
     assert [(c.slice, c.metric) for c in columns] == [("test", "mae"), ("test", "rmse")]
 
 
+@pytest.mark.slow
 def test_an_old_protocol_runs_and_reaches_its_leaderboard(old_env, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text(
@@ -76,6 +77,7 @@ def test_capabilities_are_checked_at_planning_and_skipped_with_reasons(old_env, 
     assert "total: 2 runs" in dry.output, dry.output
 
 
+@pytest.mark.slow
 def test_the_cli_shows_an_old_plugins_deprecations(synthetic_env):
     import os
     import subprocess

@@ -79,9 +79,9 @@ def _dataset_for(kind: str, name: str, datasets: dict):
 
 @pytest.mark.parametrize(
     "kind, name",
-    [(kind, name) for kind in ("encoder", "pretext", "rebalancer", "protocol", "metric", "executor") for name in
-     _builtin(kind)],
-)  # fmt: skip
+    [pytest.param(kind, name, marks=pytest.mark.slow if kind == "executor" and name != "local" else ())
+     for kind in ("encoder", "pretext", "rebalancer", "protocol", "metric", "executor") for name in _builtin(kind)],
+)  # fmt: skip  # the cluster executors start Ray or a Slurm job: seconds each
 def test_every_builtin_plugin_conforms(kind, name, datasets, tmp_path):
     extra = {("executor", "ray"): ("ray", "ray"), ("executor", "slurm"): ("submitit", "slurm")}.get((kind, name))
     if extra:
@@ -167,6 +167,7 @@ def test_broken_encoders_fail_with_a_clear_message(cls, message):
         check_encoder(cls)
 
 
+@pytest.mark.slow
 def test_a_third_party_executor_and_metric_are_used_by_a_grid(synthetic_env, tmp_path):
     from typer.testing import CliRunner
 

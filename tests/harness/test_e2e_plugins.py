@@ -109,6 +109,7 @@ def _ogb_writer():
     return module.write_ogb_set
 
 
+@pytest.mark.slow
 def test_ogb_classification_with_downstream_rebalancers(monkeypatch, tmp_path):
     monkeypatch.setenv("BENCHBASE_CACHE", str(tmp_path / "cache"))
     reset_default_registry()
@@ -137,6 +138,7 @@ rebalancers = ["none", "focal", "inverse-frequency"]
         assert "test_rocauc" in row["metrics"]["hiv"]  # OGB's official split and metric
 
 
+@pytest.mark.slow
 def test_qm9_multitask_with_a_few_label_target(qm9_cache, tmp_path):
     body = """
 seeds = [0]

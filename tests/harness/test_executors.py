@@ -160,6 +160,7 @@ def _finished_rows(store: Path) -> list[tuple]:
         raise
 
 
+@pytest.mark.slow
 def test_real_slurm_scancel_and_a_killed_driver_submit_nothing_twice(slurm, synthetic_env, tmp_path):
     env = {**synthetic_env, "SLURM_CONF": slurm.env["SLURM_CONF"]}
     grid = tmp_path / "grid.toml"

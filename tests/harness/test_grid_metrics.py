@@ -3,6 +3,7 @@ synthetic plugin's ``max_error``) to every table of the grid, each column once, 
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from benchbase.cli import app
@@ -23,6 +24,7 @@ encoders = ["tiny"]
 """
 
 
+@pytest.mark.slow
 def test_a_plugin_metric_is_added_to_a_builtin_protocols_table_once(synthetic_env, tmp_path):
     grid, out = tmp_path / "grid.toml", tmp_path / "lb"
     grid.write_text(GRID.format(metrics='["max_error", "mae"]'))  # mae is the headline already
@@ -48,6 +50,7 @@ def _columns(table: str) -> list[str]:
     return [c.strip().split(" ")[0] for c in header.split("|") if c.strip()]
 
 
+@pytest.mark.slow
 def test_a_studys_metrics_reach_the_tables_of_its_runs_only(synthetic_env, tmp_path):
     grid, out = tmp_path / "grid.toml", tmp_path / "lb"
     grid.write_text(

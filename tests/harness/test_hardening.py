@@ -60,6 +60,7 @@ def _snapshot(out: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("damaged", ["results.jsonl", "FINDINGS.md", "table", "plot"])
+@pytest.mark.slow
 def test_a_truncated_leaderboard_file_is_found_and_rewritten(published, damaged):
     store, out = published
     before = _snapshot(out)
@@ -72,6 +73,7 @@ def test_a_truncated_leaderboard_file_is_found_and_rewritten(published, damaged)
     assert _snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_outputs_of_another_store_beside_a_fresh_index_are_rewritten(published, synthetic_env, tmp_path):
     """A run killed after some files were renamed into place: the index may be the new one while
     FINDINGS.md and results.jsonl still come from elsewhere."""
@@ -246,6 +248,7 @@ BAD_GRIDS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_GRIDS))
 @pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.slow
 def test_bad_grid_values_are_refused_at_planning(synthetic_env, tmp_path, case, dry_run):
     text, message = BAD_GRIDS[case]
     grid, store = tmp_path / "grid.toml", tmp_path / "store"
@@ -321,6 +324,7 @@ def _run_ids(store: Path) -> set[str]:
         ({"hmac": None}, "not signed with this store's key"),
     ],
 )
+@pytest.mark.slow
 def test_a_forged_job_record_is_refused(published, tmp_path, changes, reason):
     store, out = published
     before = _run_ids(store)
@@ -334,6 +338,7 @@ def test_a_forged_job_record_is_refused(published, tmp_path, changes, reason):
     assert "0.0001" not in json.dumps([json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()])
 
 
+@pytest.mark.slow
 def test_a_record_signed_with_the_key_but_not_the_harness_s_shape_is_refused(published):
     """Someone who can read the key still cannot name files outside the store or a foreign id."""
     from benchbase.running.store import sign_record
@@ -358,6 +363,7 @@ def test_a_record_signed_with_the_key_but_not_the_harness_s_shape_is_refused(pub
     assert result.exit_code == 1 and "its predictions '../elsewhere.npz' is not" in result.output
 
 
+@pytest.mark.slow
 def test_genuine_records_are_still_collected_and_exports_stay_in_their_folder(published, tmp_path):
     store, _ = published
     with contextlib.closing(sqlite3.connect(store / "benchbase.sqlite")) as db, db:
@@ -372,6 +378,7 @@ def test_genuine_records_are_still_collected_and_exports_stay_in_their_folder(pu
     assert not outside and len(list(export.glob("*.npz"))) == 2
 
 
+@pytest.mark.slow
 def test_a_run_id_that_reached_the_database_never_names_a_file_outside_the_export(published, tmp_path):
     """A database written by an older benchbase may hold a forged record collected then."""
     store, _ = published
@@ -443,6 +450,7 @@ def test_a_slurm_job_folder_that_others_can_write_is_refused_or_warned_about(syn
         None,
     ],
 )
+@pytest.mark.slow
 def test_a_stored_grid_that_would_not_pass_today_never_breaks_a_later_grid(published, small_grid, tmp_path, stored):
     """Declarations stored by an older benchbase (or edited by hand) are read leniently: the
     leaderboards of the store, and a later grid run into it, still work."""

@@ -351,6 +351,7 @@ def third_party(tmp_path, monkeypatch):
     identity.clear_fingerprint_caches()
 
 
+@pytest.mark.slow
 def test_a_third_party_distribution_is_keyed_whole(third_party):
     chosen = {
         "dataset": "example/rings",

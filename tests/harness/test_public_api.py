@@ -69,6 +69,7 @@ def test_a_deprecated_name_warns_on_every_use(monkeypatch):
         benchbase.Param  # noqa: B018  # others do not warn
 
 
+@pytest.mark.slow
 def test_importing_benchbase_is_light_and_pins_the_numerics_first():
     code = (
         "import os, sys; import benchbase; assert 'torch' not in sys.modules, 'torch'; "
@@ -168,6 +169,7 @@ def test_fine_tunings_of_a_grid_file_say_why_there_is_no_run(synthetic_env, tmp_
 # --- module paths of 0.1 ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_old_module_path_still_imports_with_a_warning_naming_the_new_home():
     code = (
         "import warnings; warnings.simplefilter('always'); import benchbase; "

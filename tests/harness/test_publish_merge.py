@@ -4,6 +4,7 @@ own tables and leaves the others, their plots, the index and FINDINGS.md as they
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from benchbase.cli import app
@@ -23,6 +24,7 @@ encoders = ["tiny"]
 """
 
 
+@pytest.mark.slow
 def test_a_run_merges_into_a_folder_of_tables_it_has_no_runs_for(synthetic_env, tmp_path):
     out = tmp_path / "leaderboards"
     (out / "plots").mkdir(parents=True)
@@ -45,6 +47,7 @@ def test_a_run_merges_into_a_folder_of_tables_it_has_no_runs_for(synthetic_env, 
     assert "1 tables this store has no runs for, the index and FINDINGS.md left as they were" in result.output
 
 
+@pytest.mark.slow
 def test_a_folder_of_its_own_is_written_whole(synthetic_env, tmp_path):
     out = tmp_path / "lb"
     grid = tmp_path / "grid.toml"

@@ -79,6 +79,7 @@ name = "fake"
 """
 
 
+@pytest.mark.slow
 def test_pyg_datasets_run_through_a_grid(synthetic_env, tmp_path):
     fake = "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in {**FAKE, "num_classes": 2}.items()) + " }"
     grid, store, out = tmp_path / "grid.toml", tmp_path / "store", tmp_path / "lb"

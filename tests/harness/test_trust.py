@@ -8,6 +8,7 @@ import json
 import sqlite3
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from benchbase.cli import app
@@ -33,6 +34,7 @@ def _run_grid(grid, store, out):
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_reproduce_passes_on_its_own_export_and_fails_on_a_doctored_one(synthetic_env, synthetic_grid, tmp_path):
     out = tmp_path / "lb"
     rows = _run_grid(synthetic_grid, tmp_path / "store", out)
@@ -54,6 +56,7 @@ def test_reproduce_passes_on_its_own_export_and_fails_on_a_doctored_one(syntheti
     assert only.exit_code == 0 and "1 of 1 run(s) reproduced within 0" in only.output, only.output
 
 
+@pytest.mark.slow
 def test_predictions_are_kept_checksummed_and_exported(synthetic_env, synthetic_grid, tmp_path):
     store_dir = tmp_path / "store"
     _run_grid(synthetic_grid, store_dir, tmp_path / "lb")
@@ -80,6 +83,7 @@ def test_predictions_are_kept_checksummed_and_exported(synthetic_env, synthetic_
     assert "1 finished, 0 failed, 11 were already finished" in again.output
 
 
+@pytest.mark.slow
 def test_collect_loads_records_that_never_reached_the_database(synthetic_env, synthetic_grid, tmp_path):
     store_dir = tmp_path / "store"
     _run_grid(synthetic_grid, store_dir, tmp_path / "lb")
@@ -163,6 +167,7 @@ def _verdict_lines(text: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_each_of_the_five_verdicts_from_a_store_built_to_give_it(synthetic_env, tmp_path):
     effects = {
         "inverse-frequency": -0.3,  # better: well beyond the ROPE of 0.05
@@ -188,6 +193,7 @@ def test_each_of_the_five_verdicts_from_a_store_built_to_give_it(synthetic_env, 
         assert line.split("|")[6:12] == lines[method].split("|")[5:11]
 
 
+@pytest.mark.slow
 def test_design_follows_the_splits(synthetic_env, tmp_path):
     """The same graphs for every seed: crossed (one resample of graphs shared by seeds and arms);
     a test set per seed: nested (the seed spread holds the test-set noise)."""
@@ -201,6 +207,7 @@ def test_design_follows_the_splits(synthetic_env, tmp_path):
     assert "Design: nested" in (tmp_path / "b" / "lb" / "FINDINGS.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_planted_effect_is_better_and_regeneration_is_byte_identical(synthetic_env, tmp_path):
     store = _synthetic_store(tmp_path, {"inverse-frequency": -0.2, "focal": 0.0})
     out = tmp_path / "lb"

@@ -110,6 +110,7 @@ def _seeds_by_method(store: Store) -> dict[str, list[int]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
+@pytest.mark.slow
 def test_decided_comparisons_stop_open_ones_get_seeds_and_futile_ones_none(synthetic_env, tmp_path):
     store = Store(tmp_path / "store")
     said: list[str] = []
@@ -136,6 +137,7 @@ def test_the_budget_stops_the_open_comparison(synthetic_env, tmp_path):
     assert "budget of 6 added runs" in said[-1]
 
 
+@pytest.mark.slow
 def test_a_killed_study_resumes_to_the_same_runs(synthetic_env, tmp_path):
     reference = Store(tmp_path / "reference")
     run_until_decided(_grid(), reference, _fake_runner(reference), Budget(), lambda _: None)
@@ -147,6 +149,7 @@ def test_a_killed_study_resumes_to_the_same_runs(synthetic_env, tmp_path):
     assert sorted(r["run_id"] for r in store.runs()) == sorted(r["run_id"] for r in reference.runs())
 
 
+@pytest.mark.slow
 def test_cli_until_decided_runs_rounds_on_the_synthetic_plugin(synthetic_env, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text(

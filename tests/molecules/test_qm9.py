@@ -62,6 +62,7 @@ def test_subset_labels_units_and_ids(cache):
     assert np.array_equal(arrays.edge_attr, ref.edge_feat) and np.array_equal(arrays.node_ptr, ref.node_ptr)
 
 
+@pytest.mark.slow
 def test_positions_align_with_heavy_atoms(cache):
     data = qm9.QM9(subset=300)
     a = data.arrays()

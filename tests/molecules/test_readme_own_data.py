@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from qm9_csv import qm9_rows, write_csv
 from typer.testing import CliRunner
 
@@ -51,6 +52,7 @@ def _run(grid: str, tmp_path: Path) -> list[dict]:
     return Store(tmp_path / "store").runs()
 
 
+@pytest.mark.slow
 def test_the_csv_grid_runs_as_written(synthetic_env, tmp_path, monkeypatch):
     csv_grid, _ = _blocks("toml")
     monkeypatch.chdir(tmp_path)
@@ -60,6 +62,7 @@ def test_the_csv_grid_runs_as_written(synthetic_env, tmp_path, monkeypatch):
     assert (tmp_path / "lb" / "csv-molecules__gap__scaffold.md").exists()
 
 
+@pytest.mark.slow
 def test_the_pyg_grid_runs_as_written(synthetic_env, tmp_path, monkeypatch):
     _, pyg_grid = _blocks("toml")
     monkeypatch.chdir(tmp_path)

@@ -104,6 +104,7 @@ def _applicable(kind: str, provides: frozenset[str]) -> list[str]:
     return [n for n in names if set(getattr(registry.get(kind, n).obj, "requires", ())) <= provides]
 
 
+@pytest.mark.slow
 def test_every_molecular_protocol_encoder_and_pretext_task_works_on_it(synthetic_env, rows):
     data = _dataset(rows)
     provides = data.provides
