@@ -52,10 +52,13 @@ def render_classes(table: Table) -> str:
     lines, classes = [], set()
     for row in table.rows:
         metrics = [(run.get("metrics") or {}).get(table.task.name, {}) for run in row.runs.values()]
+        # Every class any seed scored: a rare class is absent from the seeds that drew none of it,
+        # so reading one seed's keys would make the section depend on which run comes first.
         found = {
             m.group("cls"): m.group("prefix")
-            for key in metrics[0]
-            if (m := _CLASS_COUNT.match(key)) and f"{m.group('prefix')}acc_{m.group('cls')}" in metrics[0]
+            for run_metrics in metrics
+            for key in run_metrics
+            if (m := _CLASS_COUNT.match(key)) and f"{m.group('prefix')}acc_{m.group('cls')}" in run_metrics
         }
         classes |= set(found)
         lines.append((row, metrics, found))

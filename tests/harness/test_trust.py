@@ -248,3 +248,21 @@ def test_per_class_accuracies_are_shown_with_the_items_they_rest_on():
     assert "| gin / node-masking / none | 300 items, acc 0.900" in text.replace("  ", " ").replace("  ", " ")
     assert "20 items, acc 0.500, too rare in 2 seed(s)" in text
     assert "test_mae" not in text
+
+
+def test_a_class_only_some_seeds_scored_is_shown_whichever_run_comes_first():
+    """A rare class is absent from the metrics of seeds that drew none of it: the section must not
+    depend on the order of the runs (it follows run ids, which change with the code)."""
+    from benchbase.contract.api import Column, TaskInfo
+    from benchbase.reporting.markdown import render_classes
+    from benchbase.reporting.tables import Row, Table
+
+    common = {"pretext_n_C": 300.0, "pretext_acc_C": 0.9}
+    rare = {**common, "pretext_n_Sn": 1.0, "pretext_acc_Sn": 0.0, "pretext_excluded_Sn": 1.0}
+    texts = []
+    for order in ((0, 1), (1, 0)):
+        runs = {seed: {"metrics": {"gap": rare if seed == 1 else common}} for seed in order}
+        row = Row("k", {}, runs, label="gin / node-masking / none")
+        table = Table("t", "d", TaskInfo("gap"), "imbalance", {}, [Column("test", "mae")], [row], {}, [], [])
+        texts.append(render_classes(table))
+    assert texts[0] == texts[1] and "1 items, acc 0.000, too rare in 1 seed(s)" in texts[0]
