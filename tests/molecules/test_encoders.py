@@ -7,28 +7,14 @@ import pytest
 import torch
 from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
 from rdkit import Chem
-from toy_molecules import SMILES, ToyMolecules
+from toy_molecules import SMILES
 
 from benchbase.compute.batching import TensorGraphs
 from benchbase.contract.api import FeatureSpec, GraphArrays, PluginError
 from benchbase_molecules.encoders import ENCODERS, GIN, PNA, FingerprintMLP, SchNet, dropout
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def toy() -> ToyMolecules:
-    return ToyMolecules()
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("BENCHBASE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-@pytest.fixture(scope="module")
-def batch(toy):
-    return TensorGraphs(toy.arrays()).batch(np.arange(len(SMILES)))
+pytestmark = pytest.mark.usefixtures("module_cache")  # tests/molecules/conftest.py
 
 
 def small(cls):

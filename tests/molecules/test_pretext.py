@@ -29,22 +29,7 @@ from benchbase_molecules.pretext import (
 )
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def toy() -> ToyMolecules:
-    return ToyMolecules()
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    # One cache for the module: label matrices are computed once and reused, as in real runs.
-    monkeypatch.setenv("BENCHBASE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-@pytest.fixture(scope="module")
-def batch(toy):
-    return TensorGraphs(toy.arrays()).batch(np.arange(len(SMILES)))
+pytestmark = pytest.mark.usefixtures("module_cache")  # tests/molecules/conftest.py
 
 
 def gin(toy):
