@@ -437,9 +437,8 @@ def leaderboard(
     """Regenerate leaderboards, plots, FINDINGS.md and results.jsonl from the store and any exports."""
     from benchbase.reporting.publish import write_leaderboards
 
-    code = default_registry().code_fingerprints()
     if not from_:
-        written = write_leaderboards(_open_store(store or Path("results")), out, code)
+        written = write_leaderboards(_open_store(store or Path("results")), out, default_registry().code_fingerprints())
         typer.echo(f"wrote {len(written)} tables, {out}/README.md and {out}/FINDINGS.md")
         return
     from benchbase.running.merge import Merged
@@ -451,7 +450,7 @@ def leaderboard(
     sources = {source.id: source for source in merged.sources}
     for conflict in merged.conflicts:
         typer.secho(f"conflict: {conflict.line(sources)}", err=True, fg="yellow")
-    written = write_leaderboards(merged, out, code)
+    written = write_leaderboards(merged, out, default_registry().code_fingerprints())
     typer.echo(merged.summary())
     typer.echo(f"wrote {len(written)} tables, {out}/README.md and {out}/FINDINGS.md")
 
@@ -480,8 +479,8 @@ def reproduce(
     from benchbase.running.reproduce import reproduce as run_reproduce
     from benchbase.running.store import Store
 
-    registry = default_registry()
     rows = choose(of_datasets(read_export(from_), dataset or []), run_ids or [], sample)
+    registry = default_registry()
     with tempfile.TemporaryDirectory(prefix="benchbase-reproduce-") as tmp:
         the_store = Store(store or tmp)
         typer.echo(f"re-running {len(rows)} run(s) of {from_} into {the_store.root}", err=True)
