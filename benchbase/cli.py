@@ -421,13 +421,37 @@ def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
 @app.command()
 @friendly_errors
 def leaderboard(
-    store: Annotated[Path, typer.Option(help="Results store directory.")] = Path("results"),
+    store: Annotated[
+        Path | None, typer.Option(help="Results store directory (default: results; optional with --from).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("leaderboards"),
+    from_: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from",
+            help="Also merge this export (a results.jsonl, or a folder holding one and maybe predictions/); "
+            "repeatable. Rows keep their provenance; conflicting records of one run are reported.",
+        ),
+    ] = None,
 ) -> None:
-    """Regenerate leaderboards, plots, FINDINGS.md and results.jsonl from the store."""
+    """Regenerate leaderboards, plots, FINDINGS.md and results.jsonl from the store and any exports."""
     from benchbase.reporting.publish import write_leaderboards
 
-    written = write_leaderboards(_open_store(store), out, default_registry().code_fingerprints())
+    if not from_:
+        written = write_leaderboards(_open_store(store or Path("results")), out, default_registry().code_fingerprints())
+        typer.echo(f"wrote {len(written)} tables, {out}/README.md and {out}/FINDINGS.md")
+        return
+    from benchbase.running.merge import Merged
+
+    # Only an explicitly named store must exist: `--from` alone merges exports without one.
+    local = store or Path("results")
+    the_store = _open_store(local) if store is not None or (local / "benchbase.sqlite").exists() else None
+    merged = Merged.of(the_store, str(local), from_)
+    sources = {source.id: source for source in merged.sources}
+    for conflict in merged.conflicts:
+        typer.secho(f"conflict: {conflict.line(sources)}", err=True, fg="yellow")
+    written = write_leaderboards(merged, out, default_registry().code_fingerprints())
+    typer.echo(merged.summary())
     typer.echo(f"wrote {len(written)} tables, {out}/README.md and {out}/FINDINGS.md")
 
 
@@ -435,7 +459,9 @@ def leaderboard(
 @friendly_errors
 def reproduce(
     run_ids: Annotated[list[str] | None, typer.Argument(help="Run ids to re-run (default: a sample).")] = None,
-    from_: Annotated[Path, typer.Option("--from", help="The export to check.")] = Path("leaderboards/results.jsonl"),
+    from_: Annotated[
+        Path, typer.Option("--from", help="The export to check: a results.jsonl, or a folder holding one.")
+    ] = Path("leaderboards/results.jsonl"),
     sample: Annotated[int, typer.Option(min=1, help="How many runs to sample (one pretrained, one not).")] = 2,
     store: Annotated[
         Path | None, typer.Option(help="Store for the re-runs (default: a fresh temporary directory).")
@@ -453,8 +479,8 @@ def reproduce(
     from benchbase.running.reproduce import reproduce as run_reproduce
     from benchbase.running.store import Store
 
-    registry = default_registry()
     rows = choose(of_datasets(read_export(from_), dataset or []), run_ids or [], sample)
+    registry = default_registry()
     with tempfile.TemporaryDirectory(prefix="benchbase-reproduce-") as tmp:
         the_store = Store(store or tmp)
         typer.echo(f"re-running {len(rows)} run(s) of {from_} into {the_store.root}", err=True)

@@ -14,6 +14,7 @@ from tabulate import tabulate
 from benchbase.compute.metrics import get_metric
 from benchbase.contract.kinds import METHOD_KINDS
 from benchbase.reporting.tables import HEADER, Cell, Table, short_params
+from benchbase.running.merge import Source
 from benchbase.running.specs import flatten
 
 
@@ -86,10 +87,42 @@ def render_classes(table: Table) -> str:
     return text + tabulate(body, headers=["row", *order], tablefmt="github", disable_numparse=True) + "\n"
 
 
-def render_table(table: Table, comparisons_text: str, plots: list[tuple[str, str]]) -> str:
+def _source_ids(runs: list[dict[str, Any]]) -> list[str]:
+    ids = {source["id"] for run in runs for source in run["provenance"]["sources"]}
+    return sorted(ids, key=lambda i: int(i[1:]))
+
+
+def _provenance_cells(runs: list[dict[str, Any]]) -> list[str]:
+    here = sum(1 for run in runs if run["provenance"]["reproduced_here"])
+    return [", ".join(_source_ids(runs)), f"{here}/{len(runs)}"]
+
+
+def render_provenance(runs: list[dict[str, Any]], sources: dict[str, Source]) -> str:
+    """Where a merged table's runs come from (`benchbase leaderboard --from`): per source, its
+    runs here, how many were computed or reproduced here, their code, commits and hardware."""
+    text = "\n## Provenance\n\n`source`: the sources of each row's runs; `here`: how many of them the local store "
+    text += "holds with the same numbers (computed here, or re-run with `benchbase reproduce --from EXPORT --store "
+    text += "STORE`); the others are imported, not reproduced here.\n\n"
+    for source_id in _source_ids(runs):
+        of = [run for run in runs if source_id in _source_ids([run])]
+        here = sum(1 for run in of if run["provenance"]["reproduced_here"])
+        code = sorted({value for run in of for value in (run["spec"].get("code") or {}).values()})
+        commits = sorted({(run.get("git_commit") or "?")[:12] for run in of})
+        hardware = sorted({run.get("hardware") or "?" for run in of})
+        text += f"- {sources[source_id].text()}: {len(of)} run(s), {here} computed or reproduced here; "
+        text += f"code {', '.join(code) or '?'} (commit {', '.join(commits)}); hardware: {'; '.join(hardware)}\n"
+    return text
+
+
+def render_table(
+    table: Table, comparisons_text: str, plots: list[tuple[str, str]], sources: dict[str, Source] | None = None
+) -> str:
+    """One table's page; with `sources` (a merged leaderboard), each row says where its runs come
+    from and how many were reproduced here, and a provenance list follows the table."""
     arrow = "↑" if get_metric(table.headline.metric).higher_is_better else "↓"
     headers = ["rank", *METHOD_KINDS] + (["settings"] if table.differing else [])
     headers += [f"{table.columns[0].name} {arrow}"] + [c.name for c in table.columns[1:]] + ["seeds", "#params"]
+    headers += ["source", "here"] if sources is not None else []
     body = []
     for rank, row in enumerate(table.rows, 1):
         config = row.config
@@ -100,6 +133,7 @@ def render_table(table: Table, comparisons_text: str, plots: list[tuple[str, str
         line += [cell_text(row.cells[c.name]) for c in table.columns]
         first = row.runs[row.seeds[0]]
         line += [len(row.runs), first.get("n_params") or "-"]
+        line += _provenance_cells(list(row.runs.values())) if sources is not None else []
         body.append(line)
     runs = [run for row in table.rows for run in row.runs.values()]
     unit = f" ({table.task.unit})" if table.task.unit else ""
@@ -119,6 +153,8 @@ def render_table(table: Table, comparisons_text: str, plots: list[tuple[str, str
     for note in table.notes:
         text += f"- note: {note}\n"
     text += "\n" + tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
+    if sources is not None:
+        text += render_provenance(runs, sources)
     text += render_classes(table)
     if comparisons_text:
         text += "\n" + comparisons_text

@@ -21,6 +21,7 @@ from benchbase.contract.identity import content_hash
 from benchbase.reporting import findings, plots
 from benchbase.reporting.markdown import cell_text, render_table
 from benchbase.reporting.tables import HEADER, Table, build_tables, export_rows
+from benchbase.running.merge import Merged
 from benchbase.running.store import FINISHED, Store
 
 
@@ -35,9 +36,16 @@ def foreign_tables(out: Path, tables: list[Table]) -> list[str]:
 
 
 def write_leaderboards(
-    store: Store, out: Path | str, current_code: dict[str, set[str]] | None = None, keep_foreign: bool = False
+    store: Store | Merged,
+    out: Path | str,
+    current_code: dict[str, set[str]] | None = None,
+    keep_foreign: bool = False,
 ) -> list[Path]:
     """Regenerate every table, the index, the plots, FINDINGS.md and ``results.jsonl``.
+
+    From a `Merged` (a store and others' exports, `benchbase.running.merge`), every table says where
+    each row's runs come from and whether they were reproduced here, the index lists the sources
+    and the conflicts, and each record of ``results.jsonl`` keeps its ``provenance``.
 
     With `keep_foreign` (after ``benchbase run``), a directory that already holds tables this store
     has no runs for is merged into, never pruned: only the store's own tables and their plots are
@@ -58,12 +66,13 @@ def write_leaderboards(
     written = []
     keep = {"README.md", "FINDINGS.md"}
     plot_dir = out / "plots"
+    sources = {source.id: source for source in store.sources} if isinstance(store, Merged) else None
     for table in tables:
         analysis = findings.analysis_for(analyses, table.grids)
         shown = findings.table_comparisons(table, analysis, from_questions)
         table_plots = plots.table_plots(table, plot_dir)
         path = out / f"{table.name}.md"
-        _write(path, render_table(table, findings.render_comparisons(table, shown, families), table_plots))
+        _write(path, render_table(table, findings.render_comparisons(table, shown, families), table_plots, sources))
         keep.add(path.name)
         written.append(path)
     for old in out.glob("*.md"):
@@ -75,7 +84,7 @@ def write_leaderboards(
     exported = export_rows([r for r in runs if r["status"] in (FINISHED, "failed")], current_code)
     _write(out / "results.jsonl", "".join(json.dumps(row, sort_keys=True, default=str) + "\n" for row in exported))
     # Last: the marker vouches for the files above only once they are all complete under their names.
-    body = _index(tables, runs)
+    body = _index(tables, runs) + (_merge_section(store) if isinstance(store, Merged) else "")
     _write(out / "README.md", _marker(digest, _outputs_digest(out, body)) + body)
     return written
 
@@ -144,7 +153,7 @@ def _question_families(answered: list[Any]) -> tuple[list[tuple[str, Any, Any]],
     return from_questions, families
 
 
-def source_digest(store: Store, runs: list[dict[str, Any]], current_code: dict[str, set[str]] | None) -> str:
+def source_digest(store: Store | Merged, runs: list[dict[str, Any]], current_code: dict[str, set[str]] | None) -> str:
     """What the leaderboards are made from: every run's state and predictions, the grids' analysis
     settings, and the code that renders them (this module's distribution)."""
     from benchbase.contract.identity import distribution_fingerprint, harness_distribution
@@ -152,7 +161,11 @@ def source_digest(store: Store, runs: list[dict[str, Any]], current_code: dict[s
     state = [(r["run_id"], r["status"], r.get("updated_at"), r.get("predictions_sha256")) for r in runs]
     grids = [(g["name"], g.get("analysis")) for g in store.grids()]
     code = sorted((k, sorted(v)) for k, v in (current_code or {}).items())
-    return content_hash([state, grids, code, distribution_fingerprint(harness_distribution())], 16)
+    parts = [state, grids, code, distribution_fingerprint(harness_distribution())]
+    if isinstance(store, Merged):  # imported records have no update time: their content counts
+        merged = [(r["run_id"], r.get("metrics"), r["provenance"]) for r in runs]
+        parts.append([merged, [vars(s) for s in store.sources], [vars(c) for c in store.conflicts]])
+    return content_hash(parts, 16)
 
 
 def _up_to_date(out: Path, digest: str) -> bool:
@@ -192,3 +205,22 @@ def _index(tables: list[Table], runs: list[dict[str, Any]]) -> str:
     text += "see each table's paired comparisons.\n\n"
     headers = ["dataset", "task", "protocol", "rows", "headline", "first row (mean ± std [95% CI])"]
     return text + tabulate(index, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
+
+
+def _merge_section(merged: Merged) -> str:
+    """The sources of a merged leaderboard and the run ids they disagree on."""
+    text = "\n## Sources\n\n"
+    text += "Merged by run id (the hash of a run's spec, code and data included) with `benchbase leaderboard --from`. "
+    text += "A run is *imported* unless the local store holds it with the same numbers (computed here, or re-run "
+    text += "with `benchbase reproduce --from EXPORT --store STORE`); each table says which rows are.\n\n"
+    for source in merged.sources:
+        of = [r for r in merged.runs(FINISHED) if any(s["id"] == source.id for s in r["provenance"]["sources"])]
+        here = sum(1 for r in of if r["provenance"]["reproduced_here"])
+        text += f"- {source.text()}: {len(of)} finished run(s), {here} computed or reproduced here\n"
+    if not merged.conflicts:
+        return text
+    text += "\n## Conflicts\n\n"
+    text += "One run id, different numbers: the local store's record is used where it holds the run; "
+    text += "otherwise the run is left out of every table.\n\n"
+    sources = {source.id: source for source in merged.sources}
+    return text + "".join(f"- {conflict.line(sources)}\n" for conflict in merged.conflicts)

@@ -59,8 +59,13 @@ def export_rows(runs: list[dict[str, Any]], current_code: dict[str, set[str]] | 
         row = {k: run.get(k) for k in keys}
         if row["seconds"] is not None:
             row["seconds"] = round(row["seconds"], 2)
+        # What a task is (kind, headline metric, direction, unit): others merging this export
+        # render its tables without the dataset's plugin or data (`benchbase.running.merge`).
+        row["tasks"] = (run.get("details") or {}).get("tasks") or run.get("tasks")
         if current_code is not None:
             row["stale"] = is_stale(run["spec"], current_code)
+        if "provenance" in run:  # a merged leaderboard (`benchbase leaderboard --from`)
+            row["provenance"] = run["provenance"]
         rows.append(row)
     return rows
 
@@ -326,7 +331,13 @@ class _Evaluator:
         params = tuple(column.params)
         metric = get_metric(column.metric, **dict(params))
         points, replicates = [], []
+        recorded_only = False
         for seed in row.seeds:
+            if self.predictions(row.runs[seed]) is None:  # an imported run shipped without predictions
+                recorded_only = True
+                points.append(recorded_metric(row.runs[seed], task, column.name))
+                replicates.append(np.full(1, np.nan))
+                continue
             point, reps = self.value(row.runs[seed], task, column.slice, metric, params)
             if column.per:
                 den_point, den_reps = self.value(row.runs[seed], task, column.per, metric, params)
@@ -336,13 +347,41 @@ class _Evaluator:
             replicates.append(reps)
         width = max(len(r) for r in replicates)
         stacked = np.stack([np.broadcast_to(r, width) for r in replicates])
-        crossed = self.designs.get(column.slice) == CROSSED and (
-            not column.per or self.designs.get(column.per) == CROSSED
+        crossed = (
+            not recorded_only
+            and self.designs.get(column.slice) == CROSSED
+            and (not column.per or self.designs.get(column.per) == CROSSED)
         )
         cell = Cell(np.asarray(points, float), stacked, design=CROSSED if crossed else NESTED)
         if np.isfinite(cell.points).all():
             cell.low, cell.high = estimate(cell.points, cell.shared_means()).interval()
         return cell
+
+
+def is_imported(run: dict[str, Any]) -> bool:
+    """A run merged from another's export (`benchbase.running.merge`), not computed here."""
+    return bool((run.get("provenance") or {}).get("imported"))
+
+
+def recorded_metric(run: dict[str, Any], task: str, name: str) -> float:
+    """A column's value as the run's record gives it (the same name: ``<slice>_<metric>``, or
+    ``<metric>_ratio``), for an imported run whose predictions were not shipped."""
+    value = ((run.get("metrics") or {}).get(task) or {}).get(name)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _task_info(finished: list[dict[str, Any]], task_name: str) -> TaskInfo:
+    """The task as a record describes it: a store's run in its details, an imported one in the
+    export's ``tasks`` (the first run that describes it; the first run's details otherwise)."""
+    for run in finished:
+        tasks = (run.get("details") or {}).get("tasks") or run.get("tasks") or {}
+        if task_name in tasks:
+            try:
+                return TaskInfo(**tasks[task_name])
+            except TypeError:  # described by another release of the contract: the next description
+                continue
+    details = finished[0].get("details") or {}
+    return TaskInfo(**details.get("tasks", {}).get(task_name, {"name": task_name}))
 
 
 def _label(row: Row, differing: list[str]) -> str:
@@ -361,21 +400,27 @@ def build_tables(store: Store, runs: list[dict[str, Any]]) -> list[Table]:
             continue
         chosen_runs, _, notes = _choose_build([run for _, run in items])
         finished = [run for run in chosen_runs if run["status"] == FINISHED]
-        details = finished[0].get("details") or {}
-        task = TaskInfo(**details.get("tasks", {}).get(task_name, {"name": task_name}))
+        task = _task_info(finished, task_name)
         spec = finished[0]["spec"]
         evaluator = _Evaluator(store, name)
         rows: dict[str, Row] = {}
-        missing = 0
+        missing = recorded = 0
         for run in sorted(finished, key=lambda r: r["run_id"]):
             if evaluator.predictions(run) is None:
-                missing += 1
-                continue
+                if not is_imported(run):
+                    missing += 1
+                    continue
+                recorded += 1
             config = config_of(run["spec"])
             row = rows.setdefault(content_hash(config), Row(content_hash(config), config))
             row.runs[int(run["spec"]["seed"])] = run
         if missing:
             notes.append(f"{missing} finished run(s) without verified predictions are left out")
+        if recorded:
+            notes.append(
+                f"{recorded} imported run(s) came without predictions: their cells are their recorded metrics "
+                "(intervals over seeds only)"
+            )
         if not rows:
             continue
         columns = _columns(spec["protocol"]["name"], spec["protocol"]["params"], task)

@@ -10,7 +10,6 @@ leaderboard) or on other numerics.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,22 +22,15 @@ from benchbase.contract.errors import GridError
 from benchbase.contract.registry import Registry
 from benchbase.running.driver import Progress, run_grid
 from benchbase.running.executors import LocalExecutor
+from benchbase.running.merge import read_records
 from benchbase.running.planning import Grid, respec
 from benchbase.running.store import FINISHED, Store
 
 
 def read_export(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise GridError(f"export {path} does not exist (write one with `benchbase results > FILE`)")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise GridError(f"{path}:{number} is not a JSON line: {exc}") from None
-    return [row for row in rows if row.get("status") == FINISHED]
+    """The finished runs of an export (a ``results.jsonl``, or a folder holding one), each line
+    validated as `benchbase leaderboard --from` validates it."""
+    return [row for row in read_records(path) if row["status"] == FINISHED]
 
 
 def of_datasets(rows: list[dict[str, Any]], datasets: list[str]) -> list[dict[str, Any]]:
