@@ -46,8 +46,9 @@ def _run(pretext: str = "none", **train):
         "seeds": [3],
         "train": {"epochs": 12, "patience": 2, "lr": 0.01, "pretrain_epochs": 3, "batch_size": 16, **train},
         "params": {"dataset": {"synthetic/chains": {"graphs": 80}}},
-        "study": [{"datasets": ["synthetic/chains"], "protocols": ["iid"], "encoders": ["tiny-noisy"],
-                   "pretext": [pretext]}],  # fmt: skip
+        "study": [
+            {"datasets": ["synthetic/chains"], "protocols": ["iid"], "encoders": ["tiny-noisy"], "pretext": [pretext]}
+        ],
     }
     return expand_grid(default_registry(), raw).runs[0]
 
