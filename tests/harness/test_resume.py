@@ -182,3 +182,68 @@ def test_a_killed_grid_run_again_resumes_its_stage_and_run(synthetic_env, tmp_pa
     assert details["resumed_at_epochs"] and details["resumed_at_epochs"][0] >= 1
     assert (metrics, sha) == _finished(whole)[run_id][::2]  # the same metrics, the same predictions' bytes
     assert not list((killed / "resume").glob("*.pt"))
+
+
+REQUEUE_GRID = """
+name = "requeue"
+seeds = [0]
+[train]
+epochs = 60
+patience = 100
+batch_size = 8
+[params.dataset."synthetic/chains"]
+graphs = 600
+[[study]]
+datasets = ["synthetic/chains"]
+protocols = ["iid"]
+encoders = ["tiny-noisy"]
+[executor.slurm]
+time = 1
+mem_gb = 0.25
+requeues = 12
+"""
+
+
+class _QuickRequeueCluster:
+    """A private one-node Slurm whose requeued jobs may start again after 10 s (``cred_expire``; the
+    default makes a requeued job wait 2 minutes)."""
+
+    def __new__(cls, root: Path):
+        from slurm_cluster import Cluster
+
+        class Quick(Cluster):
+            def _config(self) -> str:
+                own = f"AuthInfo=socket={self.munge_socket}"
+                return super()._config().replace(own, f"{own},cred_expire=10")
+
+        return Quick(root)
+
+
+@pytest.mark.slow
+def test_real_slurm_a_run_longer_than_its_time_limit_completes_through_requeues(synthetic_env, tmp_path):
+    pytest.importorskip("submitit", reason="submitit is not installed (pip install 'benchbase[slurm]')")
+    cluster = _QuickRequeueCluster(tmp_path / "cluster")
+    reason = cluster.start()
+    if reason:
+        cluster.stop()
+        pytest.skip(reason)
+    try:
+        env = {**synthetic_env, "SLURM_CONF": cluster.env["SLURM_CONF"]}
+        grid = tmp_path / "grid.toml"
+        grid.write_text(REQUEUE_GRID)
+        local, slurm = tmp_path / "local", tmp_path / "slurm"
+        started = time.time()
+        done = subprocess.run([*_command(grid, slurm)[:-2], "--executor", "slurm"], env=env, capture_output=True,
+                              text=True, timeout=1200)  # fmt: skip
+        print(f"slurm: {time.time() - started:.0f}s")
+        assert done.returncode == 0, done.stderr
+        started = time.time()
+        done = subprocess.run(_command(grid, local), env=env, capture_output=True, text=True, timeout=600)
+        print(f"local: {time.time() - started:.0f}s")
+        assert done.returncode == 0, done.stderr
+    finally:
+        cluster.stop()
+    [(run_id, (metrics, details, sha))] = _finished(slurm).items()
+    print(details.get("resumed_at_epochs"))
+    assert len(details["resumed_at_epochs"]) >= 1  # it reached its time limit, was requeued and resumed
+    assert (metrics, sha) == _finished(local)[run_id][::2]
