@@ -122,12 +122,12 @@ KILL_GRID = """
 name = "resume"
 seeds = [0]
 [train]
-epochs = 25
+epochs = 20
 patience = 100
-pretrain_epochs = 8
+pretrain_epochs = 6
 batch_size = 8
 [params.dataset."synthetic/chains"]
-graphs = 400
+graphs = 250
 [[study]]
 datasets = ["synthetic/chains"]
 protocols = ["iid"]
@@ -176,6 +176,7 @@ def test_a_killed_grid_run_again_resumes_its_stage_and_run(synthetic_env, tmp_pa
     _kill_when("resume/[0-9a-f]*.pt", killed, _command(grid, killed), synthetic_env)  # while fine-tuning
     again = subprocess.run(_command(grid, killed), env=synthetic_env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
+    assert (again.stdout + again.stderr).count("(resumed after epoch") == 1  # the run; the stage was the run before
     [stage] = _stage_details(killed)
     assert stage["resumed_at_epochs"] and stage["losses"] == _stage_details(whole)[0]["losses"]
     [(run_id, (metrics, details, sha))] = _finished(killed).items()
