@@ -103,6 +103,7 @@ def test_a_stage_killed_after_any_epoch_resumes_bit_for_bit(synthetic_env, tmp_p
         _same_outcome(run_finetune(registry, run, checkpoint, Snapshots(snapshot, run.spec)), finetuned)
 
 
+@pytest.mark.slow
 def test_a_snapshot_of_another_job_or_unsealed_is_not_used(synthetic_env, tmp_path):
     registry, run = default_registry(), _run(epochs=2)
     with pytest.raises(Killed):
@@ -233,18 +234,14 @@ def test_real_slurm_a_run_longer_than_its_time_limit_completes_through_requeues(
         grid = tmp_path / "grid.toml"
         grid.write_text(REQUEUE_GRID)
         local, slurm = tmp_path / "local", tmp_path / "slurm"
-        started = time.time()
         done = subprocess.run([*_command(grid, slurm)[:-2], "--executor", "slurm"], env=env, capture_output=True,
                               text=True, timeout=1200)  # fmt: skip
-        print(f"slurm: {time.time() - started:.0f}s")
         assert done.returncode == 0, done.stderr
-        started = time.time()
+        assert "(resumed after epoch" in done.stderr
         done = subprocess.run(_command(grid, local), env=env, capture_output=True, text=True, timeout=600)
-        print(f"local: {time.time() - started:.0f}s")
         assert done.returncode == 0, done.stderr
     finally:
         cluster.stop()
     [(run_id, (metrics, details, sha))] = _finished(slurm).items()
-    print(details.get("resumed_at_epochs"))
     assert len(details["resumed_at_epochs"]) >= 1  # it reached its time limit, was requeued and resumed
     assert (metrics, sha) == _finished(local)[run_id][::2]
