@@ -6,6 +6,8 @@ learn it. Nothing here is chemistry: the point is the machinery, not the science
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import torch
 from torch import nn
@@ -97,6 +99,22 @@ class TinyEncoder(Encoder):
         return Embeddings(node=h, graph=scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum"))
 
 
+class NoisyTinyEncoder(TinyEncoder):
+    """`TinyEncoder` that draws from every global random generator while training (dropout on
+    torch's, a jitter from numpy's and Python's): what a resumed run must restore."""
+
+    name = "tiny-noisy"
+    description = "TinyEncoder with dropout and jitter from the global generators (tests only)."
+
+    def forward(self, batch):
+        emb = super().forward(batch)
+        if not self.training:
+            return emb
+        jitter = 1.0 + 1e-3 * (float(np.random.rand()) + random.random())
+        node = nn.functional.dropout(emb.node, 0.2, training=True) * jitter
+        return Embeddings(node=node, graph=scatter(node, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum"))
+
+
 class TinyMasking(PretextTask):
     name = "tiny-masking"
     description = "Mask 30% of nodes, predict their class (tests only)."
@@ -140,6 +158,7 @@ def register_datasets(register):
 @hookimpl
 def register_encoders(register):
     register(TinyEncoder)
+    register(NoisyTinyEncoder)
 
 
 @hookimpl

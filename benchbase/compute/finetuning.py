@@ -15,6 +15,7 @@ from torch import nn
 
 from benchbase.compute import loading
 from benchbase.compute.batching import TensorGraphs, center_per_graph, concat_ranges, iterate_batches
+from benchbase.compute.resume import Snapshots, random_state, restore_random_state
 from benchbase.compute.runspec import RunSpec
 from benchbase.compute.runtime import adam, check_finite, device_of, on, optimiser_step, seed_everything
 from benchbase.contract.api import (
@@ -163,11 +164,18 @@ class FineTuner:
         keep[np.setdiff1d(np.arange(self.graphs.num_graphs), split["train"])] = True
         return {task: torch.from_numpy(keep).to(self.device)}
 
-    def fit(self, split: Split, on_epoch: Callable[[EpochEnd], None] | None = None) -> dict[str, Any]:
+    def fit(
+        self,
+        split: Split,
+        on_epoch: Callable[[EpochEnd], None] | None = None,
+        snapshots: Snapshots | None = None,
+    ) -> dict[str, Any]:
         """Train on ``split["train"]`` with early stopping on ``split["valid"]``, then keep the best
         epoch's weights. `on_epoch`, if given, is called after each epoch's validation (learning
         curves); it must not change the model or draw from torch's global random generator, or
-        the run would no longer be the one the harness makes."""
+        the run would no longer be the one the harness makes. `snapshots`, if given, keeps the
+        training state after every epoch and resumes from the one it holds (the same numbers as
+        an uninterrupted fit; `on_epoch` sees only the epochs run in this call)."""
         train_idx, valid_idx = split["train"], split["valid"]
         self.keep = self._label_keep(split)
         targets, masks = {}, {}
@@ -186,9 +194,12 @@ class FineTuner:
         cfg = self.train_cfg
         params = list(self.encoder.parameters()) + list(self.heads.parameters())
         optimizer = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        best = (float("inf"), -1, None)
-        history = []
-        for epoch in range(cfg.epochs):
+        best: tuple[float, int, Any] = (float("inf"), -1, None)
+        history: list[float] = []
+        saved = snapshots.load() if snapshots is not None else None
+        if saved is not None:
+            best, history = self._restore(saved, optimizer)
+        for epoch in range(len(history), cfg.epochs):
             self.encoder.train()
             self.heads.train()
             for batch in iterate_batches(self.graphs, train_idx, cfg.batch_size, True, self.generator, cfg.max_nodes):
@@ -205,11 +216,36 @@ class FineTuner:
                 best = (valid_loss, epoch, state)
             elif epoch - best[1] >= cfg.patience:
                 break
+            if snapshots is not None:
+                snapshots.save(epoch + 1, self._training_state(optimizer, best, history))
         if best[2] is None:
             raise TrainingDiverged("validation loss was never finite")
         self.encoder.load_state_dict(best[2][0])
         self.heads.load_state_dict(best[2][1])
         return {"best_epoch": best[1], "epochs_run": len(history), "best_valid_loss": best[0]}
+
+    def _training_state(self, optimizer: torch.optim.Optimizer, best: tuple, history: list[float]) -> dict[str, Any]:
+        """What the loop carries into the next epoch (`Snapshots`); reads, never draws."""
+        return {
+            "encoder": self.encoder.state_dict(),
+            "heads": self.heads.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "best": {"loss": best[0], "epoch": best[1], "weights": list(best[2]) if best[2] else None},
+            "history": history,
+            "generator": self.generator.get_state(),
+            "random": random_state(self.device),
+        }
+
+    def _restore(self, state: dict[str, Any], optimizer: torch.optim.Optimizer) -> tuple[tuple, list[float]]:
+        """Put the model, optimiser and generators where a snapshot left them; (best, history)."""
+        self.encoder.load_state_dict(state["encoder"])
+        self.heads.load_state_dict(state["heads"])
+        optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        restore_random_state(state["random"], self.device)
+        b = state["best"]
+        weights = None if b["weights"] is None else tuple(b["weights"])
+        return (b["loss"], b["epoch"], weights), list(state["history"])
 
     def _loss(self, batch: GraphBatch, training: bool) -> torch.Tensor:
         preds = self.heads(self.encoder(batch), batch)

@@ -13,6 +13,7 @@ import torch
 from benchbase.compute import loading
 from benchbase.compute.batching import TensorGraphs, iterate_batches
 from benchbase.compute.cache import atomic_path
+from benchbase.compute.resume import Snapshots, random_state, restore_random_state
 from benchbase.compute.runtime import (
     adam,
     check_finite,
@@ -43,12 +44,19 @@ def make_split(registry: Registry, spec: dict[str, Any], dataset: Dataset) -> tu
     return protocol, task, split
 
 
-def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path, device: str | None = None) -> dict[str, Any]:
+def pretrain(
+    registry: Registry,
+    stage: dict[str, Any],
+    checkpoint: Path,
+    device: str | None = None,
+    snapshots: Snapshots | None = None,
+) -> dict[str, Any]:
     """Train encoder + pretext head on the stage's pool and save the checkpoint atomically. The
     encoder, the pretext task (its vocabularies and class counts) and the rebalancer are prepared
     on the stage's dataset - the pretraining dataset, pooled with the fine-tuning graphs when the
     pool holds them (`pretraining_pool`). `device`: where to train (``cuda:1``); by default the
-    device type of the stage's numerics."""
+    device type of the stage's numerics. `snapshots`: keep the training state after every epoch
+    and resume from the one it holds (`Snapshots`)."""
     started = time.perf_counter()
     generator = seed_everything(int(stage["seed"]))
     on_device = device_of(device or stage["numerics"]["device"])
@@ -74,8 +82,11 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path, device
     )
     params = list(encoder.parameters()) + list(head.parameters())
     optimizer = adam(params, lr=train.pretrain_lr)
-    losses = []
-    for epoch in range(train.pretrain_epochs):
+    losses: list[float] = []
+    saved = snapshots.load() if snapshots is not None else None
+    if saved is not None:
+        losses = _restore(saved, encoder, head, optimizer, generator, on_device)
+    for epoch in range(len(losses), train.pretrain_epochs):
         encoder.train()
         head.train()
         total, steps = 0.0, 0
@@ -86,6 +97,10 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path, device
             optimiser_step(optimizer, loss, params, train.grad_clip)
             total, steps = total + loss.item(), steps + 1
         losses.append(total / max(steps, 1))
+        if snapshots is not None:
+            state = {"encoder": encoder.state_dict(), "head": head.state_dict(), "optimizer": optimizer.state_dict()}
+            state |= {"losses": losses, "generator": generator.get_state(), "random": random_state(on_device)}
+            snapshots.save(epoch + 1, state)
     with atomic_path(checkpoint) as tmp:
         torch.save({"encoder": encoder.cpu().state_dict(), "head": head.cpu().state_dict()}, tmp)
     return {
@@ -94,7 +109,17 @@ def pretrain(registry: Registry, stage: dict[str, Any], checkpoint: Path, device
         "seconds": time.perf_counter() - started,
         "n_params": count_parameters(encoder, head),
         "class_counts": None if counts is None else [float(c) for c in counts],
-    }
+    } | ({"resumed_at_epochs": snapshots.resumed_at} if snapshots is not None and snapshots.resumed_at else {})
+
+
+def _restore(state: dict[str, Any], encoder, head, optimizer, generator: torch.Generator, device) -> list[float]:
+    """Put the stage's training where a snapshot left it; the losses of the epochs it ran."""
+    encoder.load_state_dict(state["encoder"])
+    head.load_state_dict(state["head"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    restore_random_state(state["random"], device)
+    return list(state["losses"])
 
 
 def pretraining_pool(registry: Registry, stage: dict[str, Any]) -> tuple[Dataset, TensorGraphs, np.ndarray]:

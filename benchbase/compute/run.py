@@ -18,6 +18,7 @@ from benchbase.compute.finetuning import FineTuner
 from benchbase.compute.metrics import subset
 from benchbase.compute.pretext_scores import evaluate_pretext
 from benchbase.compute.pretraining import make_split
+from benchbase.compute.resume import Snapshots
 from benchbase.compute.runspec import RunSpec
 from benchbase.compute.runtime import count_parameters
 from benchbase.contract.api import (
@@ -80,15 +81,17 @@ def prepare_finetune(registry: Registry, run: RunSpec) -> FineTuning:
     return FineTuning(registry, run, dataset, graphs, protocol, split_task, split)
 
 
-def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> RunOutcome:
-    """Fine-tune and evaluate one run."""
+def run_finetune(
+    registry: Registry, run: RunSpec, checkpoint: Path | None, snapshots: Snapshots | None = None
+) -> RunOutcome:
+    """Fine-tune and evaluate one run; with `snapshots`, resumable between epochs (`Snapshots`)."""
     started = time.perf_counter()
     prepared = prepare_finetune(registry, run)
     dataset, graphs, protocol = prepared.dataset, prepared.graphs, prepared.protocol
     split_task, split, tuner = prepared.split_task, prepared.split, prepared.tuner
     if checkpoint is not None:
         tuner.load_pretrained(checkpoint)
-    fit_info = tuner.fit(split)
+    fit_info = tuner.fit(split, snapshots=snapshots)
     train_seconds = time.perf_counter() - started
     by_slice = {name: tuner.predict(indices) for name, indices in split.items() if name != "train"}
     pool, evaluation_pool = _finetuning_pool(run, protocol, split) if checkpoint is not None else (None, None)
@@ -116,6 +119,8 @@ def run_finetune(registry: Registry, run: RunSpec, checkpoint: Path | None) -> R
         "tasks": {t.name: dataclasses.asdict(t) for t in dataset.tasks if t.name in metrics},
         **_skipped_inputs(dataset),
     }
+    if snapshots is not None and snapshots.resumed_at:
+        details["resumed_at_epochs"] = snapshots.resumed_at
     return RunOutcome(metrics=metrics, predictions=predictions, split=split, details=details)
 
 

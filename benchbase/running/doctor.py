@@ -7,8 +7,8 @@ What it looks at, and what a repair does:
   disk (finished runs and stages; pending ones are planned again by the next `benchbase run`);
 - finished runs whose predictions, and finished stages whose checkpoint, are missing or damaged
   (checksums): marked failed, so that the next `benchbase run` recomputes them;
-- files no record names (orphaned predictions and checkpoints) and temporary files that a killed
-  process left behind: deleted;
+- files no record names (orphaned predictions and checkpoints), temporary files that a killed
+  process left behind and training snapshots of jobs that finished (``resume/``): deleted;
 - job records on disk that never reached the database: loaded (`benchbase collect`); records that
   none of the store's jobs wrote (unsigned, edited, ids or paths not the harness's): reported, never
   loaded;
@@ -79,6 +79,12 @@ def _files(store: Store) -> list[Finding]:
                 out.append(Finding(f"orphaned file {path}", "delete it", path.unlink))
     for path in sorted(store.shared.rglob(".*.tmp")):
         out.append(Finding(f"temporary file left by a killed process: {path}", "delete it", path.unlink))
+    for path in sorted((store.shared / "resume").glob("*.pt")):
+        # A snapshot resumes a job that has not finished; one of a job that did is of no more use.
+        stage = path.stem.startswith("stage-")
+        record = store.stage(path.stem[len("stage-") :]) if stage else store.run(path.stem)
+        if record is not None and record["status"] == FINISHED:
+            out.append(Finding(f"training snapshot of a finished job: {path}", "delete it", path.unlink))
     return out
 
 

@@ -325,7 +325,8 @@ class GridRunner:
             checkpoint_sha256=outcome["checkpoint_sha256"],
         )
         self.summary.stages_computed += 1
-        self._count(f"pretrained {self._label(stage_id)} in {outcome['details']['seconds']:.1f}s")
+        seconds = outcome["details"]["seconds"]
+        self._count(f"pretrained {self._label(stage_id)} in {seconds:.1f}s{_resumed(outcome['details'])}")
         self.dependents.pop(stage_id, None)
         self._stage_available(stage_id, reused=False)
 
@@ -356,7 +357,13 @@ class GridRunner:
             record.pop("run_id"), record.pop("grid"), record.pop("spec"), record.pop("status"), **record
         )
         self.summary.finished += 1
-        self._count(f"finished {run.label()} in {outcome['seconds']:.1f}s")
+        self._count(f"finished {run.label()} in {outcome['seconds']:.1f}s{_resumed(outcome['details'])}")
+
+
+def _resumed(details: dict[str, Any]) -> str:
+    """How a job that was killed or requeued went on: from its training snapshots (`jobs.snapshots_of`)."""
+    epochs = details.get("resumed_at_epochs")
+    return f" (resumed after epoch {', '.join(map(str, epochs))})" if epochs else ""
 
 
 def run_grid(grid: Grid, store: Store, executor: Executor, progress: Progress) -> Summary:

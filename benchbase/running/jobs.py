@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbase.compute.cache import atomic_path, file_sha256
+from benchbase.compute.resume import Snapshots
 from benchbase.compute.runspec import RunSpec
 from benchbase.compute.splits import split_hash, split_lists
 from benchbase.contract.errors import PluginError, StageFailed
@@ -17,6 +18,7 @@ from benchbase.contract.registry import default_registry
 from benchbase.running.provenance import git_commit, hardware, versions_of
 from benchbase.running.store import (
     FINISHED,
+    record_key,
     record_problem,
     sign_record,
     verified,
@@ -55,6 +57,13 @@ def _write_record(root: Path, job_id: str, record: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(sign_record(root, record), sort_keys=True))
 
 
+def snapshots_of(root: Path, job_id: str, spec: Any) -> Snapshots:
+    """Where a job keeps its training state between epochs: resumed from when the job runs again
+    (killed locally, requeued by Slurm), deleted once its record is written. Sealed with the
+    store's key, as records are."""
+    return Snapshots(root / "resume" / f"{job_id}.pt", spec, record_key(root))
+
+
 def stage_job(payload: dict[str, Any]) -> dict[str, Any]:
     """Pretrain one stage; writes its checkpoint and returns its record."""
     from benchbase.compute.pretraining import pretrain
@@ -62,8 +71,9 @@ def stage_job(payload: dict[str, Any]) -> dict[str, Any]:
     root, stage_id, spec = Path(payload["root"]), payload["stage_id"], payload["spec"]
     relative = f"stages/{stage_id}.pt"
     started_at = time.time()
+    snapshots = snapshots_of(root, f"stage-{stage_id}", spec)
     with _Threads(int(spec["numerics"]["threads"])):
-        details = pretrain(default_registry(), spec, root / relative, payload.get("device"))
+        details = pretrain(default_registry(), spec, root / relative, payload.get("device"), snapshots)
     details["started_at"], details["finished_at"] = started_at, time.time()
     record = {
         "stage_id": stage_id,
@@ -74,6 +84,7 @@ def stage_job(payload: dict[str, Any]) -> dict[str, Any]:
         "checkpoint_sha256": file_sha256(root / relative),
     }
     _write_record(root, f"stage-{stage_id}", record)
+    snapshots.discard()
     return record
 
 
@@ -84,14 +95,16 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
 
     root, run = Path(payload["root"]), RunSpec(payload["spec"], device=payload.get("device"))
     started, started_at = time.perf_counter(), time.time()
-    checkpoint = None
+    checkpoint, checkpoint_sha256 = None, None
     if run.stage_id is not None:
         stage = payload if "checkpoint" in payload else _stage_record(root, run.stage_id)
-        checkpoint = root / stage["checkpoint"]
-        if not verified(checkpoint, stage["checkpoint_sha256"]):
+        checkpoint, checkpoint_sha256 = root / stage["checkpoint"], stage["checkpoint_sha256"]
+        if not verified(checkpoint, checkpoint_sha256):
             raise StageFailed(f"the checkpoint of its pretraining stage {run.stage_id} is missing or damaged")
+    # A snapshot resumes only the same spec from the same pretrained weights.
+    snapshots = snapshots_of(root, run.run_id, {"spec": run.spec, "checkpoint_sha256": checkpoint_sha256})
     with _Threads(run.threads):
-        outcome = run_finetune(default_registry(), run, checkpoint)
+        outcome = run_finetune(default_registry(), run, checkpoint, snapshots)
     digest = split_hash(outcome.split)
     split_file = root / "splits" / f"{digest}.json"
     if not split_file.exists():
@@ -119,6 +132,7 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
     }
     record["details"]["started_at"], record["details"]["finished_at"] = started_at, time.time()
     _write_record(root, run.run_id, record)
+    snapshots.discard()
     return record
 
 

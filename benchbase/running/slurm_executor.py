@@ -27,7 +27,9 @@ job), ``mem_gb``, ``account``, ``gpus`` (per GPU job), ``extra`` (more sbatch op
 ``cluster = "local"`` to run the same jobs as local processes through submitit's local executor
 (for trying a grid without a cluster; no dependencies, the driver orders the jobs), ``python`` (the
 interpreter the job scripts run, default the driver's own - set it when the compute nodes see the
-environment at another path), ``patience`` (seconds to wait for a Slurm that does not answer) and
+environment at another path), ``patience`` (seconds to wait for a Slurm that does not answer),
+``requeues`` (how many times a job that reached its ``time`` is requeued; it resumes from its last
+finished epoch) and
 ``others_can_write`` (``refuse``, the default, or ``warn``): what to do when the job folder, or a
 directory above it, can be written by the group or by others without the sticky bit. The driver
 unpickles the results that jobs leave there, so whoever can write them can run code as the user.
@@ -58,7 +60,10 @@ RESULT_GRACE_SECONDS = 60.0
 
 
 class _Requeueable:
-    """The job body: checkpointable, so that submitit requeues it (same arguments) on preemption."""
+    """The job body: checkpointable, so that submitit requeues it (same arguments) on preemption or
+    at its time limit (``--signal``, USR2). Nothing is saved at the signal itself - it may come in
+    the middle of an optimiser step -: the requeued job resumes from the training snapshot its
+    last finished epoch left (`benchbase.running.jobs.snapshots_of`), bit for bit."""
 
     def __init__(self, fn: Job) -> None:
         self.fn = fn
@@ -200,6 +205,7 @@ class SlurmExecutor(Executor):
         "python": Param(None, "str", "the interpreter job scripts run (default: the driver's, sys.executable)"),
         "patience": Param(3600, "number", "seconds the driver waits for a Slurm that does not answer", min=0),
         "max_queued": Param(None, "int", "most of this grid's jobs in Slurm's queue at once (default: all)", min=1),
+        "requeues": Param(3, "int", "times a job that reached its time limit is requeued (it resumes)", min=0),
         "others_can_write": Param(
             "refuse",
             "str",
@@ -223,6 +229,7 @@ class SlurmExecutor(Executor):
         python: str | None = None,
         patience: float = 3600,
         max_queued: int | None = None,
+        requeues: int = 3,
         others_can_write: str = "refuse",
         workdir: Path | None = None,
     ) -> None:
@@ -237,7 +244,7 @@ class SlurmExecutor(Executor):
         self.supports_dependencies = cluster == "slurm"  # submitit's local executor has no dependencies
         if cluster == "slurm":
             try:
-                self.engine = submitit.SlurmExecutor(folder=str(self.folder), max_num_timeout=3, python=python)
+                self.engine = submitit.SlurmExecutor(folder=str(self.folder), max_num_timeout=requeues, python=python)
             except RuntimeError as exc:  # no srun / sbatch on this machine
                 raise GridError(f"--executor slurm: {exc}") from None
         else:
@@ -265,6 +272,10 @@ class SlurmExecutor(Executor):
             extra["dependency"] = "afterok:" + ":".join(after)
         parameters = {
             "time": s["time"],
+            # submitit asks for USR2 90 s before the time limit; slurmctld sends it up to 30 s early
+            # (it looks every 30 s), so with a limit of 2 minutes or less it can come before
+            # Python installed the handler, and kill the job instead of requeueing it.
+            "signal_delay_s": min(90, 15 * s["time"]),
             "cpus_per_task": resources.cpus,
             "mem": f"{int(s['mem_gb'] * 1024)}M",
             "additional_parameters": extra,

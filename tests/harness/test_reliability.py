@@ -332,20 +332,22 @@ def test_doctor_reports_repairs_and_then_finds_the_store_healthy(synthetic_env, 
     assert subprocess.run(_command(grid, store, "--jobs", "1"), env=synthetic_env).returncode == 0
     runner = CliRunner()
     assert runner.invoke(app, ["doctor", "--store", str(store)]).output.startswith(f"{store}: healthy")
-    prediction = next((store / "predictions").glob("*.npz"))
+    prediction, other = sorted((store / "predictions").glob("*.npz"))[:2]
     prediction.write_bytes(b"damaged")
     (store / "predictions" / "orphan.npz").write_bytes(b"x")
     (store / "stages" / ".abc.pt.1234.tmp").write_bytes(b"x")
+    (store / "resume").mkdir(exist_ok=True)
+    (store / "resume" / f"{other.stem}.pt").write_bytes(b"x")  # a finished run's training snapshot
     with contextlib.closing(sqlite3.connect(store / "benchbase.sqlite")) as db, db:
         db.execute("INSERT INTO claims (job, owner, host, pid, process_start, claimed_at, expires) "
                    "VALUES ('run:x', 'dead', 'elsewhere', 1, NULL, 0, 1)")  # fmt: skip
     report = runner.invoke(app, ["doctor", "--store", str(store)])
     assert report.exit_code == 1
     for text in ("predictions missing or damaged -> would repair", "orphaned file", "temporary file",
-                 "stale claim"):  # fmt: skip
+                 "stale claim", "training snapshot of a finished job"):  # fmt: skip
         assert text in report.output
     fixed = runner.invoke(app, ["doctor", "--store", str(store), "--repair"])
-    assert fixed.exit_code == 0 and "4 repair(s) applied" in fixed.output
+    assert fixed.exit_code == 0 and "5 repair(s) applied" in fixed.output
     assert runner.invoke(app, ["doctor", "--store", str(store)]).exit_code == 0
     redo = subprocess.run(_command(grid, store, "--jobs", "1"), env=synthetic_env, capture_output=True, text=True)
     assert "1 finished, 0 failed" in redo.stderr  # the damaged run, recomputed
