@@ -24,6 +24,14 @@ load hits all alike; graphs/s = graphs per epoch / median epoch seconds. The rat
 gin / same-math reference, project gin / OGB example, project gine / OGB example (same math), and
 project gin / project gine (what the layers' difference costs). The last line is a JSON summary.
 
+The references also run **standalone**: each in a fresh interpreter (`reference_loops.py`, which
+imports nothing of benchbase and featurises the same molecules with OGB's ``smiles2graph``), once
+before and once after the in-process sides, in the same invocation and the same environment (so
+the same CPU numerics). The standalone ratio, project / mean of the two standalone runs, compares
+with the loop a user actually runs; the in-process ratio shows what sharing a process costs the
+reference. ``--sides ogb`` times one side alone in the process and ``--reference-data
+smiles2graph`` gives the in-process references the standalone ones' data, to tell the causes apart.
+
 ``--compile`` adds a fifth side, *project gin compiled*: the same encoder through
 ``torch.compile(dynamic=True)`` (inductor's C++ kernels); its warm-up epoch, which includes the
 compilation, is printed separately. The harness does not compile (see benchmarks/README.md).
@@ -36,17 +44,27 @@ import benchbase  # isort: skip  # noqa: F401
 
 import argparse
 import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
+from reference_loops import (
+    MODELS,
+    OGBExampleGIN,
+    RefGIN,
+    featurise,
+    parameter_count,
+    profiled_epoch,
+    reference_epoch,
+)
 from torch import nn
 from torch_geometric.data import Data
-from torch_geometric.loader import DataLoader
-from torch_geometric.nn import MessagePassing, global_mean_pool
 
 from benchbase.compute import loading
 from benchbase.compute.batching import TensorGraphs, iterate_batches
@@ -57,79 +75,6 @@ from benchbase.contract.registry import load_registry
 
 DATASET = "qm9/homo_lumo_gap"
 COMPILED = "project gin compiled"  # the side --compile adds
-
-
-# ------------------------------------------------------------------------------ reference (OGB way)
-
-
-class RefGINConv(MessagePassing):
-    """Hu et al.'s GIN layer as a PyG `MessagePassing`: sum of ``h_j + e_ij`` over neighbours plus
-    the self-loop message ``h_i + s`` (Hu et al. add self-loop edges with their own bond embedding;
-    ``s`` is that embedding), then the MLP."""
-
-    def __init__(self, hidden: int) -> None:
-        super().__init__(aggr="add")
-        self.bond_encoder = BondEncoder(hidden)
-        self.self_loop = nn.Parameter(torch.randn(hidden) * 0.1)
-        self.mlp = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden))
-
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
-        neighbours = self.propagate(edge_index, x=x, edge_attr=self.bond_encoder(edge_attr))
-        return self.mlp(x + self.self_loop + neighbours)
-
-    def message(self, x_j: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
-        return x_j + edge_attr
-
-
-class RefGIN(nn.Module):
-    """OGB's ``GNN_node`` + ``GNN`` structure: atom encoder, conv -> BatchNorm -> ReLU (not after
-    the last layer) -> dropout, mean pooling, linear head."""
-
-    def __init__(self, layers: int, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.dropout = dropout
-        self.atom_encoder = AtomEncoder(hidden)
-        self.convs = nn.ModuleList(RefGINConv(hidden) for _ in range(layers))
-        self.norms = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(layers))
-        self.head = nn.Linear(hidden, 1)
-
-    def forward(self, data: Data) -> torch.Tensor:
-        h = self.atom_encoder(data.x)
-        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            h = norm(conv(h, data.edge_index, data.edge_attr))
-            if i < len(self.convs) - 1:
-                h = F.relu(h)
-            h = F.dropout(h, self.dropout, self.training)
-        return self.head(global_mean_pool(h, data.batch, data.num_graphs)).squeeze(-1)
-
-
-class OGBExampleConv(MessagePassing):
-    """The GIN layer of OGB's molecule example as it is (``ogb/examples/graphproppred/mol/conv.py``):
-    ``MLP((1 + eps) h_i + sum_j ReLU(h_j + e_ij))``, the MLP ``Linear - BatchNorm - ReLU - Linear``,
-    no self-loop edges. The project's ``gine`` encoder has this math."""
-
-    def __init__(self, hidden: int) -> None:
-        super().__init__(aggr="add")
-        self.bond_encoder = BondEncoder(hidden)
-        self.eps = nn.Parameter(torch.zeros(1))
-        self.mlp = nn.Sequential(
-            nn.Linear(hidden, 2 * hidden), nn.BatchNorm1d(2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden)
-        )
-
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
-        neighbours = self.propagate(edge_index, x=x, edge_attr=self.bond_encoder(edge_attr))
-        return self.mlp((1 + self.eps) * x + neighbours)
-
-    def message(self, x_j: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
-        return F.relu(x_j + edge_attr)
-
-
-class OGBExampleGIN(RefGIN):
-    """OGB's ``GNN`` with ``gnn_type="gin"`` as its example trains it."""
-
-    def __init__(self, layers: int, hidden: int, dropout: float) -> None:
-        super().__init__(layers, hidden, dropout)
-        self.convs = nn.ModuleList(OGBExampleConv(hidden) for _ in range(layers))
 
 
 def reference_data(graphs: TensorGraphs, y: torch.Tensor) -> list[Data]:
@@ -151,15 +96,46 @@ def reference_data(graphs: TensorGraphs, y: torch.Tensor) -> list[Data]:
 # ------------------------------------------------------------------------------------------ benchmark
 
 
-def count(*modules: nn.Module) -> int:
-    return sum(p.numel() for m in modules for p in m.parameters())
-
-
 SIZES = {
     # The quick profile's model (the default grid) and the paper-scale one (Hu et al. 2020, OGB).
     "quick": {"layers": 3, "hidden": 64, "dropout": 0.0, "batch_size": 128},
     "paper": {"layers": 5, "hidden": 300, "dropout": 0.5, "batch_size": 256},
 }
+
+
+SIDE_NAMES = {
+    "gin": "project gin",
+    "same-math": "reference, same math (Hu et al. GIN)",
+    "gine": "project gine",
+    "ogb": "OGB example, as it is",
+}
+
+
+def standalone_setup(dataset, indices: np.ndarray, y: torch.Tensor, size: dict, folder: str) -> str:
+    """The molecules and standardised targets a standalone reference trains on, as a JSON file."""
+    smiles = dataset.smiles()
+    if len(smiles) != len(y):
+        raise PluginError(f"{DATASET}: {len(smiles)} SMILES for {len(y)} graphs; cannot hand the same molecules over")
+    path = os.path.join(folder, "molecules.json")
+    with open(path, "w") as fh:
+        json.dump({"smiles": [smiles[i] for i in indices], "targets": [float(y[i]) for i in indices], **size}, fh)
+    return path
+
+
+def standalone_command(side: str, data_file: str, args: argparse.Namespace) -> list[str]:
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference_loops.py")
+    command = [sys.executable, script, "--data", data_file, "--side", side, "--epochs", str(args.epochs)]
+    return command + ["--threads", str(args.threads), "--seed", str(args.seed)]
+
+
+def standalone(side: str, data_file: str, args: argparse.Namespace) -> float:
+    """Graphs/s of one reference loop in a fresh interpreter (benchmarks/reference_loops.py), as a
+    user runs it; the environment, and so the CPU numerics, are this process's."""
+    out = subprocess.run(standalone_command(side, data_file, args), check=True, capture_output=True, text=True).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    if summary["cpu_numerics"] != cpu_numerics():
+        raise RuntimeError(f"standalone {side} ran with {summary['cpu_numerics']}, this process with {cpu_numerics()}")
+    return float(summary["graphs_per_s"])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -170,8 +146,37 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads, every side")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile", action="store_true", help="add the project's gin through torch.compile")
+    parser.add_argument(
+        "--sides",
+        default=",".join(SIDE_NAMES),
+        help=f"in-process sides, comma-separated among {', '.join(SIDE_NAMES)} (to look at one alone)",
+    )
+    parser.add_argument(
+        "--standalone",
+        default="same-math,ogb",
+        help="references also run standalone in a fresh process before and after the in-process sides "
+        "(comma-separated among same-math, ogb; 'none' for none)",
+    )
+    parser.add_argument(
+        "--reference-data",
+        choices=["project", "smiles2graph"],
+        default="project",
+        help="in-process references train on Data copied out of the project's arrays, or featurised by "
+        "OGB's smiles2graph as the standalone ones are",
+    )
+    parser.add_argument(
+        "--ops",
+        action="store_true",
+        help="after the timing, profile one epoch of each in-process side and of each standalone reference "
+        "by torch operator",
+    )
     args = parser.parse_args(argv)
     size = SIZES[args.size]
+    chosen = [s.strip() for s in args.sides.split(",") if s.strip()]
+    alone = [] if args.standalone == "none" else [s.strip() for s in args.standalone.split(",") if s.strip()]
+    for side in chosen + alone:
+        if side not in SIDE_NAMES or (side in alone and side not in MODELS):
+            raise SystemExit(f"error: unknown side {side!r}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
@@ -185,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
     mean, std = float(y[ok].double().mean()), float(y[ok].double().std())
     indices = np.flatnonzero(ok.numpy())
     generator = torch.Generator().manual_seed(args.seed)
+    folder = tempfile.mkdtemp(prefix="benchbase-throughput-")
+    data_file = standalone_setup(dataset, indices, (y - mean) / std, size, folder)
 
     def project(encoder_name: str, compiled: bool = False):
         """The registered encoder + a linear head on the graph embedding, FineTuner's loss."""
@@ -210,36 +217,24 @@ def main(argv: list[str] | None = None) -> dict:
                 seen += batch.num_graphs
             return seen
 
-        return epoch, count(encoder, head)
+        return epoch, parameter_count(encoder, head)
 
-    data = reference_data(graphs, (y - mean) / std)
-    data = [data[i] for i in indices]
-
-    def reference(model: nn.Module):
-        """A list of Data, PyG's DataLoader, the model; plain Adam as OGB's example uses."""
-        loader = DataLoader(data, batch_size=size["batch_size"], shuffle=True)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-        def epoch() -> int:
-            model.train()
-            seen = 0
-            for batch in loader:
-                loss = torch.mean((model(batch) - batch.y) ** 2)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                seen += batch.num_graphs
-            return seen
-
-        return epoch, count(model)
+    if args.reference_data == "project":
+        data = reference_data(graphs, (y - mean) / std)
+        data = [data[i] for i in indices]
+    else:
+        with open(data_file) as fh:
+            setup = json.load(fh)
+        data = featurise(setup["smiles"], setup["targets"])
 
     dims = (size["layers"], size["hidden"], size["dropout"])
-    sides = {
-        "project gin": project("gin"),
-        "reference, same math (Hu et al. GIN)": reference(RefGIN(*dims)),
-        "project gine": project("gine"),
-        "OGB example, as it is": reference(OGBExampleGIN(*dims)),
+    makers = {
+        "gin": lambda: project("gin"),
+        "same-math": lambda: reference_epoch(RefGIN(*dims), data, size["batch_size"]),
+        "gine": lambda: project("gine"),
+        "ogb": lambda: reference_epoch(OGBExampleGIN(*dims), data, size["batch_size"]),
     }
+    sides = {SIDE_NAMES[side]: makers[side]() for side in chosen}
     if args.compile:
         sides[COMPILED] = project("gin", compiled=True)
     print(f"{DATASET} subset={args.graphs}: {len(indices)} labelled graphs (the plugin skips unparsable ones)")
@@ -247,10 +242,50 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"size {args.size}: {size['layers']} x {size['hidden']}, dropout {size['dropout']}, batch {size['batch_size']}"
     )
-    print(f"threads: {torch.get_num_threads()}; CPU numerics: {cpu_numerics()}")
+    print(f"threads: {torch.get_num_threads()}; CPU numerics: {cpu_numerics()}; reference data: {args.reference_data}")
     for name, (_, params) in sides.items():
         print(f"  {name:<38} {params:>9,} parameters")
-    print(f"1 warm-up + {args.epochs} timed epochs per side, the sides alternating epoch by epoch", flush=True)
+    before = {side: standalone(side, data_file, args) for side in alone}
+    for side, value in before.items():
+        print(f"  standalone {side} (before): {value:.1f} graphs/s", flush=True)
+    rate = time_in_process(sides, args.epochs)
+    after = {side: standalone(side, data_file, args) for side in alone}
+    for side, value in after.items():
+        print(f"  standalone {side} (after): {value:.1f} graphs/s", flush=True)
+    if args.ops:
+        for name, (run, _) in sides.items():
+            profiled_epoch(run, f"{name}, in this process, one epoch")
+        for side in alone:
+            print(
+                subprocess.run(
+                    standalone_command(side, data_file, args) + ["--ops"], check=True, capture_output=True, text=True
+                ).stdout.rsplit("\n", 2)[0]
+            )
+    shutil.rmtree(folder, ignore_errors=True)
+    for name, value in rate.items():
+        print(f"{name:<38} {value:9.1f} graphs/s (median epoch)")
+    for side in alone:
+        mean = (before[side] + after[side]) / 2
+        print(f"{'standalone ' + SIDE_NAMES[side]:<38} {mean:9.1f} graphs/s (mean of before and after)")
+    ratios = report_ratios(rate, before, after, args.compile)
+    summary = {
+        "size": args.size,
+        "graphs": len(indices),
+        "threads": args.threads,
+        "cpu_numerics": cpu_numerics(),
+        "reference_data": args.reference_data,
+        "graphs_per_s": {name: round(value, 1) for name, value in rate.items()},
+        "standalone_graphs_per_s": {s: [round(before[s], 1), round(after[s], 1)] for s in alone},
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+    }
+    print(json.dumps(summary))
+    return summary
+
+
+def time_in_process(sides: dict, epochs: int) -> dict[str, float]:
+    """One warm-up epoch per side, then `epochs` timed ones, the sides alternating epoch by epoch so
+    that other load hits all alike. Returns graphs/s per side (graphs per epoch / median epoch)."""
+    print(f"1 warm-up + {epochs} timed epochs per side in this process, the sides alternating", flush=True)
     for name, (run, _) in sides.items():
         start = time.perf_counter()
         run()
@@ -258,36 +293,43 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"  warm-up epoch of the compiled side (compilation included): {time.perf_counter() - start:.1f}s")
     times: dict[str, list[float]] = {name: [] for name in sides}
     graphs_per_epoch = {}
-    for epoch in range(args.epochs):
+    for epoch in range(epochs):
         for name, (run, _) in sides.items():
             start = time.perf_counter()
             graphs_per_epoch[name] = run()
             times[name].append(time.perf_counter() - start)
         print(f"  epoch {epoch}: " + ", ".join(f"{n.split(',')[0]} {t[-1]:.2f}s" for n, t in times.items()), flush=True)
-    rate = {name: graphs_per_epoch[name] / statistics.median(t) for name, t in times.items()}
-    for name, value in rate.items():
-        print(f"{name:<38} {value:9.1f} graphs/s (median epoch)")
-    same = rate["project gin"] / rate["reference, same math (Hu et al. GIN)"]
-    as_is = rate["project gin"] / rate["OGB example, as it is"]
-    gine = rate["project gine"] / rate["OGB example, as it is"]
-    print(f"ratio project gin / same-math reference: {same:.3f}")
-    print(f"ratio project gin / OGB example as it is: {as_is:.3f}")
-    print(f"ratio project gine / OGB example (the same math): {gine:.3f}")
-    print(f"the layers' difference: project gin / project gine {rate['project gin'] / rate['project gine']:.3f}")
-    if args.compile:
-        print(f"ratio compiled / eager project gin: {rate[COMPILED] / rate['project gin']:.3f}")
-    summary = {
-        "size": args.size,
-        "graphs": len(indices),
-        "threads": args.threads,
-        "cpu_numerics": cpu_numerics(),
-        "graphs_per_s": {name: round(value, 1) for name, value in rate.items()},
-        "ratio_same_math": round(same, 3),
-        "ratio_ogb_example": round(as_is, 3),
-        "ratio_gine_ogb_example": round(gine, 3),
-    }
-    print(json.dumps(summary))
-    return summary
+    return {name: graphs_per_epoch[name] / statistics.median(t) for name, t in times.items()}
+
+
+def report_ratios(rate: dict[str, float], before: dict, after: dict, compiled: bool) -> dict[str, float]:
+    """Print and return every ratio the measured sides allow."""
+    ratios: dict[str, float] = {}
+
+    def ratio(key: str, text: str, num: float | None, den: float | None) -> None:
+        if num is not None and den is not None:
+            ratios[key] = num / den
+            print(f"ratio {text}: {num / den:.3f}")
+
+    gin, gine = rate.get(SIDE_NAMES["gin"]), rate.get(SIDE_NAMES["gine"])
+    ratio("gin_same_math", "project gin / same-math reference (in process)", gin, rate.get(SIDE_NAMES["same-math"]))
+    ratio("gin_ogb", "project gin / OGB example (in process)", gin, rate.get(SIDE_NAMES["ogb"]))
+    ratio("gine_ogb", "project gine / OGB example, the same math (in process)", gine, rate.get(SIDE_NAMES["ogb"]))
+    for side in before:
+        mean = (before[side] + after[side]) / 2
+        ratio(f"gin_{side}_standalone", f"project gin / standalone {SIDE_NAMES[side]}", gin, mean)
+        if side == "ogb":
+            ratio("gine_ogb_standalone", "project gine / standalone OGB example", gine, mean)
+        ratio(
+            f"{side}_in_process_vs_standalone",
+            f"in-process / standalone {SIDE_NAMES[side]}",
+            rate.get(SIDE_NAMES[side]),
+            mean,
+        )
+    ratio("gin_gine", "the layers' difference, project gin / project gine", gin, gine)
+    if compiled:
+        ratio("compiled_eager", "compiled / eager project gin", rate.get(COMPILED), gin)
+    return ratios
 
 
 if __name__ == "__main__":
