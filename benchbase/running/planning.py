@@ -44,6 +44,8 @@ from benchbase.running.specs import table_dataset
 class Skipped:
     label: str
     reason: str
+    #: The dataset whose data is not on this machine, when that is why (the cost estimate names it).
+    absent: str = ""
 
 
 @dataclass
@@ -245,7 +247,8 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                             _check_pretraining(spec, dataset, pretraining, here)
                     reason = _skip_reason(registry, spec, dataset, pretraining)
                     if reason:
-                        grid.skipped.append(Skipped(run.label(), reason))
+                        absent = _absent_dataset(spec, dataset, pretraining)
+                        grid.skipped.append(Skipped(run.label(), reason, absent))
                     else:
                         grid.runs.append(run)
                         grid.study_of[run.run_id] = number
@@ -265,6 +268,16 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
     # the fine-tuning datasets only: a dataset that is only pretrained on has no table to ask about
     check_declarations(registry, grid, raw, {key: datasets_cache[key] for key in finetuned})
     return grid
+
+
+def _absent_dataset(spec: dict, dataset: Any, pretraining: Any) -> str:
+    """The dataset a run is skipped for because its data is not here ('' when it is not that):
+    `_dataset` gives a reason string instead of a dataset then."""
+    if isinstance(dataset, str):
+        return spec["dataset"]["name"]
+    if isinstance(pretraining, str):
+        return spec["pretrain_dataset"]["name"]
+    return ""
 
 
 def make_spec(

@@ -249,13 +249,13 @@ def test_dry_run_estimates_cost_from_calibration_then_from_the_store(synthetic_e
     runner = CliRunner()
     before = runner.invoke(app, ["run", "--grid", str(grid), "--dry-run", "--store", str(store)])
     assert "study 1: 4 runs and 1 pretraining stages, at most" in before.output
-    assert "CPU-hours [from a calibration on this machine]" in before.output
+    assert "CPU-hours (" in before.output and "[from a calibration on this machine]" in before.output
     run_args = ["run", "--grid", str(grid), "--store", str(store), "--jobs", "1", "--no-leaderboard"]
     assert runner.invoke(app, run_args).exit_code == 0
     more = grid.read_text().replace("seeds = [0]", "seeds = [0, 1]")
     grid.write_text(more)
     after = runner.invoke(app, ["run", "--grid", str(grid), "--dry-run", "--store", str(store)])
-    assert "[from finished runs in the store]" in after.output
+    assert "finished runs in the store]" in after.output
 
 
 ONE_STAGE = GRID.split("[[study]]\n")[0] + "[[study]]\n" + GRID.split("[[study]]\n")[1]  # 1 stage, 4 runs
