@@ -427,6 +427,40 @@ def test_ray_joins_a_running_instance_and_its_workers_get_the_plugin_settings(ru
     assert {k: v[:3] for k, v in again.items()} == {k: v[:3] for k, v in runs.items()}  # status, metrics
 
 
+def _finished_stages(store) -> int:
+    try:
+        with closing(sqlite3.connect(store / "benchbase.sqlite")) as db:
+            return db.execute("SELECT COUNT(*) FROM stages WHERE status = 'finished'").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or being written
+        return 0
+
+
+@pytest.mark.slow
+def test_ray_a_killed_driver_reattaches_and_recomputes_no_stage(running_ray, synthetic_env, tmp_path):
+    trace, store, grid = tmp_path / "trace", tmp_path / "store", tmp_path / "grid.toml"
+    text = GRID.replace("epochs = 3", "epochs = 40").replace("seeds = [0]", "seeds = [0, 1]")
+    text = text.replace("[[study]]", f'[params.pretext.tiny-masking]\ntrace = "{trace}"\n[[study]]', 1)
+    grid.write_text(text)
+    env = {"RAY_ADDRESS": running_ray, "RAY_AUTH_MODE": "token", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    args = ["--executor", "ray", "--executor-option", "address=auto"]
+    command = [sys.executable, "-m", "benchbase.cli", "run", "--grid", str(grid), "--store", str(store),
+               "--no-leaderboard", *args]  # fmt: skip
+    driver = subprocess.Popen(command, env={**synthetic_env, **env}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and driver.poll() is None and _finished_stages(store) < 1:
+        time.sleep(0.3)
+    assert driver.poll() is None, "the grid ended before a stage was recorded: nothing to kill"
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver; its jobs live in the cluster's workers
+    driver.wait()
+    again = _run(synthetic_env, grid, store, args, env)
+    assert again.returncode == 1, again.stderr  # only the planted failures
+    runs, stages = _records(store)
+    assert len(runs) == 12 and sum(v[0] == "finished" for v in runs.values()) == 8
+    assert sum(v[0] == "finished" for v in stages.values()) == 2
+    assert len(trace.read_text().splitlines()) == 2  # each good stage pretrained once, over both drivers
+
+
 @pytest.mark.slow
 def test_ray_without_gpus_refuses_a_cuda_grid_at_once(synthetic_env, tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'benchbase[ray]')")
