@@ -435,30 +435,59 @@ def _finished_stages(store) -> int:
         return 0
 
 
+REATTACH = """
+name = "reattach"
+seeds = [0]
+[train]
+epochs = 3
+pretrain_epochs = 2
+batch_size = 32
+[params.pretext.tiny-masking]
+trace = "{trace}"
+[[study]]
+datasets = ["synthetic/chains"]
+protocols = ["iid", "extrapolation-threshold"]
+encoders = ["tiny"]
+pretext = ["none", "tiny-masking"]
+[[study]]
+datasets = ["synthetic/chains"]
+protocols = ["iid"]
+encoders = ["tiny"]
+pretext = ["tiny-masking"]
+[study.train]
+pretrain_epochs = 400
+"""
+
+
 @pytest.mark.slow
 def test_ray_a_killed_driver_reattaches_and_recomputes_no_stage(running_ray, synthetic_env, tmp_path):
+    """A quick stage and a slow one: the driver is killed once the quick one is recorded and the
+    slow one has started (both wrote their line in the trace: polled, not timed); the restarted
+    driver follows the slow one, so each stage is pretrained once over both drivers."""
     trace, store, grid = tmp_path / "trace", tmp_path / "store", tmp_path / "grid.toml"
-    text = GRID.replace("epochs = 3", "epochs = 40").replace("seeds = [0]", "seeds = [0, 1]")
-    text = text.replace("[[study]]", f'[params.pretext.tiny-masking]\ntrace = "{trace}"\n[[study]]', 1)
-    grid.write_text(text)
+    grid.write_text(REATTACH.format(trace=trace))
     env = {"RAY_ADDRESS": running_ray, "RAY_AUTH_MODE": "token", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
     args = ["--executor", "ray", "--executor-option", "address=auto"]
     command = [sys.executable, "-m", "benchbase.cli", "run", "--grid", str(grid), "--store", str(store),
                "--no-leaderboard", *args]  # fmt: skip
     driver = subprocess.Popen(command, env={**synthetic_env, **env}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+
+    def started() -> int:
+        return len(trace.read_text().splitlines()) if trace.exists() else 0
+
     deadline = time.time() + 300
-    while time.time() < deadline and driver.poll() is None and _finished_stages(store) < 1:
-        time.sleep(0.3)
-    assert driver.poll() is None, "the grid ended before a stage was recorded: nothing to kill"
+    while time.time() < deadline and driver.poll() is None and (_finished_stages(store) < 1 or started() < 2):
+        time.sleep(0.2)
+    assert driver.poll() is None and _finished_stages(store) == 1, "the slow stage ended before the kill"
     os.killpg(driver.pid, signal.SIGKILL)  # the driver; its jobs live in the cluster's workers
     driver.wait()
     again = _run(synthetic_env, grid, store, args, env)
-    assert again.returncode == 1, again.stderr  # only the planted failures
+    assert again.returncode == 0, again.stderr
     runs, stages = _records(store)
-    assert len(runs) == 12 and sum(v[0] == "finished" for v in runs.values()) == 8
-    assert sum(v[0] == "finished" for v in stages.values()) == 2
-    assert len(trace.read_text().splitlines()) == 2  # each good stage pretrained once, over both drivers
+    assert len(runs) == 5 and all(v[0] == "finished" for v in runs.values())
+    assert len(stages) == 2 and all(v[0] == "finished" for v in stages.values())
+    assert started() == 2  # each stage pretrained once, over both drivers
 
 
 @pytest.mark.slow
