@@ -20,8 +20,9 @@ An epoch's seconds are the number of graphs times the seconds per graph, where
 
 The result is an upper bound, not a forecast: every run to its maximum epochs (early stopping ends
 most sooner), an epoch counted as training on every graph of the dataset and evaluating every graph
-again, the calibrated step time doubled (`MARGIN`: the micro-benchmark leaves out task heads,
-batching and a loaded machine's jitter), and `JOB_START_SECONDS` per job. It is in CPU- or
+again at half a training step's cost (`EPOCH_PASSES`), the calibrated step time doubled (`MARGIN`:
+the micro-benchmark leaves out task heads, batching and a loaded machine's jitter), and
+`JOB_START_SECONDS` per job. It is in CPU- or
 GPU-hours of the device the runs ask for (one run per core or GPU). `benchmarks/cost_bound.py`
 compares it with a real grid that runs to its epoch limit.
 """
@@ -285,9 +286,10 @@ class Estimator:
         costs: dict[int, StudyCost] = {}
         counted: set[str] = set(stages_ready)
         for run in grid.runs:
-            if run.run_id in finished:
+            run_id = run.run_id  # a hash of the spec: worked out once
+            if run_id in finished:
                 continue
-            study = grid.study_of.get(run.run_id, 1)
+            study = grid.study_of.get(run_id, 1)
             cost = costs.setdefault(study, StudyCost(study, device=run.spec["numerics"]["device"]))
             cost.runs += 1
             per_epoch = self.epoch_seconds(run.spec)
