@@ -1,18 +1,24 @@
-"""`--executor ray`: every stage and run is one detached Ray actor (Moritz et al. 2018, ray.io).
+"""`--executor ray`: every stage and run is one Ray job (Moritz et al. 2018, ray.io), asking for
+the CPUs (the run's thread count) and GPUs it needs.
 
-A job runs in the constructor of an actor of its own that asks for the CPUs (the run's thread
-count) and GPUs the job needs, named after the job in a namespace of the store
-(``benchbase-<hash of the shared directory>``) and *detached*: it belongs to the cluster, not to the
-driver, so killing the driver of a running cluster (``address``) stops no job. The driver keeps the
-actor's name in the store as the job's handle; the same command, run again, finds the actors of the
-jobs still running (or finished but not yet recorded) by that name and follows them instead of
-starting them again - a stage that finished while no driver watched is recorded, not recomputed.
-The driver kills an actor once it has its outcome, and on an orderly exit (an interrupt) those still
-running. A run is submitted once its pretraining stage has finished (the driver orders jobs, so that
-no actor holds CPUs while it waits). A job whose worker process dies is run once more, then reported
-failed. Results travel back to the driver as Ray objects; checkpoints and predictions go to the
-store's shared directory, which every node must reach (``--shared-dir``). A local cluster started
-for the grid stops with its driver, its jobs with it: only a running cluster outlives a driver.
+On a running cluster (``address``, ``RAY_ADDRESS``, a ``ray start`` on this machine) a job runs in
+the constructor of a *detached* actor of its own, named after the job in a namespace of the store
+(``benchbase-<hash of the shared directory>``): it belongs to the cluster, not to the driver, so
+killing the driver stops no job. The driver keeps the actor's name in the store as the job's
+handle; the same command, run again, finds the actors of the jobs still running (or finished but
+not yet recorded) by that name and follows them instead of starting them again - a stage that
+finished while no driver watched is recorded, not recomputed. The driver kills an actor once it has
+recorded its outcome, and on an orderly exit (an interrupt) those still running. A run is submitted
+once its pretraining stage has finished: an actor holds its CPUs from its start, so none may wait.
+
+On a local cluster started for the grid, which ends with its driver (and its jobs with it), jobs
+are plain Ray tasks: a worker runs many (keeping its imports and loaded datasets), and a run is
+submitted right behind its stage with the stage's object reference as an argument, so Ray starts it
+once the stage succeeded (and fails it, without starting it, when the stage failed).
+
+Either way a job whose worker process dies is run once more, then reported failed. Results travel
+back to the driver as Ray objects; checkpoints and predictions go to the store's shared directory,
+which every node must reach (``--shared-dir``).
 
 Options (grid ``[executor.ray]`` or ``--executor-option``): ``address`` of a running cluster
 (``ray start --head`` prints it; ``auto`` finds one on this machine; default: the one ``RAY_ADDRESS``
@@ -54,6 +60,18 @@ class _JobActor:
         return self.outcome
 
 
+def _call(fn: Job, payload: Any, *after: Any) -> Any:
+    """The task body: `after` holds the results of the jobs it waited for (Ray resolved them)."""
+    return fn(payload)
+
+
+def _owns_cluster(ray: Any) -> bool:
+    """Whether this process started the Ray cluster it is connected to (``ray.init`` without a
+    running one to join), which then ends with it."""
+    node = getattr(getattr(ray, "_private", None) and ray._private.worker, "_global_node", None)
+    return bool(getattr(node, "head", False))
+
+
 def namespace_of(root: str) -> str:
     """The Ray namespace of the jobs of one store (its shared directory), so that two stores on
     one cluster never follow each other's jobs."""
@@ -82,9 +100,7 @@ class RayExecutor(Executor):
             None, "str", "address of a running Ray cluster, or auto (default: RAY_ADDRESS, else start a local one)"
         )
     }
-    # The driver orders the jobs: an actor holds its CPUs from its start, so a run's actor must not
-    # wait for its stage (Ray would fill the cluster with waiting runs).
-    supports_dependencies = False
+    supports_dependencies = True  # tasks on a cluster of the grid's own; see `__init__`
 
     def __init__(self, jobs: int = 1, address: str | None = None) -> None:
         try:
@@ -106,7 +122,16 @@ class RayExecutor(Executor):
             self._started = True
         else:
             self._started = False
+        # On a running cluster jobs are detached actors, which outlive the driver. On a cluster started
+        # for the grid, which ends with the driver, they are plain tasks: a worker runs many, keeping
+        # its imports and loaded datasets, and Ray orders runs behind their stages.
+        self.detached = not _owns_cluster(ray)
+        # An actor holds its CPUs from its start: the driver orders the jobs, so that no run's actor
+        # waits for its stage (Ray would fill the cluster with waiting runs).
+        self.supports_dependencies = not self.detached
         self._gpus: float | None = None  # GPUs of the cluster, looked up at the first GPU job
+        # max_retries: a task whose worker died runs once more; its own exceptions are not retried.
+        self._remote = ray.remote(max_retries=1, retry_exceptions=False)(_call)
         # max_restarts: a job whose worker died runs once more (the constructor again), and the
         # driver's call for its result is sent to the restarted actor.
         self._actor_class = ray.remote(max_restarts=1, max_task_retries=1)(_JobActor)
@@ -121,6 +146,11 @@ class RayExecutor(Executor):
     ) -> None:
         if resources.gpus:
             self._check_gpus(resources.gpus)
+        if not self.detached:
+            waits = [self._refs[k] for k in after if k in self._refs]
+            ref = self._remote.options(num_cpus=resources.cpus, num_gpus=resources.gpus).remote(fn, payload, *waits)
+            self._refs[key], self._pending[ref], self._after[key] = ref, key, tuple(after)
+            return
         namespace = namespace_of(payload["root"]) if isinstance(payload, dict) and "root" in payload else "benchbase"
         options = {"num_cpus": resources.cpus, "num_gpus": resources.gpus, "lifetime": "detached"}
         # get_if_exists: an actor of that name already running (a driver that died between starting it
@@ -168,7 +198,13 @@ class RayExecutor(Executor):
         ref = self._refs.get(key)
         if ref is not None and ref in self._pending:
             del self._pending[ref]
+            self._stop(key, ref)
+
+    def _stop(self, key: str, ref: Any) -> None:
+        if self.detached:
             self._kill(key)
+        else:
+            self.ray.cancel(ref, force=True)
 
     def _kill(self, key: str) -> None:
         actor = self._actors.pop(key, None)
@@ -214,14 +250,15 @@ class RayExecutor(Executor):
         ready, _ = self.ray.wait(list(self._pending), num_returns=1, timeout=timeout)
         for ref in ready:
             key = self._pending.pop(ref)
-            outcome = self._outcome(key, ref)
-            self._kill(key)  # its outcome is here: the actor frees its CPUs
-            yield key, outcome
+            yield key, self._outcome(key, ref)
+            self._kill(key)  # its outcome is recorded: the actor frees its CPUs
 
     def close(self) -> None:
         """Stop the jobs still running (an orderly exit abandons them, as other executors do; a
         killed driver never gets here, and its jobs go on)."""
-        for key in list(self._pending.values()):
+        for ref, key in list(self._pending.items()):
+            self._stop(key, ref)
+        for key in list(self._actors):  # finished, their outcome given
             self._kill(key)
         self._pending.clear()
         if self._started and self.ray.is_initialized():
