@@ -48,8 +48,8 @@ def datasets_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
 def load_datasets(registry: Registry, spec: dict[str, Any]) -> None:
     """Load every dataset `spec` reads, each under its lock; the process keeps them loaded
     (`benchbase.compute.loading`), so the job that follows reads them from memory."""
-    from benchbase.compute.loading import dataset_tensors
+    from benchbase.compute.loading import build_dataset
 
     for dataset in datasets_of(spec):
         with dataset_lock(dataset["name"], dataset["params"]):
-            dataset_tensors(registry, dataset["name"], dataset["params"])
+            build_dataset(registry, dataset["name"], dataset["params"]).arrays()
