@@ -297,8 +297,9 @@ def _print_dry_run(the_grid, store: Path) -> None:
     typer.echo(f"total: {len(the_grid.runs)} runs ({len(finished)} already finished), {len(the_grid.skipped)} skipped")
     if len(finished) < len(the_grid.runs):
         typer.echo("estimated compute (upper bound: every run to its maximum epochs):")
-        costs = Estimator(default_registry(), runs, stages).study_costs(the_grid, finished, ready)
-        for line in summary_lines(costs):
+        estimator = Estimator(default_registry(), runs, stages)
+        costs = estimator.study_costs(the_grid, finished, ready)
+        for line in summary_lines(costs, estimator, the_grid):
             typer.echo(f"  {line}")
 
 

@@ -6,7 +6,10 @@ learn it. Nothing here is chemistry: the point is the machinery, not the science
 
 from __future__ import annotations
 
+import os
 import random
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -77,6 +80,34 @@ class SyntheticChains(Dataset):
         return ["a", "b"]
 
 
+class CachedChains(SyntheticChains):
+    """SyntheticChains built slowly into a cache file (`cache`), each build logged beside it, as a
+    featurising dataset: for the test that concurrent jobs build a cache once."""
+
+    name = "synthetic/cached"
+    param_spec = {"cache": Param(None, "str"), "graphs": Param(120, "int", min=1)}
+
+    def __init__(self, cache: str, graphs: int = 120) -> None:
+        super().__init__(graphs)
+        self.cache = Path(cache)
+
+    def arrays(self) -> GraphArrays:
+        if self._arrays is None:
+            if not self.cache.exists():
+                with open(f"{self.cache}.builds", "a") as log:
+                    log.write(f"{os.getpid()}\n")
+                time.sleep(1.0)  # featurising: long enough for a second job to start meanwhile
+                built = super().arrays()
+                tmp = self.cache.with_name(f"{self.cache.stem}.{os.getpid()}.tmp.npz")
+                np.savez(tmp, node_ptr=built.node_ptr, edge_ptr=built.edge_ptr, edge_index=built.edge_index,
+                         x=built.x, count=built.targets["count"])  # fmt: skip
+                os.replace(tmp, self.cache)
+            with np.load(self.cache) as a:
+                self._arrays = GraphArrays(a["node_ptr"], a["edge_ptr"], a["edge_index"], a["x"],
+                                           targets={"count": a["count"]})  # fmt: skip
+        return self._arrays
+
+
 class TinyEncoder(Encoder):
     name = "tiny"
     description = "Embedding + one round of neighbour averaging (tests only)."
@@ -119,10 +150,14 @@ class TinyMasking(PretextTask):
     name = "tiny-masking"
     description = "Mask 30% of nodes, predict their class (tests only)."
     requires = frozenset({"x_categorical"})
-    param_spec = {"rate": Param(0.3, "number", min=0.0, max=1.0), "fail": Param(False, "bool")}
+    param_spec = {
+        "rate": Param(0.3, "number", min=0.0, max=1.0),
+        "fail": Param(False, "bool"),
+        "trace": Param(None, "str", "a file that gets one line per pretraining this task does"),
+    }
 
-    def __init__(self, rate: float = 0.3, fail: bool = False) -> None:
-        self.rate, self.fail = rate, fail
+    def __init__(self, rate: float = 0.3, fail: bool = False, trace: str | None = None) -> None:
+        self.rate, self.fail, self.trace = rate, fail, trace
 
     def prepare(self, dataset, pool):
         a = dataset.arrays()
@@ -141,6 +176,10 @@ class TinyMasking(PretextTask):
     def step(self, encoder, head, batch, ctx):
         if self.fail:
             raise RuntimeError("planted failure")
+        if self.trace and torch.is_grad_enabled() and not getattr(self, "_traced", False):
+            self._traced = True  # the first training step of a pretraining: one line per stage computed
+            with open(self.trace, "a") as handle:
+                handle.write(f"{int(batch.x[:, 0].sum())}\n")
         n = batch.x.shape[0]
         chosen = torch.rand(n, generator=ctx.generator) < self.rate
         chosen[0] = True
@@ -153,6 +192,7 @@ class TinyMasking(PretextTask):
 @hookimpl
 def register_datasets(register):
     register("synthetic/chains", SyntheticChains, description="random chains (tests)")
+    register("synthetic/cached", CachedChains, description="random chains built into a cache file (tests)")
 
 
 @hookimpl

@@ -323,7 +323,9 @@ def _closure_fingerprint(
     return f"{version}+code.{closure_hash(module_closure(roots, within, exclude))}"
 
 
+@functools.cache
 def _version(distribution: str) -> str:
+    # Cached: reading a distribution's metadata costs a millisecond and planning asks once per run.
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
@@ -367,7 +369,15 @@ def plugin_fingerprint(roots: Iterable[str], version: str) -> str:
 
 
 #: What `clear_fingerprint_caches` forgets (the functions themselves, whatever a test patches).
-_CACHED = (module_file, imported_modules, _closure, _closure_fingerprint, distribution_fingerprint, module_fingerprint)
+_CACHED = (
+    module_file,
+    imported_modules,
+    _closure,
+    _closure_fingerprint,
+    distribution_fingerprint,
+    module_fingerprint,
+    _version,
+)
 
 
 def clear_fingerprint_caches() -> None:

@@ -15,6 +15,7 @@ from benchbase.compute.runspec import RunSpec
 from benchbase.compute.splits import split_hash, split_lists
 from benchbase.contract.errors import PluginError, StageFailed
 from benchbase.contract.registry import default_registry
+from benchbase.running.datalock import load_datasets
 from benchbase.running.provenance import git_commit, hardware, versions_of
 from benchbase.running.store import (
     FINISHED,
@@ -73,6 +74,7 @@ def stage_job(payload: dict[str, Any]) -> dict[str, Any]:
     started_at = time.time()
     snapshots = snapshots_of(root, f"stage-{stage_id}", spec)
     with _Threads(int(spec["numerics"]["threads"])):
+        load_datasets(default_registry(), spec)  # under a lock: concurrent jobs build a cache once
         details = pretrain(default_registry(), spec, root / relative, payload.get("device"), snapshots)
     details["started_at"], details["finished_at"] = started_at, time.time()
     record = {
@@ -104,6 +106,7 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
     # A snapshot resumes only the same spec from the same pretrained weights.
     snapshots = snapshots_of(root, run.run_id, {"spec": run.spec, "checkpoint_sha256": checkpoint_sha256})
     with _Threads(run.threads):
+        load_datasets(default_registry(), run.spec)  # under a lock: concurrent jobs build a cache once
         outcome = run_finetune(default_registry(), run, checkpoint, snapshots)
     digest = split_hash(outcome.split)
     split_file = root / "splits" / f"{digest}.json"

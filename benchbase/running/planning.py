@@ -44,6 +44,8 @@ from benchbase.running.specs import table_dataset
 class Skipped:
     label: str
     reason: str
+    #: The dataset whose data is not on this machine, when that is why (the cost estimate names it).
+    absent: str = ""
 
 
 @dataclass
@@ -184,6 +186,7 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
     used_anywhere: set[tuple[str, str]] = set()
     datasets_cache: dict = {}
     data_keys: dict[str, str | None] = {}
+    codes: dict[tuple[str, str], str] = {}
     finetuned: set = set()
     built: set = set()
     for number, study in enumerate(studies, 1):
@@ -222,7 +225,7 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                 chosen = dict(zip(RUN_KINDS, combo, strict=True))
                 used |= set(chosen.items())
                 for seed in seeds:
-                    spec = make_spec(registry, chosen, point_params, train, seed, profile, here, point_origins)
+                    spec = make_spec(registry, chosen, point_params, train, seed, profile, here, point_origins, codes)
                     dataset = _dataset(registry, spec, datasets_cache, here)
                     finetuned.add((spec["dataset"]["name"], _canonical(spec["dataset"]["params"])))
                     key = data_key(registry, spec["dataset"], dataset, data_keys)
@@ -235,9 +238,10 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                         if key is not None:
                             spec["pretrain_data"] = key
                     run = RunSpec(spec, device=placement(train["device"]))
-                    if run.run_id in seen:
+                    run_id = run.run_id  # a hash of the spec: worked out once
+                    if run_id in seen:
                         continue
-                    seen.add(run.run_id)
+                    seen.add(run_id)
                     if not isinstance(dataset, str):
                         _check_buildable(registry, spec, dataset, built, here)
                         _check_task_settings(spec, dataset, here)
@@ -245,10 +249,11 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                             _check_pretraining(spec, dataset, pretraining, here)
                     reason = _skip_reason(registry, spec, dataset, pretraining)
                     if reason:
-                        grid.skipped.append(Skipped(run.label(), reason))
+                        absent = _absent_dataset(spec, dataset, pretraining)
+                        grid.skipped.append(Skipped(run.label(), reason, absent))
                     else:
                         grid.runs.append(run)
-                        grid.study_of[run.run_id] = number
+                        grid.study_of[run_id] = number
                         if added:
                             scope = {
                                 "dataset": table_dataset(spec),
@@ -267,6 +272,16 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
     return grid
 
 
+def _absent_dataset(spec: dict, dataset: Any, pretraining: Any) -> str:
+    """The dataset a run is skipped for because its data is not here ('' when it is not that):
+    `_dataset` gives a reason string instead of a dataset then."""
+    if isinstance(dataset, str):
+        return spec["dataset"]["name"]
+    if isinstance(pretraining, str):
+        return spec["pretrain_dataset"]["name"]
+    return ""
+
+
 def make_spec(
     registry: Registry,
     chosen: dict,
@@ -276,22 +291,34 @@ def make_spec(
     profile: str,
     where: str = "run",
     origins: Origins | None = None,
+    codes: dict[tuple[str, str], str] | None = None,
 ) -> dict:
     """The canonical spec of one run: plugins with their full parameters, training settings, seed,
     and the identity parts (code fingerprints and numerics). A run that pretrains on another dataset
     also holds ``pretrain_dataset`` (its name and full parameters, from ``params["dataset"]``) and
     its code fingerprint ``code.pretrain_dataset``; the caller adds its data key, ``pretrain_data``,
-    as it adds ``data``."""
+    as it adds ``data``. `codes` keeps the code fingerprints of one grid's expansion (the same for
+    every run of a plugin; working them out is most of planning's time otherwise)."""
+    codes = {} if codes is None else codes
+
+    def code_of(kind: str, name: str) -> str:
+        if (kind, name) not in codes:
+            if kind == "harness":
+                codes[kind, name] = f"{harness_distribution()} {registry.harness_fingerprint()}"
+            else:
+                entry = registry.get(kind, name)
+                codes[kind, name] = f"{entry.distribution} {entry.fingerprint}"
+        return codes[kind, name]
+
     spec: dict[str, Any] = {}
-    code = {"harness": f"{harness_distribution()} {registry.harness_fingerprint()}"}
+    code = {"harness": code_of("harness", "")}
     for kind, name in chosen.items():
         if kind == "pretext" and name == NO_PRETEXT:  # "no pretraining" is not a plugin
             spec[kind] = {"name": name, "params": {}}
             continue
         given = params.get(kind, {}).get(name, {})
         spec[kind] = {"name": name, "params": _plugin_params(registry, kind, name, given, where, origins or {})}
-        entry = registry.get(kind, name)
-        code[kind] = f"{entry.distribution} {entry.fingerprint}"
+        code[kind] = code_of(kind, name)
     settings = {k: v for k, v in train.items() if k not in NUMERICS_SETTINGS}
     other = settings.get("pretrain_dataset")
     if other is None or other == chosen["dataset"] or chosen["pretext"] == NO_PRETEXT:
@@ -301,7 +328,7 @@ def make_spec(
             settings["pretrain_pool"] = "all"  # the fine-tuning dataset's graphs are all of them
     else:
         try:
-            entry = registry.get("dataset", other)
+            registry.get("dataset", other)
         except GridError as exc:
             raise GridError(f"{where}: pretrain_dataset: {exc}") from None
         given = params.get("dataset", {}).get(other, {})
@@ -309,7 +336,7 @@ def make_spec(
             "name": other,
             "params": _plugin_params(registry, "dataset", other, given, where, origins or {}),
         }
-        code["pretrain_dataset"] = f"{entry.distribution} {entry.fingerprint}"
+        code["pretrain_dataset"] = code_of("dataset", other)
     if chosen["pretext"] == NO_PRETEXT:
         settings = {k: v for k, v in settings.items() if k not in PRETRAINING_SETTINGS}
     spec["train"] = dict(sorted(settings.items()))

@@ -1,0 +1,33 @@
+"""Jobs that start together build a dataset's cache once: the first builds it under the dataset's
+lock, the others wait and read it (`benchbase.running.datalock`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+LOAD = """
+import sys, hashlib
+from benchbase.contract.registry import default_registry
+from benchbase.running.datalock import load_datasets
+from benchbase.compute.loading import dataset_tensors
+spec = {"dataset": {"name": "synthetic/cached", "params": {"cache": sys.argv[1], "graphs": 120}}}
+load_datasets(default_registry(), spec)
+dataset, _ = dataset_tensors(default_registry(), "synthetic/cached", spec["dataset"]["params"])
+print(hashlib.sha256(dataset.arrays().x.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_two_jobs_loading_one_dataset_build_its_cache_once(synthetic_env, tmp_path):
+    cache = tmp_path / "chains.npz"
+    jobs = [
+        subprocess.Popen([sys.executable, "-c", LOAD, str(cache)], env=synthetic_env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [job.communicate(timeout=300)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0]
+    assert len((tmp_path / "chains.npz.builds").read_text().splitlines()) == 1  # built once
+    assert outputs[0] == outputs[1] and outputs[0].strip()  # the same data for both
