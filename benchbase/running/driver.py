@@ -159,21 +159,20 @@ class GridRunner:
     def _offer_stage(self, stage_id: str) -> None:
         self._enqueue(f"stage:{stage_id}", stage_id)
 
-    def _claim_stage(self, stage_id: str) -> bool:
-        """Claim and submit the stage; False when it took no worker (held elsewhere, or done)."""
+    def _claim_stage(self, stage_id: str) -> None:
+        """Claim and submit the stage, unless another driver holds it or has done it."""
         key = f"stage:{stage_id}"
         if not self.store.claim(key, self.owner):
             self.foreign[key] = stage_id
-            return False
+            return
         if self.store.stage_ready(stage_id):  # another driver finished it meanwhile
             self.store.release(key, self.owner)
             self._stage_available(stage_id, reused=True)
-            return False
+            return
         payload = {"root": str(self.store.shared), "stage_id": stage_id, "spec": self.stage_specs[stage_id]}
         payload["device"] = self.waiting[stage_id][0].device  # where its runs are placed
         self._submit(key, stage_job, payload, self._resources(self.waiting[stage_id][0]))
         self.mine.add(stage_id)
-        return True
 
     def _submit_behind_stage(self, stage_id: str) -> None:
         """Engines that order jobs themselves get the waiting runs now, after the stage."""
@@ -200,24 +199,23 @@ class GridRunner:
     def _offer_run(self, run: RunSpec, after: tuple[str, ...] = ()) -> None:
         self._enqueue(f"run:{run.run_id}", run, after)
 
-    def _claim_run(self, run: RunSpec, after: tuple[str, ...] = ()) -> bool:
-        """Claim and submit the run; False when it took no worker (held elsewhere, or done)."""
+    def _claim_run(self, run: RunSpec, after: tuple[str, ...] = ()) -> None:
+        """Claim and submit the run, unless another driver holds it or has finished it."""
         key = f"run:{run.run_id}"
         if not self.store.claim(key, self.owner):
             self.foreign[key] = run
-            return False
+            return
         if self._finished(run.run_id):  # another driver finished it meanwhile
             self.store.release(key, self.owner)
             self._count(f"finished elsewhere {run.label()}")
             self.summary.finished_elsewhere += 1
-            return False
+            return
         payload: dict[str, Any] = {"root": str(self.store.shared), "grid": self.grid.name, "spec": run.spec}
         payload["device"] = run.device
         if run.stage_id is not None and not after:
             stage = self.store.stage(run.stage_id)
             payload["checkpoint"], payload["checkpoint_sha256"] = stage["checkpoint"], stage["checkpoint_sha256"]
         self._submit(key, run_job, payload, self._resources(run), after)
-        return True
 
     def _enqueue(self, key: str, what: Any, after: tuple[str, ...] = ()) -> None:
         self.foreign.pop(key, None)  # offered again (its holder let it go): ours to try, not to watch
