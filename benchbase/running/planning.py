@@ -141,9 +141,11 @@ def _check_split(registry: Registry, spec: dict, dataset: Any, made: set, where:
     if key in made:
         return
     from benchbase.compute.pretraining import make_split  # torch: imported only when a split is made
+    from benchbase.running.datalock import dataset_lock
 
     try:
-        make_split(registry, spec, dataset)
+        with dataset_lock(spec["dataset"]["name"], spec["dataset"]["params"]):  # featurised once, shared
+            make_split(registry, spec, dataset)
     except PluginError as exc:
         said = str(exc)
         if f"protocol {protocol['name']!r}" not in said:  # `check_split`'s message names no protocol
