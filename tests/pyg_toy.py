@@ -36,6 +36,31 @@ class Rings(InMemoryDataset):
         )
 
 
+class ProcessedRings(InMemoryDataset):
+    """`Rings` the PyG way: processed once into ``<root>/processed/data.pt`` (with a
+    ``pre_transform.pt`` beside it), read back from there by every later build."""
+
+    def __init__(self, root: str, graphs: int = 20) -> None:
+        self.graphs = graphs
+        super().__init__(root)
+        self.load(self.processed_paths[0])
+
+    @property
+    def raw_file_names(self) -> list[str]:
+        return []
+
+    @property
+    def processed_file_names(self) -> list[str]:
+        return ["data.pt"]
+
+    def download(self) -> None:
+        pass
+
+    def process(self) -> None:
+        rng = np.random.default_rng(0)
+        self.save([Rings._ring(rng) for _ in range(self.graphs)], self.processed_paths[0])
+
+
 class NeedsDownload(InMemoryDataset):
     """Stands for a PyG dataset whose files must be downloaded, on a machine that cannot."""
 

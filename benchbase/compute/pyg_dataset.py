@@ -106,6 +106,53 @@ def _seeded(seed: int) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
+class _WeightsOnlyTorch:
+    """`torch` as PyG's `torch_geometric.data.dataset` sees it while a class builds: `load` is
+    weights-only (PyG 2.8 reads ``processed/pre_transform.pt`` with ``weights_only=False``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import torch
+
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(f: Any, *args: Any, **kwargs: Any) -> Any:
+        return _weights_only_load(f, *args, **{k: v for k, v in kwargs.items() if k != "weights_only"})
+
+
+def _weights_only_load(path: Any, map_location: Any = None, **kwargs: Any) -> Any:
+    """`torch.load` weights-only, with no fallback: PyG's own `torch_geometric.io.fs.torch_load`
+    retries with ``weights_only=False`` when a file holds a global it does not know, which would run
+    whatever a planted file under ``root`` asks. PyG allowlists its own classes at import."""
+    import pickle
+
+    import fsspec
+    import torch
+
+    try:
+        with fsspec.open(path, "rb") as handle:
+            return torch.load(handle, map_location, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as exc:
+        raise PluginError(
+            f"{path} holds objects that a weights-only load refuses ({str(exc).splitlines()[0]}); "
+            "if you built it yourself with another version, delete it to have it rebuilt"
+        ) from None
+
+
+@contextlib.contextmanager
+def _weights_only_loading() -> Iterator[None]:
+    """While a PyG class builds, every file it reads under its root is loaded weights-only."""
+    import torch_geometric.data.dataset as pyg_dataset
+    import torch_geometric.io.fs as pyg_fs
+
+    saved = pyg_fs.torch_load, pyg_dataset.torch
+    pyg_fs.torch_load, pyg_dataset.torch = _weights_only_load, _WeightsOnlyTorch()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        pyg_fs.torch_load, pyg_dataset.torch = saved
+
+
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _PYG_DATASETS = "torch_geometric.datasets"
 
@@ -334,8 +381,10 @@ class PyGDataset(Dataset):
 
             kwargs["root"] = str(cache_dir("pyg", self.name.partition("/")[2] or "default"))
         try:
-            with _seeded(self.seed):
+            with _seeded(self.seed), _weights_only_loading():
                 dataset = cls(**kwargs)
+        except PluginError:
+            raise
         except TypeError as exc:
             raise PluginError(f"{self.where}: cannot be built with kwargs {self.kwargs}: {exc}") from None
         except OSError as exc:  # a download this machine cannot make (URLError is an OSError), or no file

@@ -2,10 +2,12 @@
 
 The driver plans, submits and records; jobs compute. A fine-tuning run is submitted as soon as its
 pretraining stage (if it has one) has finished - runs without pretraining at once - so no core
-waits for all stages to end. Jobs write their files (checkpoint, predictions, split, and their
-record as JSON) into the store's directory and return the record; the driver alone writes it into
-SQLite. Killing the grid at any moment loses at most the jobs in flight: the same command redoes
-exactly those.
+waits for all stages to end. A ready job is claimed in the store only when the executor has a free
+worker for it (`Executor.free_slots`), so that drivers started on other terminals or machines on the
+same store share the grid rather than finding every job claimed. Jobs write their files
+(checkpoint, predictions, split, and their record as JSON) into the store's directory and return
+the record; the driver alone writes it into SQLite. Killing the grid at any moment loses at most
+the jobs in flight: the same command redoes exactly those.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +87,10 @@ class GridRunner:
         self.submitted: set[str] = set()  # jobs this driver submitted afresh (not followed)
         self.dependents: dict[str, list[RunSpec]] = defaultdict(list)  # submitted behind a stage (engines)
         self.settled: set[str] = set()  # runs recorded already (their outcome, if it comes, is ignored)
+        # Jobs ready to run, not claimed yet: claimed one at a time as the executor frees a worker,
+        # so that other drivers on the same store can take the rest meanwhile.
+        self.ready: deque[tuple[str, Any, tuple[str, ...]]] = deque()
+        self._filling = False
         self.done = 0
         self.steps = 0
         self.summary = Summary(total=len(grid.runs), already_finished=0)
@@ -143,6 +149,7 @@ class GridRunner:
                 self._offer_stage(stage_id)
             if stage_id in self.mine and self.executor.supports_dependencies:
                 self._submit_behind_stage(stage_id)
+        self._fill()
 
     # claiming and submitting ---------------------------------------------------------------------
 
@@ -150,11 +157,14 @@ class GridRunner:
         return Resources(cpus=run.threads, gpus=0 if run.spec["numerics"]["device"] == "cpu" else 1)
 
     def _offer_stage(self, stage_id: str) -> None:
+        self._enqueue(f"stage:{stage_id}", stage_id)
+
+    def _claim_stage(self, stage_id: str) -> None:
+        """Claim and submit the stage, unless another driver holds it or has done it."""
         key = f"stage:{stage_id}"
         if not self.store.claim(key, self.owner):
             self.foreign[key] = stage_id
             return
-        self.foreign.pop(key, None)
         if self.store.stage_ready(stage_id):  # another driver finished it meanwhile
             self.store.release(key, self.owner)
             self._stage_available(stage_id, reused=True)
@@ -187,11 +197,14 @@ class GridRunner:
             self.store.record_submission(key, self.executor.name, handle)
 
     def _offer_run(self, run: RunSpec, after: tuple[str, ...] = ()) -> None:
+        self._enqueue(f"run:{run.run_id}", run, after)
+
+    def _claim_run(self, run: RunSpec, after: tuple[str, ...] = ()) -> None:
+        """Claim and submit the run, unless another driver holds it or has finished it."""
         key = f"run:{run.run_id}"
         if not self.store.claim(key, self.owner):
             self.foreign[key] = run
             return
-        self.foreign.pop(key, None)
         if self._finished(run.run_id):  # another driver finished it meanwhile
             self.store.release(key, self.owner)
             self._count(f"finished elsewhere {run.label()}")
@@ -203,6 +216,31 @@ class GridRunner:
             stage = self.store.stage(run.stage_id)
             payload["checkpoint"], payload["checkpoint_sha256"] = stage["checkpoint"], stage["checkpoint_sha256"]
         self._submit(key, run_job, payload, self._resources(run), after)
+
+    def _enqueue(self, key: str, what: Any, after: tuple[str, ...] = ()) -> None:
+        self.foreign.pop(key, None)  # offered again (its holder let it go): ours to try, not to watch
+        self.ready.append((key, what, after))
+        self._fill()
+
+    def _fill(self) -> None:
+        """Claim and submit ready jobs while the executor has a free worker (all of them at once for
+        engines that queue and cap jobs themselves: `Executor.free_slots` is None). A job is
+        claimed only when it can start, so other drivers on the store share what is left."""
+        if self._filling:  # a job offered while filling (a stage found done elsewhere) is queued
+            return
+        self._filling = True
+        try:
+            while self.ready:
+                free = self.executor.free_slots()
+                if free is not None and free <= 0:
+                    return
+                key, what, after = self.ready.popleft()
+                if isinstance(what, RunSpec):
+                    self._claim_run(what, after)
+                else:
+                    self._claim_stage(what)
+        finally:
+            self._filling = False
 
     def _count(self, message: str) -> None:
         self.done += 1
@@ -233,7 +271,7 @@ class GridRunner:
 
     def loop(self) -> None:
         last_look = time.monotonic()
-        while self.executor.in_flight() or self.foreign:
+        while self.executor.in_flight() or self.foreign or self.ready:
             timeout = POLL_SECONDS if self.foreign else None
             for key, outcome in self.executor.completed(timeout=timeout):
                 kind, _, ident = key.partition(":")
@@ -243,6 +281,8 @@ class GridRunner:
                     self._run_done(self.runs[ident], outcome)
                 self.store.drop_submission(key)
                 self.store.release(key, self.owner)
+                self._fill()  # a worker is free
+            self._fill()
             for key, handle in self.executor.new_handles():  # held back by the engine, submitted now
                 self.store.record_submission(key, self.executor.name, handle)
             if self.foreign and time.monotonic() - last_look >= POLL_SECONDS:

@@ -90,6 +90,12 @@ class Executor(ABC):
     def in_flight(self) -> int:
         """Jobs submitted whose outcome has not been yielded yet."""
 
+    def free_slots(self) -> int | None:
+        """How many more jobs would start now; the driver claims a job only when one would, so that
+        other drivers on the same store share the rest. None: submit every ready job at once (an
+        engine that queues, orders and caps jobs itself)."""
+        return None
+
     def close(self) -> None:
         """Release workers. Jobs still queued are abandoned."""
 
@@ -178,6 +184,9 @@ class LocalExecutor(Executor):
 
     def in_flight(self) -> int:
         return len(self._queue) + len(self._futures) + len(self._deferred)
+
+    def free_slots(self) -> int:
+        return max(0, self.jobs - self.in_flight())
 
     def completed(self, timeout: float | None = None) -> Iterator[tuple[str, Any]]:
         if self.jobs == 1:  # in-process: the next job runs now, whatever the timeout

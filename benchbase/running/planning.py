@@ -17,7 +17,7 @@ from benchbase.compute.settings import (
     PROFILES,
     TRAINING,
 )
-from benchbase.contract.errors import GridError
+from benchbase.contract.errors import GridError, PluginError
 from benchbase.contract.identity import canonical as _canonical
 from benchbase.contract.identity import harness_distribution, numerics
 from benchbase.contract.kinds import NO_PRETEXT, RUN_KINDS
@@ -124,6 +124,36 @@ def _check_task_settings(spec: dict, dataset: Any, where: str) -> None:
             )
 
 
+#: Protocols whose splits planning makes, as each run would: `size` draws one boundary (``max_size``)
+#: over every run of a dataset, which can leave its test region - or its training side - empty for
+#: all of them. Its split needs only the graphs' sizes and labels; other protocols' splits fail only
+#: on datasets too small to split, and are left to the runs rather than loading every dataset here.
+SPLITS_MADE_AT_PLANNING = frozenset({"size"})
+
+
+def _check_split(registry: Registry, spec: dict, dataset: Any, made: set, where: str) -> None:
+    """A split that cannot be made (an empty test, train or valid slice) stops the grid at
+    planning, with the protocol's reason, instead of failing every run of it."""
+    protocol = spec["protocol"]
+    if protocol["name"] not in SPLITS_MADE_AT_PLANNING:
+        return
+    key = (id(dataset), _canonical(protocol), spec["seed"])
+    if key in made:
+        return
+    from benchbase.compute.pretraining import make_split  # torch: imported only when a split is made
+    from benchbase.running.datalock import dataset_lock
+
+    try:
+        with dataset_lock(spec["dataset"]["name"], spec["dataset"]["params"]):  # featurised once, shared
+            make_split(registry, spec, dataset)
+    except PluginError as exc:
+        said = str(exc)
+        if f"protocol {protocol['name']!r}" not in said:  # `check_split`'s message names no protocol
+            said = f"protocol {protocol['name']!r} with {protocol['params']}: {said}"
+        raise GridError(f"{where}: dataset {spec['dataset']['name']!r}, seed {spec['seed']}: {said}") from None
+    made.add(key)
+
+
 def _check_params_used(declared: Origins, used: set[tuple[str, str]], where: str) -> None:
     """Parameters for a plugin name that no run uses are a typo (``[params.encoder.gni]``) or a
     forgotten study: an error, not a grid that silently runs with the defaults."""
@@ -189,6 +219,7 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
     codes: dict[tuple[str, str], str] = {}
     finetuned: set = set()
     built: set = set()
+    splits_made: set = set()
     for number, study in enumerate(studies, 1):
         here = f"{where} [[study]] {number}"
         if not isinstance(study, dict):
@@ -252,6 +283,7 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
                         absent = _absent_dataset(spec, dataset, pretraining)
                         grid.skipped.append(Skipped(run.label(), reason, absent))
                     else:
+                        _check_split(registry, spec, dataset, splits_made, here)
                         grid.runs.append(run)
                         grid.study_of[run_id] = number
                         if added:

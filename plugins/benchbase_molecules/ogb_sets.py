@@ -13,17 +13,19 @@ Nothing is ever downloaded: this machine may be offline and ogb's downloader ask
 stdin. The loaders look for the files first and raise `PluginError` naming the directory and how
 to obtain them. Native id = the graph's index in OGB's files.
 
-Compatibility with ogb 1.3.6: ogb reads its processed files and split dicts with ``torch.load``,
-whose default became ``weights_only=True`` in torch 2.6 and rejects ogb's pickled numpy arrays;
-the files are the user's own OGB files, so they are loaded with ogb's original semantics
-(``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` while ogb runs).
+Loading is safe whatever lies under `root`: nothing there is unpickled beyond plain arrays. ogb
+1.3.6 reads its split dicts and its processed file (``processed/data_processed``) with ``torch.load``.
+While ogb runs, its modules see a ``torch.load`` that is always weights-only, allowing exactly the
+numpy globals a pickled array needs (`_safe_globals`), whatever torch's default; and ogb reads the
+dataset from a private view of its folder without ``processed/`` (links to the other entries), so
+that it always builds the graphs from the raw files, never unpickling a processed file, which holds
+pickle protocol 4 that a weights-only load cannot read, and writes nothing under `root`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import warnings
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,19 +62,77 @@ def default_root() -> Path:
     return cache_dir("ogb")
 
 
+def _safe_globals() -> list[Any]:
+    """What a weights-only load needs besides tensors to rebuild numeric numpy arrays (ogb's split
+    dicts): the array reconstructor under the module names numpy 1 and 2 pickle it with, the array
+    class, and the dtype classes of booleans and numbers - no object arrays, nothing that runs code."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import _reconstruct
+    codes = ("b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8")
+    numeric = {type(np.dtype(code)) for code in codes}
+    return [
+        (_reconstruct, "numpy.core.multiarray._reconstruct"),
+        (_reconstruct, "numpy._core.multiarray._reconstruct"),
+        np.ndarray,
+        np.dtype,
+        *sorted(numeric, key=str),
+    ]
+
+
+class _WeightsOnlyTorch:
+    """`torch` as ogb's modules see it while benchbase reads a dataset: `load` is weights-only."""
+
+    def __getattr__(self, name: str) -> Any:
+        import torch
+
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(f: Any, map_location: Any = None, **kwargs: Any) -> Any:
+        import torch
+
+        if map_location == "rb":  # ogb passes the file mode where torch takes map_location
+            map_location = None
+        safe_globals = getattr(torch.serialization, "safe_globals", None)
+        if safe_globals is None:
+            raise PluginError("reading OGB's files safely needs torch >= 2.5 (torch.serialization.safe_globals)")
+        try:
+            with safe_globals(_safe_globals()):
+                return torch.load(f, map_location=map_location, weights_only=True)
+        except Exception as exc:  # pickle.UnpicklingError or a RuntimeError, as torch versions differ
+            raise PluginError(f"{f} holds objects other than arrays and tensors; refused ({exc})") from None
+
+
 @contextlib.contextmanager
 def _ogb_torch_load() -> Iterator[None]:
-    old = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    """ogb's dataset modules load weights-only while they run; nothing else in the process changes."""
+    import ogb.graphproppred.dataset
+    import ogb.lsc.pcqm4mv2
+
+    modules = (ogb.graphproppred.dataset, ogb.lsc.pcqm4mv2)
+    saved = [module.torch for module in modules]  # type: ignore[attr-defined]
+    for module in modules:
+        module.torch = _WeightsOnlyTorch()  # type: ignore[attr-defined]
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
-            yield
+        yield
     finally:
-        if old is None:
-            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-        else:
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = old
+        for module, original in zip(modules, saved, strict=True):
+            module.torch = original  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def _without_processed(folder: Path) -> Iterator[Path]:
+    """A private copy of the dataset folder made of links to its entries, less ``processed/``: ogb
+    builds from the raw files there and writes its processed file there, not under `root`."""
+    with tempfile.TemporaryDirectory(prefix="ogb-", dir=cache_dir("ogb-cache")) as tmp:
+        view = Path(tmp) / folder.name
+        (view / "processed").mkdir(parents=True)  # where ogb saves the graphs it builds
+        for entry in folder.iterdir():
+            if entry.name != "processed":
+                (view / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+        yield view
 
 
 def _files_key(folder: Path) -> str:
@@ -156,11 +216,11 @@ class OGBMolecules(MoleculeDataset):
         self.check_available()
         from ogb.graphproppred import GraphPropPredDataset
 
-        with _ogb_torch_load():
-            if (self.folder / "raw" / "data.npz").exists():
-                data = GraphPropPredDataset(self.ogb_name, meta_dict=self._binary_meta())
+        with _ogb_torch_load(), _without_processed(self.folder) as view:
+            if (view / "raw" / "data.npz").exists():
+                data = GraphPropPredDataset(self.ogb_name, meta_dict=self._binary_meta(view))
             else:
-                data = GraphPropPredDataset(self.ogb_name, root=str(self.root))
+                data = GraphPropPredDataset(self.ogb_name, root=str(view.parent))
             split = data.get_idx_split()
         graphs = data.graphs
         n_nodes = np.array([g["num_nodes"] for g in graphs], dtype=np.int64)
@@ -188,15 +248,15 @@ class OGBMolecules(MoleculeDataset):
             "official_split": official,
         }
 
-    def _binary_meta(self) -> dict[str, Any]:
+    def _binary_meta(self, folder: Path) -> dict[str, Any]:
         """ogb's meta information for the binary layout that `ogb.io.DatasetSaver` writes (graphs
-        stored with both edge directions, so no inverse edges are added)."""
+        stored with both edge directions, so no inverse edges are added), read from `folder`."""
         import ogb.graphproppred
         import pandas as pd
 
         master = pd.read_csv(Path(ogb.graphproppred.__file__).parent / "master.csv", index_col=0, keep_default_na=False)
         meta = dict(master[self.ogb_name])
-        meta.update(binary="True", add_inverse_edge="False", dir_path=str(self.folder))
+        meta.update(binary="True", add_inverse_edge="False", dir_path=str(folder))
         return meta
 
     def _smiles_from_mapping(self, n: int) -> list[str]:

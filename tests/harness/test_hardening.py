@@ -210,6 +210,7 @@ def test_workers_end_when_their_driver_is_killed(synthetic_env, tmp_path):
 
 STUDY = '[[study]]\ndatasets = ["synthetic/chains"]\nprotocols = ["iid"]\nencoders = ["tiny"]\n'
 TRAIN = "seeds = [0]\n[train]\nepochs = 1\n"
+SIZE_STUDY = STUDY.replace('protocols = ["iid"]', 'protocols = ["iid", "size"]')
 
 BAD_GRIDS = {
     "params for a name in no study": (
@@ -243,6 +244,21 @@ BAD_GRIDS = {
     "threads = 100000": (TRAIN + "threads = 100000\n" + STUDY, "threads must be an integer >= 1 and <= 1024"),
     "train = 5": ("seeds = [0]\ntrain = 5\n" + STUDY, "[train] must be a table of training settings"),
     "a study's train = 5": (STUDY + "train = 5\n", "[study.train] must be a table"),
+    "a size split with no test graphs": (
+        TRAIN + SIZE_STUDY + "[params.protocol.size]\nmax_size = 20\n",
+        "dataset 'synthetic/chains', seed 0: protocol 'size' with {'id_test_fraction': 0.1, 'max_size': 20,",
+    ),
+    "a size split with no training graphs": (
+        TRAIN + SIZE_STUDY + "[params.protocol.size]\nmax_size = 2\n",
+        "puts 120 of 120 usable graphs of 'synthetic/chains' in the test region",
+    ),
+    "a size split with no validation graphs": (  # 3 graphs of 20 at or below max_size: none left to validate
+        TRAIN
+        + SIZE_STUDY
+        + '[params.dataset."synthetic/chains"]\ngraphs = 20\n'
+        + "[params.protocol.size]\nmax_size = 3\nvalid_fraction = 0.01\nid_test_fraction = 0.01\n",
+        "split has empty or missing slice(s) ['valid']",
+    ),
 }
 
 

@@ -150,3 +150,29 @@ def test_a_dataset_that_needs_a_download_is_skipped_with_the_reason(synthetic_en
     result = runner.invoke(app, ["run", "--grid", str(grid), "--dry-run"])
     assert result.exit_code == 0 and "dataset 'pyg' is not available" in result.output, result.output
     assert "root = " in result.output and "pyg/NeedsDownload" in result.output
+
+
+class _Planted:
+    """A pickle that runs code when loaded: it creates `marker`."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+@pytest.mark.parametrize("planted", ["data.pt", "pre_transform.pt"])
+def test_a_malicious_processed_file_under_root_is_refused_unrun(synthetic_env, tmp_path, planted):
+    """PyG reads its processed files under `root` with a fallback to a full unpickling (data.pt) or
+    with none at all (pre_transform.pt): loaded weights-only, a planted pickle runs nothing."""
+    import torch
+
+    params = {"class": "pyg_toy.ProcessedRings", "distribution": "pyg-toy", "kwargs": {"root": str(tmp_path / "r")}}
+    assert build(**params).arrays().num_graphs == 20  # processed, then read back weights-only
+    assert build(**params).arrays().num_graphs == 20  # from the processed file alone
+    marker = tmp_path / "pwned"
+    torch.save({"payload": _Planted(marker)}, tmp_path / "r" / "processed" / planted)
+    with pytest.raises(PluginError, match=f"{planted} holds objects that a weights-only load refuses"):
+        build(**params).arrays()
+    assert not marker.exists()

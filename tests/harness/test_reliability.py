@@ -76,9 +76,15 @@ def grid(tmp_path) -> Path:
 
 @pytest.mark.slow
 def test_concurrent_invocations_compute_each_run_once(synthetic_env, grid, tmp_path):
-    store = tmp_path / "store"
+    """Three drivers started at once share the grid: a driver claims a job only when a worker of
+    its own is free, so none takes all the ready jobs while planning. Each driver's first training
+    step waits until all three train (the synthetic plugin's gate), which only happens if each got
+    a job of its own."""
+    store, gate = tmp_path / "store", tmp_path / "gate"
+    gate.mkdir()
+    env = {**synthetic_env, "BENCHBASE_TEST_GATE": f"{gate}:3"}
     drivers = [
-        subprocess.Popen(_command(grid, store, "--jobs", "1"), env=synthetic_env, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(_command(grid, store, "--jobs", "1"), env=env, stderr=subprocess.PIPE, text=True)
         for _ in range(3)
     ]
     outputs = [d.communicate(timeout=600)[1] for d in drivers]
@@ -88,6 +94,12 @@ def test_concurrent_invocations_compute_each_run_once(synthetic_env, grid, tmp_p
     pretrained = [line for line in lines if "  pretrained " in line]
     assert len(trained) == len(set(trained)) == RUNS  # every run trained by exactly one driver
     assert len(pretrained) == STAGES  # and every stage pretrained once
+    summaries = [line for out in outputs for line in out.splitlines() if line.startswith("done in ")]
+    finished = [int(line.split(": ", 1)[1].split(" finished", 1)[0]) for line in summaries]
+    computed = [int(line.rsplit("computed ", 1)[1].split(",", 1)[0]) for line in summaries]
+    assert len(summaries) == 3 and sum(finished) == RUNS and sum(computed) == STAGES, summaries
+    assert all(f + c >= 1 for f, c in zip(finished, computed, strict=True)), summaries  # each driver trained
+    assert len(os.listdir(gate)) == 3  # all three drivers trained in their own process
     assert len(_finished(store)) == RUNS and len(_rows(store, "stages")) == STAGES
     assert _integrity(store) == "ok"
     with contextlib.closing(sqlite3.connect(store / "benchbase.sqlite")) as db, db:

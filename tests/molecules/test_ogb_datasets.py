@@ -73,11 +73,57 @@ def test_molhiv_through_ogb_classes(tmp_path):
     # The metric name is the one ogb's Evaluator reports.
     ev = Evaluator("ogbg-molhiv")
     assert task.metric in ev.eval({"y_true": labels[[0, 1, 2, 3]], "y_pred": np.array([[0.1], [0.9], [0.2], [0.8]])})
-    # Second load: my cache; third (cache removed): ogb's processed file via torch.load.
+    # Second load: my cache; third (cache removed): built from the raw files again. ogb writes its
+    # processed file in a private folder, nothing under root.
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
     assert np.array_equal(OGBMolecules("ogbg-molhiv", root=str(root)).arrays().x, arrays.x)
     data._graph_file().unlink()
-    assert (root / "ogbg_molhiv" / "processed" / "data_processed").exists()
     assert np.array_equal(OGBMolecules("ogbg-molhiv", root=str(root)).arrays().x, arrays.x)
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
+
+
+class _Planted:
+    """A pickle that runs code when loaded: it creates `marker`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_loading_is_weights_only_and_never_overrides_it_process_wide(tmp_path, monkeypatch):
+    import os
+
+    root = tmp_path / "ogb"
+    write_ogb_set(root, "ogbg-molesol", np.linspace(-3, 1, 10)[:, None])
+    write_pcqm(root, ["CCO", "CCN", "CCC", "CO", "CN", "CC"], [5.0, 6.0, 7.0, 8.0, float("nan"), float("nan")])
+    calls, load = [], torch.load
+
+    def watched(*args, **kwargs):
+        calls.append((os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"), kwargs.get("weights_only")))
+        return load(*args, **kwargs)
+
+    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)
+    monkeypatch.setattr(torch, "load", watched)
+    assert OGBMolecules("ogbg-molesol", root=str(root)).arrays().num_graphs == 10
+    assert PCQM4Mv2(root=str(root)).arrays().num_graphs == 6
+    assert len(calls) == 2 and all(call == (None, True) for call in calls)  # the two split dicts
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ
+
+
+def test_a_malicious_processed_file_or_split_dict_runs_nothing(tmp_path):
+    root, marker = tmp_path / "ogb", tmp_path / "pwned"
+    folder = write_ogb_set(root, "ogbg-molesol", np.linspace(-3, 1, 10)[:, None])
+    (folder / "processed").mkdir(exist_ok=True)
+    torch.save({"graphs": _Planted(marker), "labels": None}, folder / "processed" / "data_processed")
+    assert OGBMolecules("ogbg-molesol", root=str(root)).arrays().num_graphs == 10  # from the raw files
+    assert not marker.exists()
+    write_pcqm(root, ["CCO", "CCN", "CCC", "CO", "CN", "CC"], [5.0, 6.0, 7.0, 8.0, float("nan"), float("nan")])
+    torch.save({"train": _Planted(marker)}, root / "pcqm4m-v2" / "split_dict.pt")
+    with pytest.raises(PluginError, match="split_dict.pt holds objects other than arrays and tensors; refused"):
+        PCQM4Mv2(root=str(root)).arrays()
+    assert not marker.exists()
 
 
 def test_regression_and_multitask_metadata():
