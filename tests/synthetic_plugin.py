@@ -158,10 +158,18 @@ class NoisyTinyEncoder(TinyEncoder):
     name = "tiny-noisy"
     description = "TinyEncoder with dropout and jitter from the global generators (tests only)."
 
+    param_spec = {**TinyEncoder.param_spec, "pause": Param(0.0, "number", "seconds slept per training step", min=0.0)}
+
+    def __init__(self, features: FeatureSpec, hidden: int = 16, explode: bool = False, pause: float = 0.0) -> None:
+        super().__init__(features, hidden, explode)
+        self.pause = pause
+
     def forward(self, batch):
         emb = super().forward(batch)
         if not self.training:
             return emb
+        if self.pause:  # a floor on training time, whatever the machine's speed (the time-limit test)
+            time.sleep(self.pause)
         jitter = 1.0 + 1e-3 * (float(np.random.rand()) + random.random())
         node = nn.functional.dropout(emb.node, 0.2, training=True) * jitter
         return Embeddings(node=node, graph=scatter(node, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum"))

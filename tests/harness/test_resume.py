@@ -186,15 +186,19 @@ def test_a_killed_grid_run_again_resumes_its_stage_and_run(synthetic_env, tmp_pa
     assert not list((killed / "resume").glob("*.pt"))
 
 
+#: 40 epochs of 15 training steps, each at least 0.12 s: over 70 s of training on any machine, more
+#: than the one-minute limit (whose warning comes 15 s before it), so the run is requeued at least once.
 REQUEUE_GRID = """
 name = "requeue"
 seeds = [0]
 [train]
-epochs = 60
+epochs = 40
 patience = 100
-batch_size = 8
+batch_size = 32
 [params.dataset."synthetic/chains"]
 graphs = 600
+[params.encoder.tiny-noisy]
+pause = 0.12
 [[study]]
 datasets = ["synthetic/chains"]
 protocols = ["iid"]
