@@ -533,16 +533,20 @@ class SlurmExecutor(Executor):
             if jobs is not None:
                 break
             time.sleep(max(0.0, self._retry_at - time.monotonic()))
-        job, job_id, state = jobs[0], str(jobs[0].job_id), None
+        job, job_id, state, ended_at = jobs[0], str(jobs[0].job_id), None, 0.0
         while True:
             outcome = self._read_outcome("probe", job_id) if self._has_result(job) else None
-            if outcome is not None or state is not None:
+            if outcome is not None:
                 break
-            if self.cluster == "local":
-                state = job.state if job.done() else None
-            elif job_id not in self._ask_patiently(_queued, [job_id]):
-                state = self._ask_patiently(_final_state, job_id)
-            time.sleep(0 if state else POLL_SECONDS)
+            if state is None:
+                if self.cluster == "local":
+                    state = job.state if job.done() else None
+                elif job_id not in self._ask_patiently(_queued, [job_id]):
+                    state = self._ask_patiently(_final_state, job_id)
+                ended_at = time.monotonic()
+            elif time.monotonic() - ended_at >= (RESULT_GRACE_SECONDS if state == "COMPLETED" else 3 * POLL_SECONDS):
+                break  # ended, and its outcome had time to show on a shared file system
+            time.sleep(POLL_SECONDS)
         if outcome is not None and outcome.get("ok"):
             return
         if outcome is not None:
