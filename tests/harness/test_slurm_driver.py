@@ -1,7 +1,8 @@
 """The Slurm driver's reading of the queue, against scripted answers of squeue, sacct and scontrol
-(scripts on PATH, as the real commands are found) and jobs that leave result files where submitit
-would: what an unreachable slurmctld, a purged job, and runs ended by Slurm with their failed stage
-(``kill_invalid_depend``) look like to the driver. The real cluster's tests are in test_executors."""
+(scripts on PATH, as the real commands are found) and jobs, submitted as arrays, that leave signed
+outcome files where the job body would: what an unreachable slurmctld, a purged job, and runs ended
+by Slurm with their failed stage (``kill_invalid_depend``) look like to the driver; arrays and the
+queue cap; outcomes that are forged or planted. The real cluster's tests are in test_executors."""
 
 from __future__ import annotations
 
