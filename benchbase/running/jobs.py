@@ -156,4 +156,6 @@ def _stage_record(root: Path, stage_id: str) -> dict[str, Any]:
 def failure_details(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, PluginError):
         return {}
-    return {"traceback": "".join(traceback.format_exception(exc))}
+    # A job that failed in another process (a Slurm job) sends its own traceback as text.
+    job_traceback = getattr(exc, "job_traceback", None)
+    return {"traceback": job_traceback or "".join(traceback.format_exception(exc))}

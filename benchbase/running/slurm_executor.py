@@ -1,25 +1,42 @@
 """`--executor slurm`: stages and runs as Slurm jobs, submitted through submitit.
 
-submitit (facebookincubator/submitit) writes the job's function and arguments to a folder, submits
-an sbatch script that runs them, and leaves the result there; benchbase's driver collects it and
-alone writes the store. Runs are submitted right behind their stage with an ``afterok`` dependency,
-so Slurm starts them when the stage succeeded; when a stage fails, the driver cancels the runs
-behind it and records them failed with the stage's reason. Jobs are checkpointable: a preempted or
-timed-out job is requeued by submitit with the same arguments. Every job id is kept in the store:
-a driver that was killed and restarted follows the jobs in flight instead of submitting them twice.
+submitit (facebookincubator/submitit) writes the job's function and arguments to a folder and submits
+an sbatch script that runs them. Jobs that are ready together go in one Slurm job array (one sbatch):
+stages ready at once, the runs waiting for one stage (with ``afterok`` on that stage's task), the runs
+whose stage is over. Slurm starts a run when its stage succeeded; when a stage fails, the driver
+cancels the runs behind it and records them failed with the stage's reason. Jobs are
+checkpointable: a preempted or timed-out job is requeued by submitit with the same arguments. Every
+job id - an array task's as ``123_4`` - is kept in the store: a driver that was killed and restarted
+follows the jobs in flight instead of submitting them twice, and cancels and confirms them one task
+at a time.
 
-Job states come from ``squeue``; a job that left the queue without a result is recorded failed only
-once Slurm confirms it ended - ``sacct`` where accounting exists, else ``scontrol`` (slurmctld keeps
-a finished job for MinJobAge seconds, then answers that it knows no such job) - and, when it
-COMPLETED, after its result file had time to show on a shared file system. A failed ``squeue`` (a
-slurmctld restart, a timeout) tells nothing: the driver asks again with backoff, and gives up after
-``patience`` seconds with one line, leaving the jobs to the next invocation. A run is not reported
-before its stage: when the stage failed, the driver withdraws the run with the stage's reason.
+Outcomes: a job leaves its outcome - its record, or its error and traceback - as JSON signed with
+a key of the job folder (owner-only, like the store's record key) in ``outcomes/<job id>.json``.
+The driver reads only that: it never unpickles what jobs leave in the folder, so a file planted
+there runs no code in the driver, and an unsigned or misnamed outcome is a failed job.
 
-Submission: ``max_queued`` caps this grid's jobs in Slurm's queue (a per-user ``MaxSubmitJobs``, a
-fair share of ``MaxJobCount``); the rest wait in the driver, oldest first, and are submitted as jobs
-end. An sbatch refused for a limit or a busy slurmctld is tried again with backoff (for up to
-``patience`` seconds), not an error; a refusal for anything else (a wrong partition) is.
+Job states come from ``squeue``, asked once per poll for every array and job in flight, at an
+interval that grows while nothing ends. A job that left the queue without an outcome is recorded
+failed only once Slurm confirms it ended - ``sacct`` where accounting exists, else ``scontrol``
+(slurmctld keeps a finished job for MinJobAge seconds, then answers that it knows no such job) -
+and, when it COMPLETED, after its outcome file had time to show on a shared file system. A failed
+``squeue`` (a slurmctld restart, a timeout) tells nothing: the driver asks again with backoff, and
+gives up after ``patience`` seconds with one line, leaving the jobs to the next invocation. A run is
+not reported before its stage: when the stage failed, the driver withdraws the run with the stage's
+reason.
+
+Submission: ``max_queued`` caps this grid's jobs (array tasks) in Slurm's queue (a per-user
+``MaxSubmitJobs``, a fair share of ``MaxJobCount``); the rest wait in the driver, oldest first, and
+are submitted as jobs end, once a quarter of the cap is free (one array, not one sbatch per job).
+``array_parallelism`` caps the tasks of one array that run at once (sbatch ``--array=...%N``). An
+sbatch refused for a limit or a busy slurmctld is tried again with backoff, with smaller arrays (for
+up to ``patience`` seconds), not an error; a refusal for anything else (a wrong partition) is.
+
+The probe: before its first submission, the driver submits one small job that checks, on a compute
+node, what the grid's jobs will need: the job folder and the store's shared directory visible and
+writable, the interpreter (``python``) running and importing benchbase and the grid's plugins, the
+dataset cache (``BENCHBASE_CACHE``) reachable. When it fails, the grid stops with one line naming what
+is missing, before any job of the grid was submitted (``probe = false`` skips it).
 
 Options (grid ``[executor.slurm]`` or ``--executor-option``): ``partition``, ``time`` (minutes per
 job), ``mem_gb``, ``account``, ``gpus`` (per GPU job), ``extra`` (more sbatch options, a table),
@@ -29,34 +46,42 @@ job), ``mem_gb``, ``account``, ``gpus`` (per GPU job), ``extra`` (more sbatch op
 interpreter the job scripts run, default the driver's own - set it when the compute nodes see the
 environment at another path), ``patience`` (seconds to wait for a Slurm that does not answer),
 ``requeues`` (how many times a job that reached its ``time`` is requeued; it resumes from its last
-finished epoch) and
-``others_can_write`` (``refuse``, the default, or ``warn``): what to do when the job folder, or a
-directory above it, can be written by the group or by others without the sticky bit. The driver
-unpickles the results that jobs leave there, so whoever can write them can run code as the user.
+finished epoch), ``max_queued``, ``array_parallelism``, ``probe``, and ``others_can_write``
+(``refuse``, the default, or ``warn``): what to do when the job folder, or a directory above it, can
+be written by the group or by others without the sticky bit. Jobs run the pickled submissions kept
+there, so whoever can write them can run code as the user on the compute nodes.
 """
 
 from __future__ import annotations
 
 import builtins
+import json
+import os
 import re
 import subprocess
 import time
+import traceback
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from benchbase.contract.errors import GridError, WorkerDied
+from benchbase.contract.errors import GridError, PluginError, WorkerDied
 from benchbase.contract.params import Param
 from benchbase.running.executors import Executor, Job, Resources
 
 #: Seconds between looks at the queue while waiting for jobs; doubled up to MAX_POLL_SECONDS while
-#: Slurm does not answer.
+#: Slurm does not answer, and grown up to IDLE_POLL_SECONDS while no job ends.
 POLL_SECONDS = 1.0
 MAX_POLL_SECONDS = 30.0
-#: How long a job Slurm says COMPLETED may take to show its result file (NFS caches listings).
+IDLE_POLL_SECONDS = 5.0
+#: How long a job Slurm says COMPLETED may take to show its outcome file (NFS caches listings).
 RESULT_GRACE_SECONDS = 60.0
+#: The most tasks in one array (Slurm's default MaxArraySize is 1001: indices 0 to 1000).
+MAX_ARRAY = 1000
+#: Where, in the job folder, jobs leave their outcomes.
+OUTCOMES = "outcomes"
 
 
 class _Requeueable:
@@ -75,6 +100,108 @@ class _Requeueable:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, payload)
+
+
+def _describe(exc: BaseException) -> dict[str, Any]:
+    """An exception as JSON: enough for the driver to record it as the job's own."""
+    kind = type(exc)
+    return {
+        "module": kind.__module__,
+        "type": kind.__qualname__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+def _exception(error: dict[str, Any]) -> Exception:
+    """The job's exception, rebuilt from its description (`_describe`) without importing anything
+    it names: benchbase's own errors and builtins as themselves, others as a RuntimeError named like it."""
+    from benchbase.contract import errors
+
+    name, message = str(error.get("type", "Exception")), str(error.get("message", ""))
+    known = getattr(errors if error.get("module") == errors.__name__ else builtins, name, None)
+    exc: Exception | None = None
+    if isinstance(known, type) and issubclass(known, Exception):
+        try:
+            exc = known(message)
+        except TypeError:  # another constructor (DependencyFailed)
+            exc = None
+    if exc is None:
+        exc = type(name.rsplit(".", 1)[-1], (RuntimeError,), {})(message)
+    exc.job_traceback = error.get("traceback")  # type: ignore[attr-defined]  # for the record's details
+    return exc
+
+
+def _outcome_path(folder: Path, job_id: str) -> Path:
+    return Path(folder) / OUTCOMES / f"{job_id}.json"
+
+
+def _leave_outcome(folder: Path, key: str, outcome: dict[str, Any]) -> None:
+    """Write this job's outcome, signed with the job folder's key, where the driver looks for it."""
+    import submitit
+
+    from benchbase.compute.cache import atomic_path
+    from benchbase.running.store import sign_record
+
+    job_id = submitit.JobEnvironment().job_id
+    with atomic_path(_outcome_path(folder, job_id)) as tmp:
+        tmp.write_text(json.dumps(sign_record(folder, {"job": job_id, "key": key, **outcome}), sort_keys=True))
+
+
+class _Reported:
+    """What a job runs on its node: the job itself, then its outcome left as signed JSON; an error
+    is raised again, so that Slurm sees the job FAILED (and ``afterok`` holds its dependants)."""
+
+    def __init__(self, fn: Job, folder: Path) -> None:
+        self.fn, self.folder = fn, str(folder)
+
+    def __call__(self, task: dict[str, Any]) -> Any:
+        try:
+            result = self.fn(task["payload"])
+        except Exception as exc:
+            _leave_outcome(Path(self.folder), task["key"], {"ok": False, "error": _describe(exc)})
+            raise
+        _leave_outcome(Path(self.folder), task["key"], {"ok": True, "result": result})
+        return result
+
+
+def _probe(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run on a compute node before a grid's jobs: what they need is there, or a `GridError` saying
+    what is missing."""
+    import tempfile
+
+    missing = []
+    for folder in payload["folders"]:
+        try:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+                pass
+        except OSError as exc:
+            missing.append(f"cannot write to {folder} ({exc.strerror or exc})")
+    cache = payload.get("cache")
+    seen = os.environ.get("BENCHBASE_CACHE")
+    if cache and seen != cache:
+        missing.append(f"BENCHBASE_CACHE is {seen!r} there, not {cache!r} (the driver's)")
+    elif cache:
+        try:
+            Path(cache).mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=cache, prefix=".probe-"):
+                pass
+        except OSError as exc:
+            missing.append(f"the dataset cache {cache} cannot be written ({exc.strerror or exc})")
+    try:
+        from benchbase.contract.registry import default_registry
+
+        registry = default_registry()
+        for kind, name in payload["plugins"]:
+            try:
+                registry.get(kind, name)
+            except PluginError as exc:
+                missing.append(f"{exc} (BENCHBASE_EXTRA_PLUGINS, PYTHONPATH or the environment differ)")
+    except Exception as exc:  # benchbase imported (this runs), but its plugins do not load
+        missing.append(f"the plugins do not load: {type(exc).__name__}: {exc}")
+    if missing:
+        raise GridError("; ".join(missing))
+    return {"ok": True}
 
 
 class QueueUnknown(Exception):
@@ -114,7 +241,7 @@ def _check_writers(folder: Path, choice: str) -> None:
     if exposed is None:
         return
     message = (
-        f"--executor slurm: {exposed} can be written by others, and the driver unpickles the job results "
+        f"--executor slurm: {exposed} can be written by others, and the jobs run the pickled submissions "
         f"kept under {folder}: anyone who can write there can run code as you"
     )
     if choice == "refuse":
@@ -122,12 +249,19 @@ def _check_writers(folder: Path, choice: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
+def _array_of(job_id: str) -> str:
+    """The Slurm job an id belongs to: ``123`` for the array task ``123_4`` and for the job ``123``."""
+    return job_id.split("_", 1)[0]
+
+
 def _queued(job_ids: list[str]) -> dict[str, str]:
-    """States of the jobs still in the queue (pending, running, requeued...); `QueueUnknown` when
-    squeue gives no answer - an empty dict would read as every job having ended."""
+    """States of the jobs still in the queue (pending, running, requeued...), array tasks one by one,
+    asked once for all of them (each array once); `QueueUnknown` when squeue gives no answer - an
+    empty dict would read as every job having ended."""
     if not job_ids:
         return {}
-    done = _slurm(["squeue", "-h", "-o", "%i %T", "-j", ",".join(job_ids)])
+    arrays = ",".join(dict.fromkeys(map(_array_of, job_ids)))
+    done = _slurm(["squeue", "-h", "-o", "%i %T", "-j", arrays, "-r"])
     if done.returncode != 0:
         if _forgotten(done):  # asked for one purged job, squeue fails with this (an answer, not a hiccup)
             return {}
@@ -170,27 +304,22 @@ def _final_state(job_id: str) -> str | None:
 #: sbatch's words for "not now" - a per-user or cluster-wide job limit, a busy or restarting
 #: slurmctld: the job waits and is submitted again; any other refusal means wrong options.
 BUSY = ("MaxSubmitJob", "job submit limit", "MaxJobCount", "temporarily unable", "temporarily unavailable",
-        "Socket timed out", "Unable to contact slurm controller")  # fmt: skip
+        "Socket timed out", "Unable to contact slurm controller", "MaxArraySize")  # fmt: skip
 
 
-_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Failed|Diverged|Died)): (.*)$")
+class _Waiting(NamedTuple):
+    """A job submitted to the executor, not yet to Slurm."""
 
-
-def _job_error(trace: str) -> Exception:
-    """The job's own exception from submitit's failure text (its traceback, then log paths)."""
-    found = [m for m in map(_EXCEPTION_LINE.match, trace.splitlines()) if m]
-    if not found:
-        return RuntimeError(f"the job failed: {trace.strip()[:300]}")
-    kind, message = found[-1].group(1).rsplit(".", 1)[-1], found[-1].group(2)
-    builtin = getattr(builtins, kind, None)
-    if isinstance(builtin, type) and issubclass(builtin, Exception):
-        return builtin(message)
-    return type(kind, (RuntimeError,), {})(message)  # named like the job's exception in the record
+    key: str
+    fn: Job
+    payload: Any
+    resources: Resources
+    after: tuple[str, ...]
 
 
 class SlurmExecutor(Executor):
     name = "slurm"
-    description = "a Slurm cluster through submitit: one job per stage and run, runs after their stage (afterok)"
+    description = "a Slurm cluster through submitit: job arrays of stages and runs, runs after their stage (afterok)"
     param_spec = {
         "partition": Param(None, "str", "Slurm partition"),
         "time": Param(120, "int", "minutes per job", min=1),
@@ -206,6 +335,10 @@ class SlurmExecutor(Executor):
         "patience": Param(3600, "number", "seconds the driver waits for a Slurm that does not answer", min=0),
         "max_queued": Param(None, "int", "most of this grid's jobs in Slurm's queue at once (default: all)", min=1),
         "requeues": Param(3, "int", "times a job that reached its time limit is requeued (it resumes)", min=0),
+        "array_parallelism": Param(
+            None, "int", "most tasks of one job array running at once (sbatch --array=...%N; default: no cap)", min=1
+        ),
+        "probe": Param(True, "bool", "first check from a compute node that the grid's jobs can run there"),
         "others_can_write": Param(
             "refuse",
             "str",
@@ -230,6 +363,8 @@ class SlurmExecutor(Executor):
         patience: float = 3600,
         max_queued: int | None = None,
         requeues: int = 3,
+        array_parallelism: int | None = None,
+        probe: bool = True,
         others_can_write: str = "refuse",
         workdir: Path | None = None,
     ) -> None:
@@ -249,21 +384,32 @@ class SlurmExecutor(Executor):
                 raise GridError(f"--executor slurm: {exc}") from None
         else:
             self.engine = submitit.LocalExecutor(folder=str(self.folder), python=python)
+        self.python = python
         self.settings = {"partition": partition, "time": time, "mem_gb": mem_gb, "account": account}
-        self.settings |= {"gpus": gpus, "extra": extra or {}}
+        self.settings |= {"gpus": gpus, "extra": extra or {}, "array_parallelism": array_parallelism}
         self._jobs: dict[str, Any] = {}  # key -> submitit job
         self._after: dict[str, tuple[str, ...]] = {}  # key -> keys of the jobs it waits for
         self._gone: dict[str, float] = {}  # key -> when it was first seen ended without a result
         self.patience = patience
         self.max_queued = max_queued
-        self._backlog: deque[tuple[str, Job, Any, Resources, tuple[str, ...]]] = deque()  # not submitted yet
+        # The fewest jobs a top-up of a full queue submits: a quarter of the cap.
+        self._batch = 1 if max_queued is None else max(1, max_queued // 4)
+        self.probe = probe
+        self._probed = False
+        self._backlog: deque[_Waiting] = deque()  # not submitted yet
         self._new_handles: list[tuple[str, str]] = []  # (key, job id) submitted since the driver last asked
         self._refused_since: float | None = None
+        self._largest: int = MAX_ARRAY  # tasks per array; halved when Slurm refuses one for a limit
         self._unknown_since: float | None = None  # since when squeue has not answered
         self._wait = POLL_SECONDS  # between looks at the queue
         self._retry_wait, self._retry_at = POLL_SECONDS / 2, 0.0
+        self._snapshot: tuple[float, dict[str, str]] | None = None  # the queue as seen by `attach`
 
-    def _parameters(self, resources: Resources, after: list[str]) -> dict[str, Any]:
+    @property
+    def _outcomes(self) -> Path:
+        return self.folder / OUTCOMES
+
+    def _parameters(self, resources: Resources, after: list[str], tasks: int = 1) -> dict[str, Any]:
         s = self.settings
         if self.cluster == "local":
             return {"timeout_min": s["time"], "cpus_per_task": resources.cpus}
@@ -279,6 +425,7 @@ class SlurmExecutor(Executor):
             "cpus_per_task": resources.cpus,
             "mem": f"{int(s['mem_gb'] * 1024)}M",
             "additional_parameters": extra,
+            "array_parallelism": s["array_parallelism"] or tasks,
         }
         if resources.gpus:
             parameters["gpus_per_node"] = s["gpus"]
@@ -291,37 +438,149 @@ class SlurmExecutor(Executor):
     def submit(
         self, key: str, fn: Job, payload: Any, resources: Resources = Resources(), after: tuple[str, ...] = ()
     ) -> None:
-        self._backlog.append((key, fn, payload, resources, after))
-        self._top_up()
+        """Queued in the driver: jobs submitted together reach Slurm together, as arrays, at the
+        next `completed` (their ids then come through `new_handles`)."""
+        self._backlog.append(_Waiting(key, fn, payload, resources, after))
+
+    # submitting ----------------------------------------------------------------------------------
+
+    def _sbatch(self, fn: Job, tasks: list[dict[str, Any]], parameters: dict[str, Any]) -> list[Any] | None:
+        """Submit `tasks` as one array (one job when alone); None when Slurm is busy or at a limit
+        (asked again later, with backoff), `GridError` when it refuses the options."""
+        getattr(self.engine, "parameters", {}).pop("gpus_per_node", None)  # set for GPU jobs only
+        self.engine.update_parameters(**parameters)
+        try:
+            return self.engine.map_array(_Requeueable(_Reported(fn, self.folder)), tasks)
+        except OSError as exc:  # submitit's local executor starting `python`
+            raise GridError(f"--executor slurm: cannot start a job: {exc}") from None
+        except self.submitit.core.utils.FailedJobError as exc:
+            reason = " ".join(line for line in str(exc).splitlines() if "error" in line.lower()) or str(exc)
+            if not any(word.lower() in reason.lower() for word in BUSY):  # the options are wrong
+                raise GridError(f"--executor slurm: the cluster refused the job: {reason}") from None
+            now = time.monotonic()
+            self._refused_since = self._refused_since or now
+            if now - self._refused_since >= self.patience:
+                raise GridError(
+                    f"--executor slurm: the cluster has refused jobs for {self.patience:.0f}s: {reason}"
+                ) from None
+            self._largest = max(1, min(self._largest, len(tasks)) // 2)  # a limit on tasks: smaller arrays
+            self._retry_wait = min(2 * self._retry_wait, MAX_POLL_SECONDS)
+            self._retry_at = now + self._retry_wait
+            return None
+
+    def _groups(self, batch: list[_Waiting]) -> list[list[_Waiting]]:
+        """`batch`'s jobs that can go to Slurm now, as arrays: one per function, resources and the
+        jobs waited for; a job waiting for one still in the driver waits for it."""
+        held = {waiting.key for waiting in self._backlog}
+        groups: dict[tuple, list[_Waiting]] = {}
+        for waiting in batch:
+            if any(k in held for k in waiting.after):
+                continue
+            waits = tuple(str(self._jobs[k].job_id) for k in waiting.after if k in self._jobs)
+            group = groups.setdefault((waiting.fn, waiting.resources, waits), [])
+            if len(group) < self._largest:
+                group.append(waiting)
+        return list(groups.values())
 
     def _top_up(self) -> None:
-        """Submit the jobs that wait, oldest first (a stage before its runs), while the queue has
-        room (``max_queued``) and Slurm takes them; a busy Slurm is asked again later, with backoff."""
-        while self._backlog and (self.max_queued is None or len(self._jobs) < self.max_queued):
-            if time.monotonic() < self._retry_at:
+        """Submit the jobs that wait, oldest first (a stage before its runs) and as arrays, while the
+        queue has room (``max_queued``) and Slurm takes them; a busy Slurm is asked again later."""
+        while self._backlog and time.monotonic() >= self._retry_at:
+            room = len(self._backlog) if self.max_queued is None else self.max_queued - len(self._jobs)
+            if room < min(len(self._backlog), self._batch):
+                return  # a few places free: wait for more, one array fills them (not one sbatch per job)
+            groups = self._groups(list(self._backlog)[: max(room, 0)])
+            if not groups:
                 return
-            key, fn, payload, resources, after = self._backlog[0]
-            waits = [self._jobs[k].job_id for k in after if k in self._jobs]  # a stage over already: none
-            self.engine.update_parameters(**self._parameters(resources, waits))
-            try:
-                self._jobs[key] = self.engine.submit(_Requeueable(fn), payload)
-            except self.submitit.core.utils.FailedJobError as exc:
-                reason = " ".join(line for line in str(exc).splitlines() if "error" in line.lower()) or str(exc)
-                if not any(word.lower() in reason.lower() for word in BUSY):  # the options are wrong
-                    raise GridError(f"--executor slurm: the cluster refused the job: {reason}") from None
-                now = time.monotonic()
-                self._refused_since = self._refused_since or now
-                if now - self._refused_since >= self.patience:
-                    raise GridError(
-                        f"--executor slurm: the cluster has refused jobs for {self.patience:.0f}s: {reason}"
-                    ) from None
-                self._retry_wait = min(2 * self._retry_wait, MAX_POLL_SECONDS)
-                self._retry_at = now + self._retry_wait
-                return
-            self._backlog.popleft()
-            self._after[key] = tuple(k for k in after if k in self._jobs)
-            self._refused_since, self._retry_wait, self._retry_at = None, POLL_SECONDS / 2, 0.0
-            self._new_handles.append((key, str(self._jobs[key].job_id)))
+            if not self._probed:
+                self._prepare()
+            for group in groups:
+                tasks = [{"key": w.key, "payload": w.payload} for w in group]
+                waits = [str(self._jobs[k].job_id) for k in group[0].after if k in self._jobs]
+                jobs = self._sbatch(group[0].fn, tasks, self._parameters(group[0].resources, waits, len(tasks)))
+                if jobs is None:
+                    return
+                self._refused_since, self._retry_wait, self._retry_at = None, POLL_SECONDS / 2, 0.0
+                for waiting, job in zip(group, jobs, strict=True):
+                    self._jobs[waiting.key] = job
+                    self._after[waiting.key] = tuple(k for k in waiting.after if k in self._jobs)
+                    self._new_handles.append((waiting.key, str(job.job_id)))
+                submitted = {waiting.key for waiting in group}
+                self._backlog = deque(w for w in self._backlog if w.key not in submitted)
+
+    # the probe -----------------------------------------------------------------------------------
+
+    def _probe_payload(self) -> dict[str, Any]:
+        from benchbase.contract.kinds import RUN_KINDS
+
+        folders, plugins = {str(self.folder.resolve())}, set()
+        for waiting in self._backlog:
+            payload = waiting.payload if isinstance(waiting.payload, dict) else {}
+            if "root" in payload:
+                folders.add(str(Path(payload["root"]).resolve()))
+            spec = payload.get("spec") if isinstance(payload.get("spec"), dict) else {}
+            for kind in RUN_KINDS:
+                part = spec.get(kind)
+                if isinstance(part, dict) and isinstance(part.get("name"), str) and part["name"] != "none":
+                    plugins.add((kind, part["name"]))
+        return {"folders": sorted(folders), "plugins": sorted(plugins), "cache": os.environ.get("BENCHBASE_CACHE")}
+
+    def _prepare(self) -> None:
+        """Before the first submission: the key jobs sign their outcomes with, then the probe."""
+        from benchbase.running.store import record_key
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        record_key(self.folder, create=True)
+        if self.probe:
+            self._run_probe()
+        self._probed = True
+
+    def _run_probe(self) -> None:
+        """Submit the probe and wait for its outcome; `GridError` naming what is missing."""
+        task = {"key": "probe", "payload": self._probe_payload()}
+        while True:
+            jobs = self._sbatch(_probe, [task], self._parameters(Resources(), []))
+            if jobs is not None:
+                break
+            time.sleep(max(0.0, self._retry_at - time.monotonic()))
+        job, job_id, state, ended_at = jobs[0], str(jobs[0].job_id), None, 0.0
+        while True:
+            outcome = self._read_outcome("probe", job_id) if self._has_result(job) else None
+            if outcome is not None:
+                break
+            if state is None:
+                if self.cluster == "local":
+                    state = job.state if job.done() else None
+                elif job_id not in self._ask_patiently(_queued, [job_id]):
+                    state = self._ask_patiently(_final_state, job_id)
+                ended_at = time.monotonic()
+            elif time.monotonic() - ended_at >= (RESULT_GRACE_SECONDS if state == "COMPLETED" else 3 * POLL_SECONDS):
+                break  # ended, and its outcome had time to show on a shared file system
+            time.sleep(POLL_SECONDS)
+        if outcome is not None and outcome.get("ok"):
+            return
+        if outcome is not None:
+            raise GridError(f"--executor slurm: {self._error_of(outcome)} (probe job {job_id} on a compute node)")
+        raise GridError(f"--executor slurm: {self._probe_silence(job, job_id, state)}")
+
+    def _probe_silence(self, job: Any, job_id: str, state: str) -> str:
+        """Why a probe left no outcome, from its log when it left one."""
+        folder = self.folder.resolve()
+        try:
+            log = Path(job.paths.stderr).read_text(errors="replace").splitlines()
+        except OSError:
+            return (
+                f"the compute nodes cannot see {folder}, or cannot start {self.python or 'python'} there "
+                f"(probe job {job_id} ended {state} and left no log in {folder})"
+            )
+        lines = [line.strip() for line in log if line.strip()]
+        # The cause (execve's error, a Python exception), not srun's summary ("Exited with exit code").
+        causes = [line for line in lines if re.search(r"rror|No such file|not found", line) and "Exited" not in line]
+        last = (causes or lines or ["an empty log"])[-1][:300]
+        python = self.python or "the driver's interpreter"
+        return f"the probe job {job_id} could not run on a compute node ({state}, python {python}): {last}"
+
+    # following -----------------------------------------------------------------------------------
 
     def new_handles(self) -> list[tuple[str, str]]:
         handles, self._new_handles = self._new_handles, []
@@ -331,12 +590,28 @@ class SlurmExecutor(Executor):
         job = self._jobs.get(key)
         return None if job is None else str(job.job_id)
 
+    def _in_queue(self, handle: str) -> bool:
+        """Whether a job is in the queue, from one look at all of this user's jobs every few seconds
+        (a restarted driver re-attaches thousands of jobs)."""
+        now = time.monotonic()
+        if self._snapshot is None or now - self._snapshot[0] > 10 * POLL_SECONDS:
+            import getpass
+
+            def mine() -> dict[str, str]:
+                done = _slurm(["squeue", "-h", "-r", "-o", "%i %T", "-u", getpass.getuser()])
+                if done.returncode != 0:
+                    raise QueueUnknown(f"squeue exited {done.returncode}: {done.stderr.strip()[:200]}")
+                return dict(line.split() for line in done.stdout.splitlines() if len(line.split()) == 2)
+
+            self._snapshot = (now, self._ask_patiently(mine))
+        return handle in self._snapshot[1]
+
     def attach(self, key: str, handle: str, after: tuple[str, ...] = ()) -> bool:
         if self.cluster != "slurm":
             return False
         job = self.submitit.SlurmJob(folder=str(self.folder), job_id=handle)
-        if not job.paths.result_pickle.exists() and handle not in self._ask_patiently(_queued, [handle]):
-            return False  # neither finished with a result nor in the queue: submit it again
+        if not _outcome_path(self.folder, handle).exists() and not self._in_queue(handle):
+            return False  # neither finished with an outcome nor in the queue: submit it again
         self._jobs[key] = job
         self._after[key] = tuple(k for k in after if k in self._jobs)
         return True
@@ -360,7 +635,7 @@ class SlurmExecutor(Executor):
         )
 
     def cancel(self, key: str) -> None:
-        self._backlog = deque(waiting for waiting in self._backlog if waiting[0] != key)
+        self._backlog = deque(waiting for waiting in self._backlog if waiting.key != key)
         job = self._jobs.pop(key, None)
         self._after.pop(key, None)
         self._gone.pop(key, None)
@@ -370,25 +645,48 @@ class SlurmExecutor(Executor):
     def in_flight(self) -> int:
         return len(self._jobs) + len(self._backlog)
 
-    def _outcome(self, job: Any) -> Any:
+    # outcomes ------------------------------------------------------------------------------------
+
+    def _read_outcome(self, key: str, job_id: str) -> dict[str, Any] | None:
+        """The outcome the job left, if it is its own: signed with the folder's key, naming the job."""
+        from benchbase.running.store import signed
+
+        path = _outcome_path(self.folder, job_id)
         try:
-            return job.result()
-        except self.submitit.core.utils.FailedJobError as exc:  # the job's own exception, with its trace
-            return _job_error(str(exc))
-        except self.submitit.core.utils.UncompletedJobError as exc:
-            return WorkerDied(f"the job ended without a result: {exc}")
+            outcome = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not signed(self.folder, outcome) or outcome.get("job") != job_id or outcome.get("key") != key:
+            return {"ok": False, "forged": f"{path} was not left by job {job_id} (unsigned or another job's)"}
+        return outcome
+
+    def _error_of(self, outcome: dict[str, Any]) -> Exception:
+        if "forged" in outcome:
+            return WorkerDied(f"the job's outcome is refused: {outcome['forged']}")
+        return _exception(outcome.get("error") or {})
+
+    def _outcome(self, key: str, job: Any) -> Any:
+        outcome = self._read_outcome(key, str(job.job_id))
+        if outcome is None:
+            return WorkerDied(f"the job {job.job_id} ended without an outcome")
+        return outcome["result"] if outcome.get("ok") else self._error_of(outcome)
+
+    def _reported(self) -> set[str]:
+        """Names of the outcome files there are, from one listing of the folder."""
+        try:  # on NFS, touching the folder refreshes the cached listing (as submitit does)
+            self._outcomes.chmod(self._outcomes.stat().st_mode)
+            return set(os.listdir(self._outcomes))
+        except OSError:
+            return set()
 
     def _has_result(self, job: Any) -> bool:
-        try:  # on NFS, touching the folder refreshes the cached listing (as submitit does)
-            job.paths.folder.chmod(job.paths.folder.stat().st_mode)
-        except OSError:
-            pass
-        return job.paths.result_pickle.exists()
+        return f"{job.job_id}.json" in self._reported()
 
     def _ended(self) -> dict[str, str | None]:
-        """Jobs that are over: key -> None for those with a result, else the state Slurm confirmed
+        """Jobs that are over: key -> None for those with an outcome, else the state Slurm confirmed
         they ended in. `QueueUnknown` when squeue did not answer."""
-        done: dict[str, str | None] = {k: None for k, job in self._jobs.items() if job.paths.result_pickle.exists()}
+        reported = self._reported()
+        done: dict[str, str | None] = {k: None for k, job in self._jobs.items() if f"{job.job_id}.json" in reported}
         if self.cluster == "local":
             return done | {k: job.state for k, job in self._jobs.items() if k not in done and job.done()}
         rest = {str(job.job_id): k for k, job in self._jobs.items() if k not in done}
@@ -406,7 +704,7 @@ class SlurmExecutor(Executor):
             if self._has_result(self._jobs[key]):
                 done[key] = None
                 continue
-            # The result file may lag behind the job's end on a shared file system: give it time.
+            # The outcome file may lag behind the job's end on a shared file system: give it time.
             first = self._gone.setdefault(key, now)
             if now - first >= (RESULT_GRACE_SECONDS if state in ("COMPLETED", FORGOTTEN) else POLL_SECONDS):
                 done[key] = state
@@ -415,10 +713,13 @@ class SlurmExecutor(Executor):
     def completed(self, timeout: float | None = None) -> Iterator[tuple[str, Any]]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._jobs or self._backlog:
-            self._top_up()  # room freed by jobs that ended, or a busy Slurm asked again
+            queued = len(self._jobs)
+            self._top_up()  # jobs submitted since, room freed by jobs that ended, or a busy Slurm asked again
+            if len(self._jobs) > queued:
+                return  # the driver stores the new job ids (`new_handles`) before it waits for anything
             try:
                 ended = self._ended()
-                self._wait, self._unknown_since = POLL_SECONDS, None
+                self._unknown_since = None
             except QueueUnknown as exc:  # nothing learnt: ask again later, more slowly
                 # Kept across calls: a driver that also watches other drivers' jobs calls with a timeout.
                 self._unknown_since = self._unknown_since or time.monotonic()
@@ -426,6 +727,7 @@ class SlurmExecutor(Executor):
                     raise self._gave_up(exc) from None
                 ended, self._wait = {}, min(2 * self._wait, MAX_POLL_SECONDS)
             if ended:
+                self._wait = POLL_SECONDS
                 for key, state in ended.items():
                     job = self._jobs.pop(key, None)
                     if job is None:  # withdrawn by the driver meanwhile (its stage failed)
@@ -433,10 +735,12 @@ class SlurmExecutor(Executor):
                     self._after.pop(key, None)
                     self._gone.pop(key, None)
                     if state is None:
-                        yield key, self._outcome(job)
+                        yield key, self._outcome(key, job)
                     else:
                         yield key, WorkerDied(f"Slurm job {job.job_id} ended {state}, no result")
                 return
+            if self._unknown_since is None:  # Slurm answers, nothing ended: look less often
+                self._wait = min(self._wait * 1.5, max(self._wait, IDLE_POLL_SECONDS))
             if deadline is not None and time.monotonic() >= deadline:
                 return
             wait = self._wait

@@ -170,6 +170,13 @@ def sign_record(shared: Path, record: dict[str, Any]) -> dict[str, Any]:
     return {**normal, "hmac": _mac(key, normal)}
 
 
+def signed(shared: Path, record: Any) -> bool:
+    """True when `record` carries a valid HMAC under the key kept in `shared` (`sign_record`)."""
+    key = record_key(shared)
+    mac = record.get("hmac") if isinstance(record, dict) else None
+    return key is not None and isinstance(mac, str) and hmac.compare_digest(mac, _mac(key, record))
+
+
 def record_problem(shared: Path, path: Path, record: Any) -> str | None:
     """Why a job record on disk cannot be trusted, or None: it must be signed with the store's key,
     named by its id, its id the hash of its spec, and its file where the harness puts it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -191,12 +192,19 @@ def test_real_slurm_scancel_and_a_killed_driver_submit_nothing_twice(slurm, synt
     assert again.returncode == 0, again.stderr  # the cancelled run was redone, everything finished
     runs, _ = _records(store)
     assert len(runs) == 8 and all(v[0] == "finished" for v in runs.values())
-    folder = store / "engines" / "slurm"
-    job_ids = {p.name.split("_")[0] for p in folder.glob("*_submitted.pkl")}
+    job_ids = _slurm_tasks(store)
     # Every job submitted once, the cancelled run once more; the jobs in flight when the driver died
     # were followed, not resubmitted.
     assert len(job_ids) == 8 + 2 + 1 and in_flight <= job_ids
     assert cancelled not in {v for v in _submissions(store).values()}
+
+
+def _slurm_tasks(store: Path) -> set[str]:
+    """Ids of the grid's Slurm jobs and array tasks submitted into `store` (``123``, ``124_3``), the
+    probe jobs left out."""
+    folder = store / "engines" / "slurm"
+    probes = {p.stem for p in folder.glob("outcomes/*.json") if json.loads(p.read_text())["key"] == "probe"}
+    return {p.name.removesuffix("_submitted.pkl") for p in folder.glob("*_submitted.pkl")} - probes
 
 
 def _submissions(store: Path) -> dict[str, str]:
@@ -289,7 +297,7 @@ def test_real_slurm_a_failing_squeue_changes_nothing(slurm, synthetic_env, tmp_p
     assert len(runs) == 4 and all(v[0] == "finished" for v in runs.values())
     assert [v[0] for v in stages.values()] == ["finished"]
     assert int(counter.read_text()) >= 1  # the driver met the failing squeue (and went on)
-    job_ids = {p.name.split("_")[0] for p in (store / "engines" / "slurm").glob("*_submitted.pkl")}
+    job_ids = _slurm_tasks(store)
     assert len(job_ids) == 5  # 1 stage and 4 runs, none submitted twice
 
 
@@ -299,7 +307,7 @@ def test_real_slurm_a_stage_job_killed_while_the_driver_is_down_is_recovered(slu
     grid, store = tmp_path / "grid.toml", tmp_path / "store"
     grid.write_text(ONE_STAGE)
     command = [sys.executable, "-m", "benchbase.cli", "run", "--grid", str(grid), "--store", str(store),
-               "--no-leaderboard", *SLURM_ARGS]  # fmt: skip
+               "--no-leaderboard", *SLURM_ARGS, "--executor-option", "probe=false"]  # fmt: skip
     slurm.node("DRAIN")  # no job starts: the stage job is surely unfinished when it is killed
     try:
         driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -522,16 +530,89 @@ def test_real_slurm_a_refused_submission_waits_for_room(slurm, synthetic_env, tm
     bin_dir, refusals = tmp_path / "bin", tmp_path / "refusals"
     bin_dir.mkdir()
     wrapper = bin_dir / "sbatch"
-    wrapper.write_text(SBATCH_LIMIT.format(n=2, squeue=shutil.which("squeue"), sbatch=shutil.which("sbatch"),
+    wrapper.write_text(SBATCH_LIMIT.format(n=1, squeue=shutil.which("squeue"), sbatch=shutil.which("sbatch"),
                                            refusals=refusals))  # fmt: skip
     wrapper.chmod(0o755)
     env = {**synthetic_env, "SLURM_CONF": slurm.env["SLURM_CONF"], "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     grid, store = tmp_path / "grid.toml", tmp_path / "store"
     grid.write_text(ONE_STAGE)
-    done = _run(env, grid, store, SLURM_ARGS, {})  # 5 jobs, room for 2: one invocation does them all
+    done = _run(env, grid, store, SLURM_ARGS, {})  # a stage, its runs behind it, room for 1: one invocation does all
     assert done.returncode == 0, done.stderr
     runs, _ = _records(store)
     assert len(runs) == 4 and all(v[0] == "finished" for v in runs.values())
-    assert refusals.exists()  # the limit was met (the third job is submitted while the stage starts)
-    job_ids = {p.name.split("_")[0] for p in (store / "engines" / "slurm").glob("*_submitted.pkl")}
+    assert refusals.exists()  # the limit was met (the runs' array is submitted while the stage is queued)
+    job_ids = _slurm_tasks(store)
     assert len(job_ids) == 5
+
+
+SBATCH_LOG = """#!/bin/sh
+# sbatch, each call logged with the tasks in the queue before it and the array it asks for
+echo "$({squeue} -h -r | wc -l) $(grep -o -- '--array=[^ ]*' "$1" || echo single)" >> "{log}"
+exec {sbatch} "$@"
+"""
+
+
+def _logging_sbatch(tmp_path: Path) -> tuple[Path, Path]:
+    bin_dir, log = tmp_path / "bin", tmp_path / "sbatch-calls"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "sbatch"
+    wrapper.write_text(SBATCH_LOG.format(squeue=shutil.which("squeue"), sbatch=shutil.which("sbatch"), log=log))
+    wrapper.chmod(0o755)
+    return bin_dir, log
+
+
+#: Runs of the array test: 500 is the scale it is meant for; the default fits a few minutes on 2 cores.
+ARRAY_RUNS = int(os.environ.get("BENCHBASE_SLURM_ARRAY_RUNS", "16"))
+
+
+@pytest.mark.slow
+def test_real_slurm_a_grid_goes_as_a_few_job_arrays_under_a_cap(slurm, synthetic_env, tmp_path):
+    cap = max(8, ARRAY_RUNS // 2)
+    bin_dir, log = _logging_sbatch(tmp_path)
+    env = {**synthetic_env, "SLURM_CONF": slurm.env["SLURM_CONF"], "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    grid, store = tmp_path / "grid.toml", tmp_path / "store"
+    grid.write_text(
+        GRID.split("[[study]]\n")[0].replace("seeds = [0]", f"seeds = {list(range(ARRAY_RUNS // 2))}")
+        .replace("epochs = 3", "epochs = 1")
+        + '[[study]]\ndatasets = ["synthetic/chains"]\nprotocols = ["iid", "extrapolation-threshold"]\n'
+        'encoders = ["tiny"]\npretext = ["none"]\n'
+    )  # fmt: skip
+    started = time.monotonic()
+    done = _run(env, grid, store, [*SLURM_ARGS, "--executor-option", f"max_queued={cap}"], {})
+    seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    runs, _ = _records(store)
+    assert len(runs) == ARRAY_RUNS and all(v[0] == "finished" for v in runs.values())
+    calls = [line.split() for line in log.read_text().splitlines()]
+    print(f"\n{ARRAY_RUNS} runs, max_queued={cap}: {len(calls)} sbatch calls in {seconds:.0f}s")
+    assert calls[0][1] == "single"  # the probe, then arrays
+    tasks = [1 if array == "single" else int(re.match(r"--array=0-(\d+)", array)[1]) + 1 for _, array in calls[1:]]
+    assert sum(tasks) == ARRAY_RUNS and len(_slurm_tasks(store)) == ARRAY_RUNS  # each run submitted once
+    # Topped up a quarter of the cap at a time: far fewer sbatch calls than jobs.
+    assert len(calls) <= 2 + (ARRAY_RUNS - cap) // (cap // 4)
+    for (queued, _), size in zip(calls[1:], tasks, strict=True):
+        # At most the cap, give or take jobs that left their outcome and are still leaving the queue
+        # (the probe, jobs ended since the driver's last look).
+        assert int(queued) + size <= cap + cap // 4 + 1
+
+
+@pytest.mark.slow
+def test_real_slurm_the_probe_names_what_the_compute_nodes_lack(slurm, synthetic_env, tmp_path):
+    env = {**synthetic_env, "SLURM_CONF": slurm.env["SLURM_CONF"]}
+    grid = tmp_path / "grid.toml"
+    grid.write_text(ONE_STAGE)
+    no_plugins = tmp_path / "python-without-plugins"  # an environment on the nodes without the grid's plugin
+    no_plugins.write_text(f'#!/bin/sh\nunset BENCHBASE_EXTRA_PLUGINS\nexec {sys.executable} "$@"\n')
+    no_plugins.chmod(0o755)
+    for python, expected in [
+        ("/nowhere/bin/python", "the probe job .* could not run on a compute node .*/nowhere/bin/python"),
+        (str(no_plugins), "unknown dataset 'synthetic/chains'.* \\(probe job .* on a compute node\\)"),
+    ]:
+        store = tmp_path / f"store-{len(expected)}"
+        done = _run(env, grid, store, [*SLURM_ARGS, "--executor-option", f"python={python}"], {})
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        [line] = [line for line in done.stderr.splitlines() if "--executor slurm" in line]
+        assert re.search(expected, line), line
+        submitted = list((store / "engines" / "slurm").glob("*_submitted.pkl"))
+        assert len(submitted) == 1  # the probe, no job of the grid
+        assert {v[0] for v in _records(store)[0].values()} == {"pending"}

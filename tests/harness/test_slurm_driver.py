@@ -1,11 +1,13 @@
 """The Slurm driver's reading of the queue, against scripted answers of squeue, sacct and scontrol
-(scripts on PATH, as the real commands are found) and jobs that leave result files where submitit
-would: what an unreachable slurmctld, a purged job, and runs ended by Slurm with their failed stage
-(``kill_invalid_depend``) look like to the driver. The real cluster's tests are in test_executors."""
+(scripts on PATH, as the real commands are found) and jobs, submitted as arrays, that leave signed
+outcome files where the job body would: what an unreachable slurmctld, a purged job, and runs ended
+by Slurm with their failed stage (``kill_invalid_depend``) look like to the driver; arrays and the
+queue cap; outcomes that are forged or planted. The real cluster's tests are in test_executors."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,31 +20,59 @@ from benchbase.running import slurm_executor  # noqa: E402
 
 
 class FakeJob:
-    def __init__(self, folder: Path, job_id: int) -> None:
-        self.job_id = str(job_id)
-        self.paths = SimpleNamespace(folder=folder, result_pickle=folder / f"{job_id}_result.pkl")
+    def __init__(self, folder: Path, job_id: str) -> None:
+        self.job_id = job_id
+        self.paths = SimpleNamespace(folder=folder)
         self.cancelled = False
-
-    def result(self) -> str:
-        return f"result of {self.job_id}"
 
     def cancel(self, check: bool = True) -> None:
         self.cancelled = True
 
 
 class FakeEngine:
+    """submitit's executor as the driver uses it: one sbatch per `map_array`, an array of several
+    tasks (ids ``N_i``) or one job (``N``); the ids submitted are kept in `queue` for a fake squeue."""
+
     def __init__(self, folder: Path, refusals: list[str] | None = None) -> None:
         self.folder, self.jobs, self.refusals, self.dependencies = folder, [], refusals or [], []
+        self.arrays: list[int] = []  # tasks per sbatch
+        self.queue = folder / "queue"
+        self.queue.touch()
 
     def update_parameters(self, **parameters) -> None:
         self.parameters = parameters
 
-    def submit(self, fn, payload) -> FakeJob:
+    def map_array(self, fn, tasks) -> list[FakeJob]:
         if self.refusals:  # what sbatch printed, as submitit raises it
             raise submitit.core.utils.FailedJobError(self.refusals.pop(0))
-        self.jobs.append(FakeJob(self.folder, len(self.jobs) + 1))
+        number = len(self.arrays) + 1
+        ids = [f"{number}_{i}" for i in range(len(tasks))] if len(tasks) > 1 else [str(number)]
+        self.jobs += [FakeJob(self.folder, job_id) for job_id in ids]
+        self.arrays.append(len(tasks))
         self.dependencies.append(self.parameters["additional_parameters"].get("dependency"))
-        return self.jobs[-1]
+        with self.queue.open("a") as queue:
+            queue.write("".join(f"{job_id}\n" for job_id in ids))
+        return self.jobs[-len(tasks) :]
+
+
+def _report(executor, job: FakeJob, key: str, ok: bool = True, **fields) -> None:
+    """The outcome a job leaves, signed as `_Reported` signs it."""
+    import json
+
+    from benchbase.running.store import sign_record
+
+    outcome = {"job": job.job_id, "key": key, "ok": ok, **fields}
+    if ok:
+        outcome.setdefault("result", f"result of {job.job_id}")
+    path = executor.folder / "outcomes" / f"{job.job_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(sign_record(executor.folder, outcome)))
+
+
+def _fake(executor, folder: Path) -> None:
+    executor.cluster = "slurm"  # polled as on a cluster, with the answers scripted on PATH
+    executor.engine = FakeEngine(folder)
+    executor.probe = False
 
 
 def _slurm_says(bin_dir: Path, **scripts: str) -> None:
@@ -59,11 +89,13 @@ def driver(tmp_path, monkeypatch):
     bin_dir.mkdir()
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     executor = slurm_executor.SlurmExecutor(cluster="local", folder=str(tmp_path / "jobs"))
-    executor.cluster = "slurm"  # polled as on a cluster, with the answers scripted in bin_dir
-    executor.engine = FakeEngine(tmp_path)
+    _fake(executor, tmp_path)
     executor.submit("stage:s", print, {})
     executor.submit("run:a", print, {}, after=("stage:s",))
     executor.submit("run:b", print, {}, after=("stage:s",))
+    assert list(executor.completed(timeout=0)) == []  # submitted: the stage, then its runs as one array
+    assert executor.new_handles() == [("stage:s", "1"), ("run:a", "2_0"), ("run:b", "2_1")]
+    assert executor.engine.dependencies == [None, "afterok:1"]
     return executor, bin_dir
 
 
@@ -113,10 +145,11 @@ def test_runs_ended_with_their_failed_stage_are_withdrawn_without_a_key_error(dr
     executor, bin_dir = driver
     # kill_invalid_depend: the stage failed (its result file holds the error) and Slurm ended its
     # runs; the driver learns both in one look at the queue and withdraws the runs on the stage's outcome.
-    executor.engine.jobs[0].paths.result_pickle.write_bytes(b"")
+    _report(executor, executor.engine.jobs[0], "stage:s", ok=False, error={"type": "ValueError", "message": "no"})
     _slurm_says(bin_dir, squeue="exit 0", sacct="echo 'CANCELLED by 0'", scontrol="exit 1")
     seen = _drain(executor, withdraw_after_stage=True)
     assert list(seen) == ["stage:s"] and executor.in_flight() == 0
+    assert isinstance(seen["stage:s"], ValueError) and str(seen["stage:s"]) == "no"
     assert executor.engine.jobs[1].cancelled and executor.engine.jobs[2].cancelled
 
 
@@ -148,20 +181,19 @@ def test_job_scripts_run_the_configured_interpreter(tmp_path):
 
 LIMIT = ("sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission failed: Job violates "
          "accounting/QOS policy (job submit limit, user's size and/or time limits)")  # fmt: skip
-ALL_RUNNING = """echo "$5" | tr ',' '\\n' | sed 's/$/ RUNNING/'"""  # squeue -h -o '%i %T' -j IDS
+ALL_RUNNING = """sed 's/$/ RUNNING/' {queue}"""  # every job submitted is listed as running
 
 
 @pytest.fixture
 def capped(tmp_path, monkeypatch):
-    """A driver with room for 2 jobs in the queue; squeue lists every job without a result as running."""
+    """A driver with room for 2 jobs in the queue; squeue lists every job submitted as running."""
     monkeypatch.setattr(slurm_executor, "POLL_SECONDS", 0.05)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    _slurm_says(bin_dir, squeue=ALL_RUNNING)
     executor = slurm_executor.SlurmExecutor(cluster="local", folder=str(tmp_path / "jobs"), max_queued=2)
-    executor.cluster = "slurm"
-    executor.engine = FakeEngine(tmp_path)
+    _fake(executor, tmp_path)
+    _slurm_says(bin_dir, squeue=ALL_RUNNING.format(queue=executor.engine.queue))
     return executor
 
 
@@ -170,42 +202,86 @@ def test_a_capped_queue_is_topped_up_as_jobs_end(capped):
     executor.submit("stage:s", print, {})
     for run in "abcd":
         executor.submit(f"run:{run}", print, {}, after=("stage:s",))
+    assert executor.handle("stage:s") is None and engine.jobs == []  # submitted at the next look
+    _drain(executor)
     assert len(engine.jobs) == 2 and executor.in_flight() == 5  # the stage and run a; b, c, d wait
     assert executor.handle("run:b") is None  # nothing to follow yet: not submitted
     assert executor.new_handles() == [("stage:s", "1"), ("run:a", "2")]
     seen, finished = [], 0
     while executor.in_flight():
-        engine.jobs[finished].paths.result_pickle.write_bytes(b"")  # the oldest job ends
+        if finished == len(engine.jobs):  # the jobs that wait are submitted at the next look
+            seen += list(_drain(executor))
+            continue
+        job = engine.jobs[finished]
+        _report(executor, job, next(k for k, j in executor._jobs.items() if j is job))  # the oldest job ends
         finished += 1
         seen += list(_drain(executor))
         assert len(engine.jobs) - finished <= 2  # never more than 2 in the queue
     assert seen == ["stage:s", "run:a", "run:b", "run:c", "run:d"]
-    # Run a waited for the stage's job; the runs submitted after the stage succeeded wait for nothing.
-    assert engine.dependencies == [None, "afterok:1", None, None, None]
+    # Run a waited for the stage's job; the runs submitted after the stage succeeded wait for nothing,
+    # and go together (one array) where the cap leaves room.
+    assert engine.dependencies[:2] == [None, "afterok:1"] and set(engine.dependencies[2:]) == {None}
+    assert sum(engine.arrays) == 5 and len(engine.arrays) < 5
     assert [key for key, _ in executor.new_handles()] == ["run:b", "run:c", "run:d"]
+
+
+def test_jobs_ready_together_go_as_one_array_per_dependency(capped):
+    executor, engine = capped, capped.engine
+    executor.max_queued = None
+    for stage in "st":
+        executor.submit(f"stage:{stage}", print, {})
+        for run in "abc":
+            executor.submit(f"run:{stage}{run}", repr, {}, after=(f"stage:{stage}",))
+    for run in "xyz":
+        executor.submit(f"run:{run}", repr, {})  # stage and run jobs are different functions
+    _drain(executor)
+    # The stages and the runs without one in an array each, then the runs of each stage behind its task.
+    assert engine.arrays == [2, 3, 3, 3]
+    assert engine.dependencies == [None, None, "afterok:1_0", "afterok:1_1"]
+    handles = dict(executor.new_handles())
+    assert handles["stage:t"] == "1_1" and handles["run:x"] == "2_0" and handles["run:tc"] == "4_2"
+    _report(executor, engine.jobs[0], "stage:s")
+    executor.cancel("run:sb")  # one task of an array: the others go on
+    assert engine.jobs[6].cancelled and not engine.jobs[5].cancelled  # 3_1, not 3_0
+    assert dict(_drain(executor)) == {"stage:s": "result of 1_0"}
 
 
 def test_a_refused_submission_waits_and_is_submitted_again(capped):
     executor, engine = capped, capped.engine
     engine.refusals = [LIMIT, LIMIT]
     executor.submit("run:x", print, {})  # refused: not an error, the job waits
-    assert engine.jobs == [] and executor.in_flight() == 1
+    assert _drain(executor) == {} and executor.in_flight() == 1
     while not engine.jobs:
         assert _drain(executor) == {}
-    engine.jobs[0].paths.result_pickle.write_bytes(b"")
+    _report(executor, engine.jobs[0], "run:x")
     assert list(_drain(executor)) == ["run:x"] and executor.in_flight() == 0
 
 
 def test_a_submission_refused_for_wrong_options_stops_the_grid(capped):
     capped.engine.refusals = ["sbatch: error: Batch job submission failed: Invalid partition name specified"]
+    capped.submit("run:x", print, {})
     with pytest.raises(GridError, match="the cluster refused the job: .*Invalid partition name"):
-        capped.submit("run:x", print, {})
+        _drain(capped)
 
 
 def test_a_cluster_refusing_jobs_for_longer_than_patience_stops_the_grid(capped):
     capped.engine.refusals, capped.patience = [LIMIT] * 100, 0
+    capped.submit("run:x", print, {})
     with pytest.raises(GridError, match="has refused jobs for 0s: .*QOSMaxSubmitJobPerUserLimit"):
-        capped.submit("run:x", print, {})
+        _drain(capped)
+
+
+def test_an_outcome_not_signed_by_the_job_is_a_failure(capped):
+    import json
+
+    executor = capped
+    executor.submit("run:x", print, {})
+    _drain(executor)
+    forged = executor.folder / "outcomes" / "1.json"
+    forged.parent.mkdir()
+    forged.write_text(json.dumps({"job": "1", "key": "run:x", "ok": True, "result": {"test_mae": 0.0001}}))
+    [(key, outcome)] = list(_drain(executor).items())
+    assert key == "run:x" and isinstance(outcome, WorkerDied) and "refused" in str(outcome)
 
 
 def test_patience_counts_across_short_waits(driver, monkeypatch):
@@ -216,3 +292,34 @@ def test_patience_counts_across_short_waits(driver, monkeypatch):
     with pytest.raises(GridError, match="Slurm has not answered"):
         for _ in range(20):
             list(executor.completed(timeout=0.05))
+
+
+class _Planted:
+    """A pickle that creates a file when loaded: what someone able to write the job folder plants."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.slow
+def test_a_planted_result_pickle_is_never_loaded(tmp_path):
+    import pickle
+
+    executor = slurm_executor.SlurmExecutor(cluster="local", folder=str(tmp_path / "jobs"))
+    executor.probe = False
+    executor.submit("run:x", abs, -3)
+    assert list(executor.completed(timeout=0)) == []  # submitted
+    job = executor._jobs["run:x"]
+    deadline = time.monotonic() + 120
+    while not job.done() and time.monotonic() < deadline:  # done: its result pickle is there
+        time.sleep(0.1)
+    marker = tmp_path / "pwned"
+    job.paths.result_pickle.write_bytes(pickle.dumps(("success", _Planted(marker))))
+    outcomes = []
+    while executor.in_flight():
+        outcomes += list(executor.completed(timeout=60))
+    assert outcomes == [("run:x", 3)]  # the job's own outcome, from its signed JSON
+    assert not marker.exists()  # the pickle was never loaded
