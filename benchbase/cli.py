@@ -7,6 +7,7 @@ import functools
 import io
 import json
 import sqlite3
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -177,12 +178,12 @@ def run(
 
         if not torch.cuda.is_available():
             raise GridError("the grid asks for device cuda, but torch sees no CUDA device on this machine")
+    if not the_grid.runs:  # --dry-run too: the grid it checks would end here
+        reasons = sorted({skipped.reason for skipped in the_grid.skipped})
+        raise GridError("nothing to run: every combination is skipped:\n  " + "\n  ".join(reasons))
     if dry_run:
         _print_dry_run(the_grid, store)
         return
-    if not the_grid.runs:
-        reasons = sorted({skipped.reason for skipped in the_grid.skipped})
-        raise GridError("nothing to run: every combination is skipped:\n  " + "\n  ".join(reasons))
     sequential = until_decided or "until_decided" in the_grid.analysis
     budget_text = budget if budget is not None else (the_grid.analysis.get("until_decided") or {}).get("budget")
     the_budget = parse_budget(budget_text, "--budget") if budget_text is not None else Budget()
@@ -666,7 +667,7 @@ def split(
     out: Annotated[Path, typer.Option(help="Output JSON file.")],
     param: Annotated[list[str] | None, typer.Option("--param", help="Protocol parameter key=value.")] = None,
     dataset_param: Annotated[list[str] | None, typer.Option("--dataset-param", help="Dataset parameter.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the random parts of the split.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random parts of the split.", min=0, max=2**32 - 1)] = 0,
 ) -> None:
     """Write a protocol's split as native dataset ids: {"train": [...], "valid": [...], "test": [...]}."""
     from benchbase.compute.loading import build_dataset, build_protocol
@@ -720,7 +721,22 @@ _add_plugin_commands()
 
 
 def main() -> None:
-    app()
+    """The `benchbase` command. A mistyped option or value ends like any other bad input: one line
+    and exit code 2 (click would print a usage box of five lines)."""
+    from typer.exceptions import TyperException  # the base of click's errors, as typer ships them
+
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:  # Ctrl-C at a prompt
+        sys.exit(130)
+    except TyperException as exc:
+        if not hasattr(exc, "format_message"):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        typer.secho(f"error: {where}{exc.format_message()} (see --help)", err=True, fg="red")
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

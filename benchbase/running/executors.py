@@ -236,13 +236,13 @@ def default_jobs() -> int:
     return os.cpu_count() or 1
 
 
-def check_executor(name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+def check_executor(name: str, options: dict[str, Any] | None = None, registry: Any = None) -> dict[str, Any]:
     """The executor's name and options checked, nothing started: `benchbase run` calls this before
     it creates a store, so that a typo leaves nothing behind. Returns the validated options."""
     from benchbase.contract.params import validate
     from benchbase.contract.registry import default_registry
 
-    spec = default_registry().get("executor", name).param_spec
+    spec = (registry or default_registry()).get("executor", name).param_spec
     if spec is not None:  # `jobs` and `workdir` are the harness's to give, not options
         spec = {key: param for key, param in spec.items() if key not in ("jobs", "workdir")}
     return validate(spec, options or {}, f"executor {name!r} options")

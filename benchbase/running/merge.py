@@ -118,6 +118,10 @@ def read_records(path: Path | str) -> list[dict[str, Any]]:
         if problem is not None:
             raise GridError(f"{path}:{number}: {problem}")
         records.append(record)
+    if not records:  # an empty export merges nothing: most likely the wrong file
+        raise GridError(
+            f"{path} holds no run records; an export is the results.jsonl that `benchbase leaderboard` writes"
+        )
     return records
 
 

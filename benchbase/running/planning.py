@@ -25,6 +25,7 @@ from benchbase.contract.params import validate
 from benchbase.contract.registry import Registry
 from benchbase.running.data_keys import data_key
 from benchbase.running.devices import device_type, placement
+from benchbase.running.executors import check_executor
 from benchbase.running.gridfile import (
     KIND_OF_AXIS,
     STUDY_KEYS,
@@ -212,6 +213,11 @@ def expand_grid(registry: Registry, raw: dict[str, Any], source: str = "") -> Gr
     )
     if not isinstance(grid.executor, dict) or not all(isinstance(v, dict) for v in grid.executor.values()):
         raise GridError(f"{where}: [executor] must hold one table of options per executor name")
+    for name, options in grid.executor.items():  # every table, used or not: a misspelt name is no table
+        try:
+            check_executor(name, options, registry)
+        except (GridError, PluginError) as exc:
+            raise GridError(f"{where}: [executor.{name}]: {exc}") from None
     seen: set[str] = set()
     used_anywhere: set[tuple[str, str]] = set()
     datasets_cache: dict = {}

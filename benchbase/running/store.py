@@ -253,6 +253,8 @@ class Store:
         # database file", naming neither the path nor what is wrong with it.
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"the store {self.root} is a file, not a directory; pass --store a directory")
+        if shared_dir is not None and Path(shared_dir).exists() and not Path(shared_dir).is_dir():
+            raise StoreError(f"the shared directory {shared_dir} is a file; pass --shared-dir a directory")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

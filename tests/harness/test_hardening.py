@@ -300,6 +300,12 @@ def test_bad_files_and_names_are_one_line_and_create_nothing(synthetic_env, tmp_
     a_file = tmp_path / "a_file"
     a_file.write_text("")
     (tmp_path / "odd" / "benchbase.sqlite").mkdir(parents=True)
+    unknown_table = tmp_path / "unknown_table.toml"
+    unknown_table.write_text(TRAIN + STUDY + "[executor.nonsense]\nfoo = 1\n")
+    everything_skipped = tmp_path / "everything_skipped.toml"  # its only dataset's file is missing
+    everything_skipped.write_text(
+        TRAIN + '[params.dataset.csv]\npath = "missing.csv"\n' + STUDY.replace('"synthetic/chains"', '"csv"')
+    )
     cases = [
         (["--grid", binary, "--store", tmp_path / "s1", "--dry-run"], "is not UTF-8 text"),
         (["--grid", folder, "--store", tmp_path / "s2", "--dry-run"], "is a directory; give the .toml file"),
@@ -308,12 +314,26 @@ def test_bad_files_and_names_are_one_line_and_create_nothing(synthetic_env, tmp_
         (["--grid", good, "--store", a_file], "is a file, not a directory"),
         (["--grid", good, "--store", a_file / "store"], "cannot be created: Not a directory"),
         (["--grid", good, "--store", tmp_path / "odd"], "benchbase.sqlite is not a file"),
+        (["--grid", good, "--store", tmp_path / "s5", "--shared-dir", a_file], "shared directory"),
+        (["--grid", unknown_table, "--store", tmp_path / "s6", "--dry-run"], "[executor.nonsense]: unknown executor"),
+        (["--grid", everything_skipped, "--store", tmp_path / "s7", "--dry-run"], "every combination is skipped"),
     ]
     for args, message in cases:
         result = invoke("run", "--no-leaderboard", *args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
         assert "Errno" not in result.output and "unable to open" not in result.output
-    assert not any((tmp_path / f"s{i}").exists() for i in range(1, 5))
+    assert not any((tmp_path / f"s{i}").exists() for i in (1, 2, 3, 4, 5, 6, 7))
+
+
+def test_usage_mistakes_through_the_command_are_one_line(synthetic_env, tmp_path):
+    """Option and command typos go through click, which prints a usage box of five lines: the
+    `benchbase` command turns them into one line and exit code 2, like any other bad input."""
+    for args in (["bogus"], ["run", "--jobs", "0"], ["run", "--nonsense"], ["split", "x", "--seed", "-1"]):
+        done = subprocess.run([sys.executable, "-m", "benchbase.cli", *args], env=synthetic_env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, done.stderr)
+    assert not (tmp_path / "results").exists()
 
 
 def _forge(store: Path, **changes) -> Path:

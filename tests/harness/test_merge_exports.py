@@ -188,3 +188,11 @@ def test_reproduce_verifies_an_imported_run_into_the_local_store(synthetic_env, 
     assert _row((out / TABLE).read_text(), "hidden=8")[-2:] == ["S1, S2", "1/1"]
     merged = {r["run_id"]: r for r in _records(out / "results.jsonl")}[b_run["run_id"]]
     assert merged["provenance"]["reproduced_here"] and not merged["provenance"]["imported"]
+
+
+def test_an_empty_export_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.jsonl").write_text("\n")
+    result = invoke("leaderboard", "--from", "empty.jsonl", "--out", "lb")
+    assert result.exit_code == 2 and "holds no run records" in result.output, result.output
+    assert not (tmp_path / "lb").exists()
