@@ -178,12 +178,12 @@ def run(
 
         if not torch.cuda.is_available():
             raise GridError("the grid asks for device cuda, but torch sees no CUDA device on this machine")
-    if not the_grid.runs:  # --dry-run too: the grid it checks would end here
-        reasons = sorted({skipped.reason for skipped in the_grid.skipped})
-        raise GridError("nothing to run: every combination is skipped:\n  " + "\n  ".join(reasons))
-    if dry_run:
+    if dry_run:  # lists what would be skipped and why, also when that is everything
         _print_dry_run(the_grid, store)
         return
+    if not the_grid.runs:
+        reasons = sorted({skipped.reason for skipped in the_grid.skipped})
+        raise GridError("nothing to run: every combination is skipped:\n  " + "\n  ".join(reasons))
     sequential = until_decided or "until_decided" in the_grid.analysis
     budget_text = budget if budget is not None else (the_grid.analysis.get("until_decided") or {}).get("budget")
     the_budget = parse_budget(budget_text, "--budget") if budget_text is not None else Budget()
