@@ -298,7 +298,7 @@ def _print_dry_run(the_grid, store: Path) -> None:
     typer.echo(f"total: {len(the_grid.runs)} runs ({len(finished)} already finished), {len(the_grid.skipped)} skipped")
     if len(finished) < len(the_grid.runs):
         typer.echo("estimated compute (upper bound: every run to its maximum epochs):")
-        estimator = Estimator(default_registry(), runs, stages)
+        estimator = Estimator(default_registry(), runs)
         costs = estimator.study_costs(the_grid, finished, ready)
         for line in summary_lines(costs, estimator, the_grid):
             typer.echo(f"  {line}")
@@ -727,15 +727,15 @@ def main() -> None:
 
     try:
         code = app(standalone_mode=False)
-    except typer.Abort:  # Ctrl-C at a prompt
+    except typer.Abort:  # Ctrl-C, or the end of input at a prompt
         sys.exit(130)
     except TyperException as exc:
-        if not hasattr(exc, "format_message"):
-            raise
+        if not exc.format_message():  # `benchbase` alone: the help is printed, there is nothing to add
+            sys.exit(2)
         ctx = getattr(exc, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""
         typer.secho(f"error: {where}{exc.format_message()} (see --help)", err=True, fg="red")
-        sys.exit(getattr(exc, "exit_code", 2))
+        sys.exit(2)  # every error click reports is about the command line: bad input
     sys.exit(code if isinstance(code, int) else 0)
 
 

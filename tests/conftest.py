@@ -92,3 +92,34 @@ def synthetic_grid(tmp_path) -> Path:
     path = tmp_path / "grid.toml"
     path.write_text(SYNTHETIC_GRID)
     return path
+
+
+# --- running the suite on several workers (pytest-xdist, `-n`; pyproject's addopts) --------------
+
+#: Modules whose tests start Ray: one worker runs them all, since a test that joins a running
+#: instance (``address=auto``) must not find another worker's.
+_RAY_MODULES = ("test_executors", "test_conformance")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """With ``--dist loadgroup``, each module's tests go to one worker as one unit (a module's
+    fixtures - featurised data, a Slurm cluster - are then built once), the Ray modules to one
+    worker together; the longest units are handed out first so that no worker is left with one at
+    the end."""
+    if getattr(config.option, "dist", "no") != "loadgroup":
+        return
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module is not None else item.nodeid
+        item.add_marker(pytest.mark.xdist_group("ray" if module in _RAY_MODULES else module))
+    first = {name: rank for rank, name in enumerate(_LONGEST)}
+    items.sort(key=lambda item: first.get(item.module.__name__.rpartition(".")[2], len(first)))
+
+
+#: The modules that take longest (measured with ``--durations``), longest first.
+_LONGEST = ("test_executors", "test_conformance", "test_resume")
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per core, at most 4 (each runs training subprocesses of its own)."""
+    return max(1, min(os.cpu_count() or 1, 4))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data import Data, Dataset, InMemoryDataset
 
 
 class Rings(InMemoryDataset):
@@ -59,6 +59,37 @@ class ProcessedRings(InMemoryDataset):
     def process(self) -> None:
         rng = np.random.default_rng(0)
         self.save([Rings._ring(rng) for _ in range(self.graphs)], self.processed_paths[0])
+
+
+class FileRings(Dataset):
+    """`Rings` one file per graph under ``<root>/processed``, each read by `get` with a full
+    unpickling (``torch.load(..., weights_only=False)``), as some PyG classes do after building."""
+
+    def __init__(self, root: str, graphs: int = 6) -> None:
+        self.graphs = graphs
+        super().__init__(root)
+
+    @property
+    def raw_file_names(self) -> list[str]:
+        return []
+
+    @property
+    def processed_file_names(self) -> list[str]:
+        return [f"ring_{i}.pt" for i in range(self.graphs)]
+
+    def download(self) -> None:
+        pass
+
+    def process(self) -> None:
+        rng = np.random.default_rng(0)
+        for path in self.processed_paths:
+            torch.save(Rings._ring(rng).to_dict(), path)
+
+    def len(self) -> int:
+        return self.graphs
+
+    def get(self, idx: int) -> Data:
+        return Data(**torch.load(self.processed_paths[idx], weights_only=False))
 
 
 class NeedsDownload(InMemoryDataset):

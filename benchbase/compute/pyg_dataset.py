@@ -37,6 +37,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import os
 import random
 import re
 from collections.abc import Iterator
@@ -106,51 +107,50 @@ def _seeded(seed: int) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
-class _WeightsOnlyTorch:
-    """`torch` as PyG's `torch_geometric.data.dataset` sees it while a class builds: `load` is
-    weights-only (PyG 2.8 reads ``processed/pre_transform.pt`` with ``weights_only=False``)."""
-
-    def __getattr__(self, name: str) -> Any:
-        import torch
-
-        return getattr(torch, name)
-
-    @staticmethod
-    def load(f: Any, *args: Any, **kwargs: Any) -> Any:
-        return _weights_only_load(f, *args, **{k: v for k, v in kwargs.items() if k != "weights_only"})
+#: `torch.load` as torch defines it; `_weights_only_loading` replaces the module attribute for a while.
+_TORCH_LOAD: Any = None
 
 
-def _weights_only_load(path: Any, map_location: Any = None, **kwargs: Any) -> Any:
-    """`torch.load` weights-only, with no fallback: PyG's own `torch_geometric.io.fs.torch_load`
-    retries with ``weights_only=False`` when a file holds a global it does not know, which would run
-    whatever a planted file under ``root`` asks. PyG allowlists its own classes at import."""
+def _weights_only_load(f: Any, map_location: Any = None, *_: Any, **kwargs: Any) -> Any:
+    """`torch.load` weights-only, with no fallback and whatever the caller asked: PyG's own
+    `torch_geometric.io.fs.torch_load` retries with ``weights_only=False`` when a file holds a global
+    it does not know, and some classes' ``get`` or ``process`` call ``torch.load(...,
+    weights_only=False)`` themselves; either would run whatever a planted file under ``root`` asks.
+    PyG allowlists its own classes at import. A ``pickle_module`` (positional or not) is dropped:
+    a weights-only load uses its own unpickler."""
     import pickle
 
     import fsspec
-    import torch
 
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("weights_only", "pickle_module")}
     try:
-        with fsspec.open(path, "rb") as handle:
-            return torch.load(handle, map_location, weights_only=True, **kwargs)
+        if isinstance(f, (str, os.PathLike)):
+            with fsspec.open(f, "rb") as handle:
+                return _TORCH_LOAD(handle, map_location, weights_only=True, **kwargs)
+        return _TORCH_LOAD(f, map_location, weights_only=True, **kwargs)
     except pickle.UnpicklingError as exc:
         raise PluginError(
-            f"{path} holds objects that a weights-only load refuses ({str(exc).splitlines()[0]}); "
+            f"{f} holds objects that a weights-only load refuses ({str(exc).splitlines()[0]}); "
             "if you built it yourself with another version, delete it to have it rebuilt"
         ) from None
 
 
 @contextlib.contextmanager
 def _weights_only_loading() -> Iterator[None]:
-    """While a PyG class builds, every file it reads under its root is loaded weights-only."""
-    import torch_geometric.data.dataset as pyg_dataset
+    """While a PyG class builds and its graphs are read, every `torch.load` is weights-only: PyG's
+    loader, the module attribute (what ``torch.load(...)`` in any class's code calls) and
+    `torch_geometric.data.dataset`'s view of it."""
+    global _TORCH_LOAD
+    import torch
     import torch_geometric.io.fs as pyg_fs
 
-    saved = pyg_fs.torch_load, pyg_dataset.torch
-    pyg_fs.torch_load, pyg_dataset.torch = _weights_only_load, _WeightsOnlyTorch()  # type: ignore[assignment]
+    saved = pyg_fs.torch_load, torch.load
+    _TORCH_LOAD = _TORCH_LOAD or torch.load
+    pyg_fs.torch_load, torch.load = _weights_only_load, _weights_only_load  # type: ignore[assignment]
     try:
         yield
     finally:
-        pyg_fs.torch_load, pyg_dataset.torch = saved
+        pyg_fs.torch_load, torch.load = saved
 
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -383,6 +383,7 @@ class PyGDataset(Dataset):
         try:
             with _seeded(self.seed), _weights_only_loading():
                 dataset = cls(**kwargs)
+                graphs = [dataset[i] for i in range(len(dataset))]
         except PluginError:
             raise
         except TypeError as exc:
@@ -394,7 +395,6 @@ class PyGDataset(Dataset):
             ) from None
         except Exception as exc:  # the class's own error: say which class and what it said
             raise PluginError(f"{self.where}: building it failed: {type(exc).__name__}: {exc}") from None
-        graphs = [dataset[i] for i in range(len(dataset))]
         if not graphs:
             raise PluginError(f"{self.where}: the dataset has no graphs")
         if any(isinstance(g, HeteroData) for g in graphs):

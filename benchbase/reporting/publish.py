@@ -163,7 +163,8 @@ def source_digest(store: Store | Merged, runs: list[dict[str, Any]], current_cod
     code = sorted((k, sorted(v)) for k, v in (current_code or {}).items())
     parts = [state, grids, code, distribution_fingerprint(harness_distribution())]
     if isinstance(store, Merged):  # imported records have no update time: their content counts
-        merged = [(r["run_id"], r.get("metrics"), r["provenance"]) for r in runs]
+        # and so does whether their predictions are beside them (cells are recomputed from them).
+        merged = [(r["run_id"], r.get("metrics"), r["provenance"], store.has_verified_predictions(r)) for r in runs]
         parts.append([merged, [vars(s) for s in store.sources], [vars(c) for c in store.conflicts]])
     return content_hash(parts, 16)
 

@@ -1,8 +1,10 @@
 """What a grid will cost, before it is submitted (`benchbase run --dry-run`).
 
-Planning a cost loads no data. A run's time is bounded by its maximum epochs times the seconds one
-epoch can take, plus an allowance for starting its job; a pretraining stage's, by its pretraining
-epochs times the seconds one pass over its pool can take, counted once however many runs share it.
+Estimating a cost loads no data beyond a calibration's sample (planning itself makes a `size`
+protocol's splits, which needs its dataset's graph sizes, and checks them). A run's time is
+bounded by its maximum epochs times the seconds one epoch can take, plus an allowance for starting
+its job; a pretraining stage's, by its pretraining epochs times the seconds one pass over its pool
+can take, counted once however many runs share it.
 An epoch's seconds are the number of graphs times the seconds per graph, where
 
 - the number of graphs is dataset metadata: the ``size`` the plugin's `describe()` reports (cheap,
@@ -22,8 +24,8 @@ The result is an upper bound, not a forecast: every run to its maximum epochs (e
 most sooner), an epoch counted as training on every graph of the dataset and evaluating every graph
 again at half a training step's cost (`EPOCH_PASSES`), the calibrated step time doubled (`MARGIN`:
 the micro-benchmark leaves out task heads, batching and a loaded machine's jitter), and
-`JOB_START_SECONDS` per job. It is in CPU- or
-GPU-hours of the device the runs ask for (one run per core or GPU). `benchmarks/cost_bound.py`
+`JOB_START_SECONDS` per job. It is in CPU- or GPU-hours of the device the runs ask for (one run
+per core or GPU); a GPU calibration runs on this machine's GPU. `benchmarks/cost_bound.py`
 compares it with a real grid that runs to its epoch limit.
 """
 
@@ -104,7 +106,8 @@ class StudyCost:
     def line(self) -> str:
         text = f"study {self.study}: {self.runs} runs and {self.stages} pretraining stages"
         text += f", at most {_amount(self.seconds, self.device)}"
-        missing = [f"{n} {what}" for n, what in ((self.unknown, "runs"), (self.unknown_stages, "stages")) if n]
+        counts = ((self.unknown, "run"), (self.unknown_stages, "stage"))
+        missing = [f"{n} {what}{'s' * (n != 1)}" for n, what in counts if n]
         if missing:
             text += f" ({' and '.join(missing)} not estimated)"
         return text + (f" [from {', '.join(sorted(self.sources))}]" if self.sources else "")
@@ -122,7 +125,7 @@ class Estimator:
     """Seconds per graph by what the cost depends on, from the store, the calibration cache or a
     calibration; what cannot be estimated, with the reason, in `not_estimated`."""
 
-    def __init__(self, registry: Registry, runs: list[dict[str, Any]], stages: list[dict[str, Any]]) -> None:
+    def __init__(self, registry: Registry, runs: list[dict[str, Any]]) -> None:
         self.registry = registry
         self.store_per_epoch: dict[str, float] = {}
         self.calibrations: dict[str, Calibration | str] = {}  # probe hash -> calibration or why none
@@ -135,9 +138,12 @@ class Estimator:
 
     def _learn(self, runs: list[dict[str, Any]]) -> None:
         """Seconds per fine-tuning epoch of finished runs: their job's wall time (loading and
-        evaluation included) over the epochs they ran, the slowest of each kind."""
+        evaluation included) over the epochs they ran, the slowest of each kind. A run that resumed
+        from a snapshot is left out: its time is the last job's, its epochs those of every job."""
         for run in runs:
             details = run.get("details") or {}
+            if details.get("resumed_at_epochs"):
+                continue
             epochs = (details.get("fit") or {}).get("epochs_run")
             seconds = run.get("seconds") or (details.get("seconds") or {}).get("total")
             if run.get("status") == "finished" and epochs and seconds:
@@ -163,8 +169,12 @@ class Estimator:
             if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
                 self.sizes[key] = size
             else:
+                # Only a size is kept per dataset: why a calibration failed is the probe's own
+                # (another study's device or encoder may calibrate fine).
                 calibration = self.calibration(probe)
-                self.sizes[key] = calibration.graphs if isinstance(calibration, Calibration) else calibration
+                if isinstance(calibration, str):
+                    return calibration
+                self.sizes[key] = calibration.graphs
         return self.sizes[key]
 
     # calibration --------------------------------------------------------------------------------
@@ -208,6 +218,7 @@ class Estimator:
 
         from benchbase.compute import loading
         from benchbase.compute.batching import iterate_batches
+        from benchbase.compute.runtime import on
         from benchbase.contract.errors import PluginError
 
         name = probe["dataset"]["name"]
@@ -222,12 +233,14 @@ class Estimator:
             encoder.prepare(dataset)
         except PluginError as exc:
             return f"cannot be loaded here: {exc}"
+        device = torch.device(probe["numerics"]["device"])
+        encoder.to(device)
         params = list(encoder.parameters())
         # An encoder without parameters (precomputed descriptors) has only its forward to time.
         optimizer = torch.optim.Adam(params, lr=1e-3) if params else None
         batch_size = int(probe["batch_size"])
         sample = np.random.default_rng(0).permutation(graphs.num_graphs)[: batch_size * (CALIBRATION_STEPS + 1)]
-        batches = list(iterate_batches(graphs, sample, batch_size, max_nodes=probe["max_nodes"]))
+        batches = [on(device, b) for b in iterate_batches(graphs, sample, batch_size, max_nodes=probe["max_nodes"])]
         before = torch.get_num_threads()
         torch.set_num_threads(int(probe["numerics"]["threads"]))
         try:
@@ -247,24 +260,24 @@ class Estimator:
         stored = self.store_per_epoch.get(_store_key(spec))
         if stored is not None:
             return stored, FROM_STORE
-        return self.pass_seconds(_probe(spec), 1.0)
+        return self.pass_seconds(_probe(spec))
 
-    def pass_seconds(self, probe: dict[str, Any], share: float, extra_graphs: int = 0) -> tuple[float, str] | str:
-        """At most the seconds of one epoch over `share` of the dataset of `probe` (and
-        `extra_graphs` more graphs), or why it cannot be told (memoised: a grid asks per run)."""
-        memo = json.dumps([probe, share, extra_graphs], sort_keys=True)
+    def pass_seconds(self, probe: dict[str, Any], extra_graphs: int = 0) -> tuple[float, str] | str:
+        """At most the seconds of one epoch over the dataset of `probe` (and `extra_graphs` more
+        graphs), or why it cannot be told (memoised: a grid asks per run)."""
+        memo = json.dumps([probe, extra_graphs], sort_keys=True)
         if memo not in self._passes:
-            self._passes[memo] = self._pass_seconds(probe, share, extra_graphs)
+            self._passes[memo] = self._pass_seconds(probe, extra_graphs)
         return self._passes[memo]
 
-    def _pass_seconds(self, probe: dict[str, Any], share: float, extra_graphs: int) -> tuple[float, str] | str:
+    def _pass_seconds(self, probe: dict[str, Any], extra_graphs: int) -> tuple[float, str] | str:
         graphs = self.graphs(probe)
         if isinstance(graphs, str):
             return graphs
         calibration = self.calibration(probe)
         if isinstance(calibration, str):
             return calibration
-        seconds = calibration.seconds_per_graph * MARGIN * EPOCH_PASSES * (graphs * share + extra_graphs)
+        seconds = calibration.seconds_per_graph * MARGIN * EPOCH_PASSES * (graphs + extra_graphs)
         return seconds, self.source(probe)
 
     def stage_pass_seconds(self, run: RunSpec) -> tuple[float, str] | str:
@@ -278,7 +291,7 @@ class Estimator:
             if isinstance(finetune, str):
                 return finetune
             extra = finetune
-        return self.pass_seconds(_probe(stage), 1.0, extra)
+        return self.pass_seconds(_probe(stage), extra)
 
     # a grid ---------------------------------------------------------------------------------------
 
@@ -296,21 +309,24 @@ class Estimator:
             if isinstance(per_epoch, str):
                 self._not_estimated(run.spec, per_epoch)
                 cost.unknown += 1
-                continue
-            cost.sources.add(per_epoch[1])
-            cost.seconds += per_epoch[0] * run.train.epochs + JOB_START_SECONDS
+            else:
+                cost.sources.add(per_epoch[1])
+                cost.seconds += per_epoch[0] * run.train.epochs + JOB_START_SECONDS
             stage = run.stage_id
             if stage is not None and stage not in counted:
                 counted.add(stage)
-                per_pass = self.stage_pass_seconds(run)
-                if isinstance(per_pass, str):
-                    self._not_estimated(run.stage_spec() or {}, per_pass, "pretraining on ")
-                    cost.unknown_stages += 1
-                    continue
-                cost.stages += 1
-                cost.sources.add(per_pass[1])
-                cost.seconds += per_pass[0] * run.train.pretrain_epochs + JOB_START_SECONDS
+                self._add_stage(cost, run)
         return [costs[k] for k in sorted(costs)]
+
+    def _add_stage(self, cost: StudyCost, run: RunSpec) -> None:
+        per_pass = self.stage_pass_seconds(run)
+        if isinstance(per_pass, str):
+            self._not_estimated(run.stage_spec() or {}, per_pass, "pretraining on ")
+            cost.unknown_stages += 1
+            return
+        cost.stages += 1
+        cost.sources.add(per_pass[1])
+        cost.seconds += per_pass[0] * run.train.pretrain_epochs + JOB_START_SECONDS
 
     def _not_estimated(self, spec: dict[str, Any], reason: str, prefix: str = "") -> None:
         self.not_estimated[reason].add(f"{prefix}{spec['dataset']['name']}")
@@ -318,12 +334,16 @@ class Estimator:
 
 def _timed_step(encoder: Any, optimizer: Any, batch: Any) -> tuple[float, int]:
     """Seconds of one training step on `batch`, and its number of graphs."""
+    import torch
+
     started = time.perf_counter()
     loss = encoder(batch).graph.square().mean()
     if optimizer is not None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    if loss.device.type == "cuda":  # the step has only been queued
+        torch.cuda.synchronize(loss.device)
     return time.perf_counter() - started, batch.num_graphs
 
 

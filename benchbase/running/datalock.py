@@ -11,7 +11,9 @@ the lock only spares the duplicated work - and the memory of many jobs featurisi
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,18 +29,41 @@ def dataset_lock(name: str, params: dict[str, Any]) -> Iterator[None]:
 
     path = cache_dir("locks") / f"dataset-{content_hash([name, params])}.lock"
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in _NO_LOCKS:
+                raise
+            # The lock only spares duplicated work (cache files are written atomically): a file
+            # system without flock (Lustre mounted without -o flock) goes on unlocked.
+            _warn_once(path.parent, exc)
+            yield
+            return
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+#: What `flock` says on a file system that does not offer it.
+_NO_LOCKS = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP}
+_warned: set[str] = set()
+
+
+def _warn_once(folder: Any, exc: OSError) -> None:
+    if str(folder) not in _warned:
+        _warned.add(str(folder))
+        warnings.warn(
+            f"{folder} does not support file locks ({exc.strerror}): jobs that start together may each "
+            "build a dataset's cache (the same files; more time and memory)",
+            stacklevel=3,
+        )
+
+
 def datasets_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The datasets a run's or a stage's spec reads: ``{"name", "params"}`` each."""
+    """The datasets a run's or a stage's spec reads: ``{"name", "params"}`` each. A run pretrained
+    on another dataset (``pretrain_dataset``) reads only its own: its stage's ``dataset`` is the other."""
     found = [spec["dataset"]]
-    if "pretrain_dataset" in spec:
-        found.append(spec["pretrain_dataset"])
     pool = spec.get("pool")
     if isinstance(pool, dict) and "finetune" in pool:
         found.append(pool["finetune"]["dataset"])

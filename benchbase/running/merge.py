@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,11 @@ def record_problem(record: Any) -> str | None:
             return f"its spec has no valid {kind!r} ({{name, params}})"
     if not isinstance(spec.get("seed"), int):
         return "its spec has no integer seed"
+    if not isinstance(spec.get("train"), dict):
+        return "its spec has no train object"
+    code = spec.get("code")
+    if code is not None and not (isinstance(code, dict) and all(isinstance(v, str) for v in code.values())):
+        return "its spec's code is not an object of fingerprints"
     try:
         derived = content_hash(spec)
     except (TypeError, ValueError):
@@ -84,6 +90,8 @@ def record_problem(record: Any) -> str | None:
     metrics = record.get("metrics")
     if record["status"] == FINISHED and not isinstance(metrics, dict):
         return "a finished run without a metrics object"
+    if metrics is not None and not isinstance(metrics, dict):
+        return "its metrics are not an object"
     for task, values in (metrics or {}).items():
         if not isinstance(values, dict) or not all(_number_or_none(v) for v in values.values()):
             return f"its metrics of task {task!r} are not an object of numbers"
@@ -96,6 +104,9 @@ def record_problem(record: Any) -> str | None:
     for key in ("hardware", "git_commit", "grid", "error"):
         if record.get(key) is not None and not isinstance(record[key], str):
             return f"its {key} is not a string"
+    for key in ("seconds", "n_params"):
+        if not _number_or_none(record.get(key)):
+            return f"its {key} is not a number"
     return None
 
 
@@ -262,7 +273,10 @@ class Merged:
             path = self._imported_predictions[run["run_id"]]
             if not self.has_verified_predictions(run):
                 raise StoreError(f"the predictions of run {run['run_id']} ({path}) are missing or damaged")
-            return read_predictions(path)
+            try:
+                return read_predictions(path)
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # its digest matched: written so
+                raise StoreError(f"the predictions of run {run['run_id']} ({path}) cannot be read: {exc}") from None
         if self.store is None:
             raise StoreError(f"run {run['run_id']} has no predictions here")
         return self.store.load_predictions(run)

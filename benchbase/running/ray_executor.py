@@ -250,8 +250,12 @@ class RayExecutor(Executor):
         ready, _ = self.ray.wait(list(self._pending), num_returns=1, timeout=timeout)
         for ref in ready:
             key = self._pending.pop(ref)
-            yield key, self._outcome(key, ref)
-            self._kill(key)  # its outcome is recorded: the actor frees its CPUs
+            outcome = self._outcome(key, ref)
+            # The actor goes before its outcome is recorded: a driver killed in between finds no actor
+            # of that name on restart and runs the job again, never taking up a stale outcome (a run
+            # that failed, run again, would otherwise be given its old actor and old failure).
+            self._kill(key)
+            yield key, outcome
 
     def close(self) -> None:
         """Stop the jobs still running (an orderly exit abandons them, as other executors do; a

@@ -25,6 +25,7 @@ pickle protocol 4 that a weights-only load cannot read, and writes nothing under
 from __future__ import annotations
 
 import contextlib
+import pickle
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,13 +96,13 @@ class _WeightsOnlyTorch:
 
         if map_location == "rb":  # ogb passes the file mode where torch takes map_location
             map_location = None
-        safe_globals = getattr(torch.serialization, "safe_globals", None)
-        if safe_globals is None:
-            raise PluginError("reading OGB's files safely needs torch >= 2.5 (torch.serialization.safe_globals)")
+        # safe_globals with (object, name) entries (numpy's reconstructor under both its names): 2.6.
+        if torch.torch_version.TorchVersion(torch.__version__) < (2, 6):
+            raise PluginError(f"reading OGB's files safely needs torch >= 2.6 (this is {torch.__version__})")
         try:
-            with safe_globals(_safe_globals()):
+            with torch.serialization.safe_globals(_safe_globals()):
                 return torch.load(f, map_location=map_location, weights_only=True)
-        except Exception as exc:  # pickle.UnpicklingError or a RuntimeError, as torch versions differ
+        except (pickle.UnpicklingError, RuntimeError) as exc:  # which one depends on the torch version
             raise PluginError(f"{f} holds objects other than arrays and tensors; refused ({exc})") from None
 
 

@@ -68,9 +68,11 @@ def test_a_dataset_that_is_not_prepared_is_named_not_featurised(synthetic_env, t
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID.replace(', "pcqm4mv2"', ""))
     output = _dry_run(grid, tmp_path / "store")
-    assert "study 1: 2 runs and 0 pretraining stages, at most 0.00 CPU-hours (0 s) (2 runs not estimated)" in output
+    # Its pretraining stage is named too, though no run of it could be estimated.
+    study = "study 1: 2 runs and 0 pretraining stages, at most 0.00 CPU-hours (0 s) (2 runs and 1 stage not estimated)"
+    assert study in output
     assert (
-        "not estimated: synthetic/chains (not prepared on this machine: "
+        "not estimated: pretraining on synthetic/chains, synthetic/chains (not prepared on this machine: "
         "`benchbase datasets prepare synthetic/chains` first)" in output
     )
 
@@ -98,3 +100,21 @@ def test_the_estimate_bounds_a_grid_run_to_its_epoch_limit(synthetic_env, tmp_pa
     assert [r["fit"]["epochs_run"] for r in runs] == [3, 3]
     spent = sum(r["seconds"]["total"] for r in runs) + sum(s["seconds"] for s in stages)
     assert seconds >= spent
+
+
+def test_a_resumed_run_does_not_lower_the_per_epoch_figure(synthetic_env):
+    """A run that resumed from a snapshot ran its last epochs in its last job: its time over all its
+    epochs would make the bound too low."""
+    from benchbase.contract.registry import default_registry
+    from benchbase.running.cost import Estimator, _store_key
+
+    spec = {"dataset": {"name": "synthetic/chains", "params": {}}, "encoder": {"name": "tiny", "params": {}},
+            "train": {"batch_size": 32, "max_nodes": None}, "numerics": {"device": "cpu", "threads": 1}}  # fmt: skip
+
+    def record(seconds, resumed):
+        details = {"fit": {"epochs_run": 100}, **({"resumed_at_epochs": [95]} if resumed else {})}
+        return {"status": "finished", "spec": spec, "seconds": seconds, "details": details}
+
+    estimator = Estimator(default_registry(), [record(10.0, True), record(50.0, False)])
+    assert estimator.store_per_epoch == {_store_key(spec): 0.5}
+    assert Estimator(default_registry(), [record(10.0, True)]).store_per_epoch == {}

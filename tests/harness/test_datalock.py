@@ -31,3 +31,40 @@ def test_two_jobs_loading_one_dataset_build_its_cache_once(synthetic_env, tmp_pa
     assert [job.returncode for job in jobs] == [0, 0]
     assert len((tmp_path / "chains.npz.builds").read_text().splitlines()) == 1  # built once
     assert outputs[0] == outputs[1] and outputs[0].strip()  # the same data for both
+
+
+def test_a_run_pretrained_elsewhere_loads_only_its_own_dataset():
+    from benchbase.running.datalock import datasets_of
+
+    own, other = {"name": "qm9/gap", "params": {}}, {"name": "pcqm4mv2", "params": {}}
+    assert datasets_of({"dataset": own, "pretrain_dataset": other}) == [own]  # its stage reads `other`
+    pool = {"finetune": {"dataset": own}}
+    assert datasets_of({"dataset": other, "pool": pool}) == [other, own]  # a stage pretraining on both
+
+
+def test_a_file_system_without_locks_warns_once_and_goes_on(monkeypatch, tmp_path):
+    import errno
+    import fcntl
+
+    from benchbase.running import datalock
+
+    def no_flock(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setenv("BENCHBASE_CACHE", str(tmp_path))
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    entered = []
+    with pytest.warns(UserWarning, match="does not support file locks"):
+        with datalock.dataset_lock("d", {}):
+            entered.append(1)
+    with datalock.dataset_lock("d", {"other": 1}):  # warned once per folder
+        entered.append(2)
+    assert entered == [1, 2]
+
+    def broken(handle, operation):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", broken)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        with datalock.dataset_lock("d", {}):
+            pass

@@ -334,6 +334,9 @@ def test_usage_mistakes_through_the_command_are_one_line(synthetic_env, tmp_path
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, done.stderr)
     assert not (tmp_path / "results").exists()
+    alone = subprocess.run([sys.executable, "-m", "benchbase.cli"], env=synthetic_env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "Commands" in alone.stdout and "error" not in alone.stdout + alone.stderr  # the help, no empty error
 
 
 def _forge(store: Path, **changes) -> Path:

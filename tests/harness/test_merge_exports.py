@@ -109,6 +109,11 @@ def test_two_exports_merge_with_a_store_and_every_row_keeps_its_provenance(synth
     again = invoke("leaderboard", "--from", a, "--from", tmp_path / "b", "--store", store, "--out", out)
     assert again.exit_code == 0, again.output
     assert "came without predictions" not in (out / TABLE).read_text()
+    # the same sources with the predictions taken away: regenerated, not "up to date"
+    shutil.rmtree(tmp_path / "b" / "predictions")
+    again = invoke("leaderboard", "--from", a, "--from", tmp_path / "b", "--store", store, "--out", out)
+    assert again.exit_code == 0, again.output
+    assert "1 imported run(s) came without predictions" in (out / TABLE).read_text()
     # the plain store case is unchanged: no provenance columns or fields
     plain = invoke("leaderboard", "--store", store, "--out", tmp_path / "plain")
     assert plain.exit_code == 0, plain.output
@@ -149,7 +154,7 @@ def test_conflicting_records_of_one_run_are_reported_never_overwritten(synthetic
 
 
 def _record(**spec_changes) -> dict:
-    spec = {kind: {"name": "x", "params": {}} for kind in RUN_KINDS} | {"seed": 0}
+    spec = {kind: {"name": "x", "params": {}} for kind in RUN_KINDS} | {"seed": 0, "train": {}}
     return {"run_id": content_hash(spec), "status": "finished", "spec": {**spec, **spec_changes}, "metrics": {}}
 
 
@@ -160,6 +165,9 @@ def _record(**spec_changes) -> dict:
         ('{"run_id": 3, "status": "finished"}', "bad.jsonl:2: its run_id 3 is not a run id (16 hex digits)"),
         (json.dumps(_record(seed=1)), "bad.jsonl:2: its run_id {} is not the hash of its spec"),
         (json.dumps({**_record(), "metrics": {"t": {"mae": "low"}}}), "bad.jsonl:2: its metrics of task 't' are not"),
+        (json.dumps({**_record(), "status": "failed", "metrics": [1]}), "bad.jsonl:2: its metrics are not an object"),
+        (json.dumps({**_record(), "seconds": "x"}), "bad.jsonl:2: its seconds is not a number"),
+        (json.dumps(_record(train=None)), "bad.jsonl:2: its spec has no train object"),
     ],
 )
 def test_a_malformed_export_ends_with_one_line_naming_file_and_line(tmp_path, monkeypatch, line, says):

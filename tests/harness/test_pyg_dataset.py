@@ -176,3 +176,18 @@ def test_a_malicious_processed_file_under_root_is_refused_unrun(synthetic_env, t
     with pytest.raises(PluginError, match=f"{planted} holds objects that a weights-only load refuses"):
         build(**params).arrays()
     assert not marker.exists()
+
+
+def test_a_class_that_unpickles_its_graphs_itself_runs_no_planted_code(synthetic_env, tmp_path):
+    """Some classes read each graph in `get`, after building, with ``torch.load(...,
+    weights_only=False)``: that load is weights-only too while benchbase reads the graphs."""
+    import torch
+
+    params = {"class": "pyg_toy.FileRings", "distribution": "pyg-toy", "kwargs": {"root": str(tmp_path / "r")}}
+    assert build(**params).arrays().num_graphs == 6  # its own files (tensors in a dict) load weights-only
+    marker = tmp_path / "pwned"
+    torch.save({"payload": _Planted(marker)}, tmp_path / "r" / "processed" / "ring_3.pt")
+    with pytest.raises(PluginError, match="ring_3.pt holds objects that a weights-only load refuses"):
+        build(**params).arrays()
+    assert not marker.exists()
+    assert torch.load is not None and "weights_only_load" not in repr(torch.load)  # put back
