@@ -385,6 +385,7 @@ class SlurmExecutor(Executor):
         else:
             self.engine = submitit.LocalExecutor(folder=str(self.folder), python=python)
         self.python = python
+        self.requeues = requeues
         self.settings = {"partition": partition, "time": time, "mem_gb": mem_gb, "account": account}
         self.settings |= {"gpus": gpus, "extra": extra or {}, "array_parallelism": array_parallelism}
         self._jobs: dict[str, Any] = {}  # key -> submitit job
@@ -737,7 +738,7 @@ class SlurmExecutor(Executor):
                     if state is None:
                         yield key, self._outcome(key, job)
                     else:
-                        yield key, WorkerDied(f"Slurm job {job.job_id} ended {state}, no result")
+                        yield key, WorkerDied(self._ended_without_outcome(job, state))
                 return
             if self._unknown_since is None:  # Slurm answers, nothing ended: look less often
                 self._wait = min(self._wait * 1.5, max(self._wait, IDLE_POLL_SECONDS))
@@ -745,6 +746,16 @@ class SlurmExecutor(Executor):
                 return
             wait = self._wait
             time.sleep(wait if deadline is None else max(0.0, min(wait, deadline - time.monotonic())))
+
+    def _ended_without_outcome(self, job: Any, state: str) -> str:
+        text = f"Slurm job {job.job_id} ended {state}, no result"
+        if state.startswith("TIMEOUT"):  # requeued `requeues` times, then ended at its limit once more
+            text += (
+                f": it reached its time limit (time={self.settings['time']} min) after {self.requeues} requeue(s); "
+                "each try resumes from the last finished epoch, so an epoch longer than the limit never ends: "
+                "raise the executor option time"
+            )
+        return text
 
     def close(self) -> None:
         """Jobs already submitted keep running on the cluster: a later `benchbase run` follows them

@@ -72,7 +72,8 @@ def _executor_args(name: str, tmp_path: Path) -> tuple[list[str], dict]:
 def _run(env: dict, grid: Path, store: Path, args: list[str], extra_env: dict, **kwargs) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "benchbase.cli", "run", "--grid", str(grid), "--store", str(store),
                "--no-leaderboard", *args]  # fmt: skip
-    return subprocess.run(command, env={**env, **extra_env}, capture_output=True, text=True, timeout=900, **kwargs)
+    kwargs.setdefault("timeout", 900)
+    return subprocess.run(command, env={**env, **extra_env}, capture_output=True, text=True, **kwargs)
 
 
 def _records(store: Path) -> tuple[dict, dict]:
@@ -578,7 +579,9 @@ def test_real_slurm_a_grid_goes_as_a_few_job_arrays_under_a_cap(slurm, synthetic
         'encoders = ["tiny"]\npretext = ["none"]\n'
     )  # fmt: skip
     started = time.monotonic()
-    done = _run(env, grid, store, [*SLURM_ARGS, "--executor-option", f"max_queued={cap}"], {})
+    # About 4 s of a core per tiny run (a job's interpreter and imports): the default 900 s is short for 500.
+    done = _run(env, grid, store, [*SLURM_ARGS, "--executor-option", f"max_queued={cap}"], {},
+                timeout=max(900, 8 * ARRAY_RUNS))  # fmt: skip
     seconds = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     runs, _ = _records(store)

@@ -141,6 +141,21 @@ def test_ended_jobs_are_confirmed_and_reported_with_their_state(driver, monkeypa
     assert "purged" in str(seen["stage:s"]) and "ended CANCELLED, no result" in str(seen["run:a"])
 
 
+def test_a_job_out_of_requeues_at_its_time_limit_says_what_to_change(driver, monkeypatch):
+    executor, bin_dir = driver
+    monkeypatch.setattr(slurm_executor, "RESULT_GRACE_SECONDS", 0.0)
+    _slurm_says(bin_dir, squeue="exit 0", sacct="echo TIMEOUT", scontrol="exit 1")
+    seen = {}
+    for _ in range(10):
+        seen |= _drain(executor)
+        if executor.in_flight() == 0:
+            break
+    assert "ended TIMEOUT, no result: it reached its time limit (time=120 min) after 3 requeue(s)" in str(
+        seen["stage:s"]
+    )
+    assert "raise the executor option time" in str(seen["run:a"])
+
+
 def test_runs_ended_with_their_failed_stage_are_withdrawn_without_a_key_error(driver):
     executor, bin_dir = driver
     # kill_invalid_depend: the stage failed (its result file holds the error) and Slurm ended its
