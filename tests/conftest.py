@@ -110,10 +110,15 @@ def pytest_collection_modifyitems(config, items):
     if getattr(config.option, "dist", "no") != "loadgroup":
         return
     for item in items:
-        module = item.module.__name__.rpartition(".")[2] if item.module is not None else item.nodeid
+        module = _module_of(item)
         item.add_marker(pytest.mark.xdist_group("ray" if module in _RAY_MODULES else module))
     first = {name: rank for rank, name in enumerate(_LONGEST)}
-    items.sort(key=lambda item: first.get(item.module.__name__.rpartition(".")[2], len(first)))
+    items.sort(key=lambda item: first.get(_module_of(item), len(first)))
+
+
+def _module_of(item) -> str:
+    """The test module's own name (``test_cost``), or the node id of an item outside a module."""
+    return item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) is not None else item.nodeid
 
 
 #: The modules that take longest (measured with ``--durations``), longest first.

@@ -29,20 +29,26 @@ def dataset_lock(name: str, params: dict[str, Any]) -> Iterator[None]:
 
     path = cache_dir("locks") / f"dataset-{content_hash([name, params])}.lock"
     with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except OSError as exc:
-            if exc.errno not in _NO_LOCKS:
-                raise
-            # The lock only spares duplicated work (cache files are written atomically): a file
-            # system without flock (Lustre mounted without -o flock) goes on unlocked.
-            _warn_once(path.parent, exc)
-            yield
-            return
+        locked = _lock(handle, path)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock(handle: Any, path: Any) -> bool:
+    """Take the lock on `handle`; False on a file system without `flock` (Lustre mounted without
+    -o flock), which goes on unlocked: the lock only spares duplicated work, cache files are
+    written atomically."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise
+        _warn_once(path.parent, exc)
+        return False
+    return True
 
 
 #: What `flock` says on a file system that does not offer it.
@@ -56,7 +62,7 @@ def _warn_once(folder: Any, exc: OSError) -> None:
         warnings.warn(
             f"{folder} does not support file locks ({exc.strerror}): jobs that start together may each "
             "build a dataset's cache (the same files; more time and memory)",
-            stacklevel=3,
+            stacklevel=4,
         )
 
 

@@ -254,24 +254,24 @@ def _array_of(job_id: str) -> str:
     return job_id.split("_", 1)[0]
 
 
-def _queued(job_ids: list[str]) -> dict[str, str]:
-    """States of the jobs still in the queue (pending, running, requeued...), array tasks one by one,
-    asked once for all of them (each array once); `QueueUnknown` when squeue gives no answer - an
-    empty dict would read as every job having ended."""
-    if not job_ids:
-        return {}
-    arrays = ",".join(dict.fromkeys(map(_array_of, job_ids)))
-    done = _slurm(["squeue", "-h", "-o", "%i %T", "-j", arrays, "-r"])
+def _squeue(selection: list[str]) -> dict[str, str]:
+    """States of the queued jobs `selection` names (squeue's ``-j ...`` or ``-u ...``), array tasks
+    one by one; `QueueUnknown` when squeue gives no answer - an empty dict would read as every job
+    having ended."""
+    done = _slurm(["squeue", "-h", "-r", "-o", "%i %T", *selection])
     if done.returncode != 0:
         if _forgotten(done):  # asked for one purged job, squeue fails with this (an answer, not a hiccup)
             return {}
         raise QueueUnknown(f"squeue exited {done.returncode}: {done.stderr.strip()[:200]}")
-    states = {}
-    for line in done.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            states[parts[0]] = parts[1]
-    return states
+    return dict(parts for parts in map(str.split, done.stdout.splitlines()) if len(parts) == 2)
+
+
+def _queued(job_ids: list[str]) -> dict[str, str]:
+    """States of the jobs still in the queue (pending, running, requeued...), asked once for all of
+    them (each array once)."""
+    if not job_ids:
+        return {}
+    return _squeue(["-j", ",".join(dict.fromkeys(map(_array_of, job_ids)))])
 
 
 #: States of a job that is still alive (it may yet produce a result).
@@ -598,13 +598,7 @@ class SlurmExecutor(Executor):
         if self._snapshot is None or now - self._snapshot[0] > 10 * POLL_SECONDS:
             import getpass
 
-            def mine() -> dict[str, str]:
-                done = _slurm(["squeue", "-h", "-r", "-o", "%i %T", "-u", getpass.getuser()])
-                if done.returncode != 0:
-                    raise QueueUnknown(f"squeue exited {done.returncode}: {done.stderr.strip()[:200]}")
-                return dict(line.split() for line in done.stdout.splitlines() if len(line.split()) == 2)
-
-            self._snapshot = (now, self._ask_patiently(mine))
+            self._snapshot = (now, self._ask_patiently(_squeue, ["-u", getpass.getuser()]))
         return handle in self._snapshot[1]
 
     def attach(self, key: str, handle: str, after: tuple[str, ...] = ()) -> bool:
