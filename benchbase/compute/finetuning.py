@@ -15,7 +15,14 @@ from torch import nn
 
 from benchbase.compute import loading
 from benchbase.compute.batching import TensorGraphs, center_per_graph, concat_ranges, iterate_batches
-from benchbase.compute.resume import Snapshots, random_state, restore_random_state
+from benchbase.compute.resume import (
+    EpochBatches,
+    Snapshots,
+    TrainingPaused,
+    pause_requested,
+    random_state,
+    restore_random_state,
+)
 from benchbase.compute.runspec import RunSpec
 from benchbase.compute.runtime import adam, check_finite, device_of, on, optimiser_step, seed_everything
 from benchbase.contract.api import (
@@ -174,8 +181,10 @@ class FineTuner:
         epoch's weights. `on_epoch`, if given, is called after each epoch's validation (learning
         curves); it must not change the model or draw from torch's global random generator, or
         the run would no longer be the one the harness makes. `snapshots`, if given, keeps the
-        training state after every epoch and resumes from the one it holds (the same numbers as
-        an uninterrupted fit; `on_epoch` sees only the epochs run in this call)."""
+        training state after every epoch - and after the step in progress when a pause is
+        requested (`request_pause`; then `TrainingPaused` is raised) - and resumes from the one it
+        holds (the same numbers as an uninterrupted fit; `on_epoch` sees only the epochs run in
+        this call)."""
         train_idx, valid_idx = split["train"], split["valid"]
         self.keep = self._label_keep(split)
         targets, masks = {}, {}
@@ -197,16 +206,23 @@ class FineTuner:
         best: tuple[float, int, Any] = (float("inf"), -1, None)
         history: list[float] = []
         saved = snapshots.load() if snapshots is not None else None
+        position = None
         if saved is not None:
             best, history = self._restore(saved, optimizer)
+            position = EpochBatches.saved(saved)
         for epoch in range(len(history), cfg.epochs):
             self.encoder.train()
             self.heads.train()
-            for batch in iterate_batches(self.graphs, train_idx, cfg.batch_size, True, self.generator, cfg.max_nodes):
+            batches = EpochBatches(self.graphs, train_idx, cfg.batch_size, self.generator, cfg.max_nodes, position)
+            position = None
+            for step, batch in batches:
                 batch = self.dataset.augment(batch, self.generator)  # training batches only
                 loss = self._loss(on(self.device, batch), training=True)
                 check_finite(loss, f"fine-tuning epoch {epoch}")
                 optimiser_step(optimizer, loss, params, cfg.grad_clip)
+                if snapshots is not None and pause_requested():
+                    snapshots.save(epoch, self._training_state(optimizer, best, history) | batches.position(step))
+                    raise TrainingPaused(f"fine-tuning paused after step {step} of epoch {epoch}")
             valid_loss = self._evaluate_loss(valid_idx)
             history.append(valid_loss)
             if on_epoch is not None:

@@ -11,9 +11,16 @@ import numpy as np
 import torch
 
 from benchbase.compute import loading
-from benchbase.compute.batching import TensorGraphs, iterate_batches
+from benchbase.compute.batching import TensorGraphs
 from benchbase.compute.cache import atomic_path
-from benchbase.compute.resume import Snapshots, random_state, restore_random_state
+from benchbase.compute.resume import (
+    EpochBatches,
+    Snapshots,
+    TrainingPaused,
+    pause_requested,
+    random_state,
+    restore_random_state,
+)
 from benchbase.compute.runtime import (
     adam,
     check_finite,
@@ -56,7 +63,7 @@ def pretrain(
     on the stage's dataset - the pretraining dataset, pooled with the fine-tuning graphs when the
     pool holds them (`pretraining_pool`). `device`: where to train (``cuda:1``); by default the
     device type of the stage's numerics. `snapshots`: keep the training state after every epoch
-    and resume from the one it holds (`Snapshots`)."""
+    (and at a `request_pause`) and resume from the one it holds (`Snapshots`)."""
     started = time.perf_counter()
     generator = seed_everything(int(stage["seed"]))
     on_device = device_of(device or stage["numerics"]["device"])
@@ -84,23 +91,34 @@ def pretrain(
     optimizer = adam(params, lr=train.pretrain_lr)
     losses: list[float] = []
     saved = snapshots.load() if snapshots is not None else None
+    position, total = None, 0.0
     if saved is not None:
         losses = _restore(saved, encoder, head, optimizer, generator, on_device)
+        position, total = EpochBatches.saved(saved), saved.get("epoch_loss", 0.0)
+
+    def state() -> dict[str, Any]:
+        """What the loop carries on (`Snapshots`); reads, never draws."""
+        weights = {"encoder": encoder.state_dict(), "head": head.state_dict(), "optimizer": optimizer.state_dict()}
+        return weights | {"losses": losses, "generator": generator.get_state(), "random": random_state(on_device)}
+
     for epoch in range(len(losses), train.pretrain_epochs):
         encoder.train()
         head.train()
-        total, steps = 0.0, 0
-        for batch in iterate_batches(graphs, pool, train.batch_size, True, generator, train.max_nodes):
+        batches = EpochBatches(graphs, pool, train.batch_size, generator, train.max_nodes, position)
+        steps, position = batches.done, None
+        for steps, batch in batches:
             batch = dataset.augment(batch, generator)  # on CPU, before the move: one generator
             loss = _pretext_loss(pretext, rebalancer, encoder, head, on(on_device, batch), ctx)
             check_finite(loss, f"pretraining epoch {epoch}")
             optimiser_step(optimizer, loss, params, train.grad_clip)
-            total, steps = total + loss.item(), steps + 1
+            total += loss.item()
+            if snapshots is not None and pause_requested():
+                snapshots.save(epoch, state() | batches.position(steps) | {"epoch_loss": total})
+                raise TrainingPaused(f"pretraining paused after step {steps} of epoch {epoch}")
         losses.append(total / max(steps, 1))
+        total = 0.0
         if snapshots is not None:
-            state = {"encoder": encoder.state_dict(), "head": head.state_dict(), "optimizer": optimizer.state_dict()}
-            state |= {"losses": losses, "generator": generator.get_state(), "random": random_state(on_device)}
-            snapshots.save(epoch + 1, state)
+            snapshots.save(epoch + 1, state())
     with atomic_path(checkpoint) as tmp:
         torch.save({"encoder": encoder.cpu().state_dict(), "head": head.cpu().state_dict()}, tmp)
     return {
@@ -109,7 +127,7 @@ def pretrain(
         "seconds": time.perf_counter() - started,
         "n_params": count_parameters(encoder, head),
         "class_counts": None if counts is None else [float(c) for c in counts],
-    } | ({"resumed_at_epochs": snapshots.resumed_at} if snapshots is not None and snapshots.resumed_at else {})
+    } | (snapshots.details() if snapshots is not None else {})
 
 
 def _restore(state: dict[str, Any], encoder, head, optimizer, generator: torch.Generator, device) -> list[float]:

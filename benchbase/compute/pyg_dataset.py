@@ -33,6 +33,7 @@ attributes, a download that this machine cannot make (the dataset's runs are the
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -107,12 +108,8 @@ def _seeded(seed: int) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
-#: `torch.load` as torch defines it; `_weights_only_loading` replaces the module attribute for a while.
-_TORCH_LOAD: Any = None
-
-
-def _weights_only_load(f: Any, map_location: Any = None, *_: Any, **kwargs: Any) -> Any:
-    """`torch.load` weights-only, with no fallback and whatever the caller asked: PyG's own
+def _weights_only_load(torch_load: Any, f: Any, map_location: Any = None, *_: Any, **kwargs: Any) -> Any:
+    """`torch_load` (torch's own `torch.load`) weights-only, with no fallback and whatever the caller asked: PyG's own
     `torch_geometric.io.fs.torch_load` retries with ``weights_only=False`` when a file holds a global
     it does not know, and some classes' ``get`` or ``process`` call ``torch.load(...,
     weights_only=False)`` themselves; either would run whatever a planted file under ``root`` asks.
@@ -126,8 +123,8 @@ def _weights_only_load(f: Any, map_location: Any = None, *_: Any, **kwargs: Any)
     try:
         if isinstance(f, (str, os.PathLike)):
             with fsspec.open(f, "rb") as handle:
-                return _TORCH_LOAD(handle, map_location, weights_only=True, **kwargs)
-        return _TORCH_LOAD(f, map_location, weights_only=True, **kwargs)
+                return torch_load(handle, map_location, weights_only=True, **kwargs)
+        return torch_load(f, map_location, weights_only=True, **kwargs)
     except pickle.UnpicklingError as exc:
         raise PluginError(
             f"{f} holds objects that a weights-only load refuses ({str(exc).splitlines()[0]}); "
@@ -140,13 +137,12 @@ def _weights_only_loading() -> Iterator[None]:
     """While a PyG class builds and its graphs are read, every `torch.load` is weights-only: PyG's
     loader, the module attribute (what ``torch.load(...)`` in any class's code calls) and
     `torch_geometric.data.dataset`'s view of it."""
-    global _TORCH_LOAD
     import torch
     import torch_geometric.io.fs as pyg_fs
 
     saved = pyg_fs.torch_load, torch.load
-    _TORCH_LOAD = _TORCH_LOAD or torch.load
-    pyg_fs.torch_load, torch.load = _weights_only_load, _weights_only_load  # type: ignore[assignment]
+    load = functools.partial(_weights_only_load, torch.load)
+    pyg_fs.torch_load, torch.load = load, load  # type: ignore[assignment]
     try:
         yield
     finally:

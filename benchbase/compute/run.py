@@ -119,8 +119,8 @@ def run_finetune(
         "tasks": {t.name: dataclasses.asdict(t) for t in dataset.tasks if t.name in metrics},
         **_skipped_inputs(dataset),
     }
-    if snapshots is not None and snapshots.resumed_at:
-        details["resumed_at_epochs"] = snapshots.resumed_at
+    if snapshots is not None:
+        details |= snapshots.details()
     return RunOutcome(metrics=metrics, predictions=predictions, split=split, details=details)
 
 

@@ -401,9 +401,14 @@ class GridRunner:
 
 
 def _resumed(details: dict[str, Any]) -> str:
-    """How a job that was killed or requeued went on: from its training snapshots (`jobs.snapshots_of`)."""
+    """How a job that was killed or requeued went on: from its training snapshots (`jobs.snapshots_of`),
+    taken after an epoch, or after some steps of the next one when a requeue warned it."""
     epochs = details.get("resumed_at_epochs")
-    return f" (resumed after epoch {', '.join(map(str, epochs))})" if epochs else ""
+    if not epochs:
+        return ""
+    steps = details.get("resumed_at_steps") or [0] * len(epochs)
+    where = [f"{epoch}" + (f" + {step} step(s)" if step else "") for epoch, step in zip(epochs, steps, strict=False)]
+    return f" (resumed after epoch {', '.join(where)})"
 
 
 def run_grid(grid: Grid, store: Store, executor: Executor, progress: Progress) -> Summary:

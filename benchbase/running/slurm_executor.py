@@ -45,8 +45,9 @@ job), ``mem_gb``, ``account``, ``gpus`` (per GPU job), ``extra`` (more sbatch op
 (for trying a grid without a cluster; no dependencies, the driver orders the jobs), ``python`` (the
 interpreter the job scripts run, default the driver's own - set it when the compute nodes see the
 environment at another path), ``patience`` (seconds to wait for a Slurm that does not answer),
-``requeues`` (how many times a job that reached its ``time`` is requeued; it resumes from its last
-finished epoch), ``max_queued``, ``array_parallelism``, ``probe``, and ``others_can_write``
+``requeues`` (how many times a job that reached its ``time`` is requeued; warned before its limit,
+it saves its training state after the step in progress, and the next try resumes from there),
+``max_queued``, ``array_parallelism``, ``probe``, and ``others_can_write``
 (``refuse``, the default, or ``warn``): what to do when the job folder, or a directory above it, can
 be written by the group or by others without the sticky bit. Jobs run the pickled submissions kept
 there, so whoever can write them can run code as the user on the compute nodes.
@@ -86,9 +87,8 @@ OUTCOMES = "outcomes"
 
 class _Requeueable:
     """The job body: checkpointable, so that submitit requeues it (same arguments) on preemption or
-    at its time limit (``--signal``, USR2). Nothing is saved at the signal itself - it may come in
-    the middle of an optimiser step -: the requeued job resumes from the training snapshot its
-    last finished epoch left (`benchbase.running.jobs.snapshots_of`), bit for bit."""
+    at its time limit (``--signal``, USR2). The requeued job resumes from the training snapshot
+    the last try left (`_Pausable`, `benchbase.running.jobs.snapshots_of`), bit for bit."""
 
     def __init__(self, fn: Job) -> None:
         self.fn = fn
@@ -100,6 +100,50 @@ class _Requeueable:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, payload)
+
+
+class _Pausable:
+    """The job, paused between two training steps at the scheduler's warning before its time limit.
+
+    submitit's handler of the warning checkpoints and requeues at once, wherever the job is - in
+    the middle of an optimiser step, maybe -, so the next try would go back to the last finished
+    epoch, and an epoch longer than the limit would never end. Here the warning only asks the
+    training loop to pause (`request_pause`): it saves its state after the step in progress and
+    stops (`TrainingPaused`), and submitit's handler then requeues the job. A job that reaches no
+    training step within `grace` seconds (loading data, predicting) is requeued as it is."""
+
+    def __init__(self, fn: Job, grace: int) -> None:
+        self.fn, self.grace = fn, grace
+
+    def __call__(self, payload: Any) -> Any:
+        import signal
+        import threading
+
+        import submitit
+
+        from benchbase.compute import resume
+
+        warning = submitit.JobEnvironment()._usr_sig()  # the signal submitit's handler listens to
+        requeue = signal.getsignal(warning)
+        if not callable(requeue) or threading.current_thread() is not threading.main_thread():
+            return self.fn(payload)  # not a submitit job's process: nothing to pause for
+
+        def pause(signum: int, frame: Any) -> None:
+            resume.request_pause()
+            signal.signal(signal.SIGALRM, lambda _alarm, now: requeue(signum, now))
+            signal.alarm(self.grace)
+
+        signal.signal(warning, pause)
+        try:
+            return self.fn(payload)
+        except resume.TrainingPaused:
+            signal.alarm(0)
+            requeue(warning, None)  # checkpoint (the same arguments), requeue, exit
+            raise
+        finally:
+            signal.alarm(0)  # a job that ended within its grace is not requeued
+            signal.signal(warning, requeue)
+            resume.clear_pause()
 
 
 def _describe(exc: BaseException) -> dict[str, Any]:
@@ -419,10 +463,7 @@ class SlurmExecutor(Executor):
             extra["dependency"] = "afterok:" + ":".join(after)
         parameters = {
             "time": s["time"],
-            # submitit asks for USR2 90 s before the time limit; slurmctld sends it up to 30 s early
-            # (it looks every 30 s), so with a limit of 2 minutes or less it can come before
-            # Python installed the handler, and kill the job instead of requeueing it.
-            "signal_delay_s": min(90, 15 * s["time"]),
+            "signal_delay_s": self._warning_seconds(),
             "cpus_per_task": resources.cpus,
             "mem": f"{int(s['mem_gb'] * 1024)}M",
             "additional_parameters": extra,
@@ -435,6 +476,12 @@ class SlurmExecutor(Executor):
         if s["account"]:
             parameters["account"] = s["account"]
         return parameters
+
+    def _warning_seconds(self) -> int:
+        """How long before its time limit a job is warned (USR2). submitit asks for 90 s; slurmctld
+        sends it up to 30 s early (it looks every 30 s), so with a limit of 2 minutes or less it could
+        come before Python installed the handler, and kill the job instead of requeueing it."""
+        return min(90, 15 * self.settings["time"])
 
     def submit(
         self, key: str, fn: Job, payload: Any, resources: Resources = Resources(), after: tuple[str, ...] = ()
@@ -451,7 +498,9 @@ class SlurmExecutor(Executor):
         getattr(self.engine, "parameters", {}).pop("gpus_per_node", None)  # set for GPU jobs only
         self.engine.update_parameters(**parameters)
         try:
-            return self.engine.map_array(_Requeueable(_Reported(fn, self.folder)), tasks)
+            # Half the warning to reach the end of a training step; the rest to save it and requeue.
+            job = _Pausable(fn, grace=max(1, self._warning_seconds() // 2))
+            return self.engine.map_array(_Requeueable(_Reported(job, self.folder)), tasks)
         except OSError as exc:  # submitit's local executor starting `python`
             raise GridError(f"--executor slurm: cannot start a job: {exc}") from None
         except self.submitit.core.utils.FailedJobError as exc:
@@ -745,9 +794,8 @@ class SlurmExecutor(Executor):
         text = f"Slurm job {job.job_id} ended {state}, no result"
         if state.startswith("TIMEOUT"):  # requeued `requeues` times, then ended at its limit once more
             text += (
-                f": it reached its time limit (time={self.settings['time']} min) after {self.requeues} requeue(s); "
-                "each try resumes from the last finished epoch, so an epoch longer than the limit never ends: "
-                "raise the executor option time"
+                f": it reached its time limit (time={self.settings['time']} min) after {self.requeues} requeue(s), "
+                "each resuming where the last try stopped: raise the executor option time or requeues"
             )
         return text
 

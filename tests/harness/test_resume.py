@@ -1,7 +1,9 @@
-"""Runs that survive kills and time limits: a run or a pretraining stage interrupted after any epoch
-resumes from its snapshot and ends bit for bit where an uninterrupted one ends - weights,
-predictions, metrics - with early stopping, dropout and every global random generator in play.
-Then the same through the real CLI: a killed ``benchbase run`` run again resumes its runs."""
+"""Runs that survive kills and time limits: a run or a pretraining stage interrupted after any epoch,
+or paused after any step (a scheduler's warning), resumes from its snapshot and ends bit for bit
+where an uninterrupted one ends - weights, predictions, metrics - with early stopping, dropout,
+augmentation and every global random generator in play. Then the same through the real CLI: a
+killed ``benchbase run`` run again resumes its runs; on a real Slurm, a run whose one epoch is longer
+than its time limit completes through requeues."""
 
 from __future__ import annotations
 
@@ -11,16 +13,19 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from benchbase.compute import finetuning, pretraining
 from benchbase.compute.pretraining import pretrain
-from benchbase.compute.resume import Snapshots
+from benchbase.compute.resume import Snapshots, TrainingPaused, clear_pause, request_pause
 from benchbase.compute.run import run_finetune
 from benchbase.contract.registry import default_registry
 from benchbase.running.planning import expand_grid
@@ -101,6 +106,116 @@ def test_a_stage_killed_after_any_epoch_resumes_bit_for_bit(synthetic_env, tmp_p
         with pytest.raises(Killed):
             run_finetune(registry, run, checkpoint, KilledAfter(snapshot, run.spec, epoch))
         _same_outcome(run_finetune(registry, run, checkpoint, Snapshots(snapshot, run.spec)), finetuned)
+
+
+def _pause_at(monkeypatch, module, steps: set[int]) -> None:
+    """The scheduler's warning arrives during the given training steps (1-based, counted across
+    every call): the loop's next look at `pause_requested` says yes."""
+    seen = {"steps": 0}
+
+    def requested() -> bool:
+        seen["steps"] += 1
+        return seen["steps"] in steps
+
+    monkeypatch.setattr(module, "pause_requested", requested)
+
+
+@pytest.mark.slow
+def test_a_run_paused_after_any_step_resumes_bit_for_bit(synthetic_env, tmp_path, monkeypatch):
+    registry, run = default_registry(), _run()
+    plain = run_finetune(registry, run, None)
+    per_epoch = 4  # 60 training graphs of 80 in batches of 16
+    # In the first step; mid-epoch; after an epoch's last step, before its validation; in a later
+    # epoch; and twice in one run, the second time in the try that resumed from the first.
+    for pauses in ({1}, {3}, {per_epoch}, {2 * per_epoch + 2}, {2, per_epoch + 3}):
+        path = tmp_path / f"paused-{min(pauses)}-{len(pauses)}.pt"
+        _pause_at(monkeypatch, finetuning, pauses)
+        for _ in pauses:
+            with pytest.raises(TrainingPaused):
+                run_finetune(registry, run, None, Snapshots(path, run.spec))
+        resumed = run_finetune(registry, run, None, Snapshots(path, run.spec))
+        expected = sorted(((step - 1) // per_epoch, (step - 1) % per_epoch + 1) for step in pauses)  # (epoch, steps)
+        details = resumed.details
+        assert list(zip(details["resumed_at_epochs"], details["resumed_at_steps"], strict=True)) == expected
+        _same_outcome(resumed, plain)
+
+
+@pytest.mark.slow
+def test_a_stage_paused_after_any_step_resumes_bit_for_bit(synthetic_env, tmp_path, monkeypatch):
+    registry, run = default_registry(), _run("tiny-masking")
+    stage = run.stage_spec()
+    plain = pretrain(registry, stage, tmp_path / "plain.pt")
+    weights = torch.load(tmp_path / "plain.pt", weights_only=True)
+    for pauses in ({2}, {5, 11}):
+        path, checkpoint = tmp_path / f"stage-{min(pauses)}.snapshot", tmp_path / f"stage-{min(pauses)}.pt"
+        _pause_at(monkeypatch, pretraining, pauses)
+        for _ in pauses:
+            with pytest.raises(TrainingPaused):
+                pretrain(registry, stage, checkpoint, snapshots=Snapshots(path, stage))
+        assert not checkpoint.exists()
+        resumed = pretrain(registry, stage, checkpoint, snapshots=Snapshots(path, stage))
+        assert resumed["losses"] == plain["losses"] and len(resumed["resumed_at_steps"]) == len(pauses)
+        again = torch.load(checkpoint, weights_only=True)
+        for part in ("encoder", "head"):
+            assert all(torch.equal(weights[part][k], again[part][k]) for k in weights[part])
+
+
+@pytest.mark.slow
+def test_the_slurm_warning_pauses_a_job_at_its_next_step_then_requeues_it(synthetic_env, tmp_path, monkeypatch):
+    """A real USR2 in a job body as the Slurm executor wraps it; submitit's handler (checkpoint,
+    requeue, exit) stands here as a function that records its call and exits."""
+    submitit = pytest.importorskip("submitit", reason="submitit is not installed (pip install 'benchbase[slurm]')")
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Python runs signal handlers in the main thread only")
+    from benchbase.running.slurm_executor import _Pausable
+
+    monkeypatch.setattr(submitit, "JobEnvironment", lambda: SimpleNamespace(_usr_sig=lambda: signal.SIGUSR2))
+    registry, run, path = default_registry(), _run(), tmp_path / "warned.pt"
+    plain = run_finetune(registry, run, None)
+    requeued = []
+
+    def submitit_requeues(signum, frame):
+        requeued.append(signum)
+        raise SystemExit(-1)
+
+    def warned_in_step_3(*args):
+        one_step(*args)
+        one_step.calls += 1
+        if one_step.calls == 3:
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+    one_step = finetuning.optimiser_step
+    one_step.calls = 0
+    previous = signal.signal(signal.SIGUSR2, submitit_requeues)
+    try:
+        monkeypatch.setattr(finetuning, "optimiser_step", warned_in_step_3)
+        with pytest.raises(SystemExit):
+            _Pausable(lambda _: run_finetune(registry, run, None, Snapshots(path, run.spec)), grace=60)(None)
+        assert requeued == [signal.SIGUSR2] and signal.getsignal(signal.SIGUSR2) is submitit_requeues
+        monkeypatch.setattr(finetuning, "optimiser_step", one_step)
+        resumed = run_finetune(registry, run, None, Snapshots(path, run.spec))
+        assert (resumed.details["resumed_at_epochs"], resumed.details["resumed_at_steps"]) == ([0], [3])
+        _same_outcome(resumed, plain)
+
+        def loading_data(_):  # warned where no training step comes: requeued once the grace is over
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(60)
+
+        with pytest.raises(SystemExit):
+            _Pausable(loading_data, grace=1)(None)
+        assert requeued == [signal.SIGUSR2, signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+def test_a_pause_asked_of_a_run_without_snapshots_is_ignored(synthetic_env):
+    registry, run = default_registry(), _run(epochs=1)
+    request_pause()
+    try:
+        outcome = run_finetune(registry, run, None)  # nothing to resume from: it does not stop
+    finally:
+        clear_pause()
+    assert outcome.details["fit"]["epochs_run"] == 1 and "resumed_at_epochs" not in outcome.details
 
 
 @pytest.mark.slow
@@ -186,19 +301,20 @@ def test_a_killed_grid_run_again_resumes_its_stage_and_run(synthetic_env, tmp_pa
     assert not list((killed / "resume").glob("*.pt"))
 
 
-#: 40 epochs of 15 training steps, each at least 0.12 s: over 70 s of training on any machine, more
-#: than the one-minute limit (whose warning comes 15 s before it), so the run is requeued at least once.
+#: One epoch of 19 training steps (150 training graphs in batches of 8), each at least 4 s: over 76 s
+#: on any machine, longer than the one-minute limit (whose warning comes 15 s before it). A try
+#: that resumed from the last finished epoch would never end it; each try here goes on from the
+#: step where the last one paused.
 REQUEUE_GRID = """
 name = "requeue"
 seeds = [0]
 [train]
-epochs = 40
-patience = 100
-batch_size = 32
+epochs = 1
+batch_size = 8
 [params.dataset."synthetic/chains"]
-graphs = 600
+graphs = 200
 [params.encoder.tiny-noisy]
-pause = 0.12
+pause = 4.0
 [[study]]
 datasets = ["synthetic/chains"]
 protocols = ["iid"]
@@ -226,7 +342,7 @@ class _QuickRequeueCluster:
 
 
 @pytest.mark.slow
-def test_real_slurm_a_run_longer_than_its_time_limit_completes_through_requeues(synthetic_env, tmp_path):
+def test_real_slurm_a_run_whose_epoch_is_longer_than_its_time_limit_completes_through_requeues(synthetic_env, tmp_path):
     pytest.importorskip("submitit", reason="submitit is not installed (pip install 'benchbase[slurm]')")
     cluster = _QuickRequeueCluster(tmp_path / "cluster")
     reason = cluster.start()
@@ -241,11 +357,11 @@ def test_real_slurm_a_run_longer_than_its_time_limit_completes_through_requeues(
         done = subprocess.run([*_command(grid, slurm)[:-2], "--executor", "slurm"], env=env, capture_output=True,
                               text=True, timeout=1200)  # fmt: skip
         assert done.returncode == 0, done.stderr
-        assert "(resumed after epoch" in done.stderr
+        assert "(resumed after epoch 0 + " in done.stderr  # within the epoch
         done = subprocess.run(_command(grid, local), env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
     finally:
         cluster.stop()
     [(run_id, (metrics, details, sha))] = _finished(slurm).items()
-    assert len(details["resumed_at_epochs"]) >= 1  # it reached its time limit, was requeued and resumed
+    assert details["resumed_at_epochs"][0] == 0 and details["resumed_at_steps"][0] > 0  # paused, requeued, resumed
     assert (metrics, sha) == _finished(local)[run_id][::2]
