@@ -28,6 +28,11 @@ reason.
 Submission: ``max_queued`` caps this grid's jobs (array tasks) in Slurm's queue (a per-user
 ``MaxSubmitJobs``, a fair share of ``MaxJobCount``); the rest wait in the driver, oldest first, and
 are submitted as jobs end, once a quarter of the cap is free (one array, not one sbatch per job).
+A grid with pretraining takes an array per stage for its runs (each waits for its stage's task with
+``afterok``; Slurm starts them while no driver runs). With ``runs_after = "driver"``, runs are
+submitted once their stage ended instead, gathered across stages into few arrays (until a quarter
+of the cap, or 250, wait, the oldest waited ``gather_seconds``, or nothing else is in flight): for
+grids of many stages, at the price of runs that wait for a driver.
 ``array_parallelism`` caps the tasks of one array that run at once (sbatch ``--array=...%N``). An
 sbatch refused for a limit or a busy slurmctld is tried again with backoff, with smaller arrays (for
 up to ``patience`` seconds), not an error; a refusal for anything else (a wrong partition) is.
@@ -47,7 +52,7 @@ interpreter the job scripts run, default the driver's own - set it when the comp
 environment at another path), ``patience`` (seconds to wait for a Slurm that does not answer),
 ``requeues`` (how many times a job that reached its ``time`` is requeued; warned before its limit,
 it saves its training state after the step in progress, and the next try resumes from there),
-``max_queued``, ``array_parallelism``, ``probe``, and ``others_can_write``
+``max_queued``, ``runs_after``, ``gather_seconds``, ``array_parallelism``, ``probe``, and ``others_can_write``
 (``refuse``, the default, or ``warn``): what to do when the job folder, or a directory above it, can
 be written by the group or by others without the sticky bit. Jobs run the pickled submissions kept
 there, so whoever can write them can run code as the user on the compute nodes.
@@ -359,6 +364,7 @@ class _Waiting(NamedTuple):
     payload: Any
     resources: Resources
     after: tuple[str, ...]
+    since: float  # time.monotonic() when the driver submitted it
 
 
 class SlurmExecutor(Executor):
@@ -378,6 +384,16 @@ class SlurmExecutor(Executor):
         "python": Param(None, "str", "the interpreter job scripts run (default: the driver's, sys.executable)"),
         "patience": Param(3600, "number", "seconds the driver waits for a Slurm that does not answer", min=0),
         "max_queued": Param(None, "int", "most of this grid's jobs in Slurm's queue at once (default: all)", min=1),
+        "runs_after": Param(
+            "slurm",
+            "str",
+            "how a run waits for its pretraining stage: slurm (submitted with it, afterok: an array per stage; "
+            "goes on while no driver runs) or driver (submitted once it ended, gathered into few arrays)",
+            choices=("slurm", "driver"),
+        ),
+        "gather_seconds": Param(
+            60, "number", "with runs_after = driver: longest the runs of an ended stage wait for others", min=0
+        ),
         "requeues": Param(3, "int", "times a job that reached its time limit is requeued (it resumes)", min=0),
         "array_parallelism": Param(
             None, "int", "most tasks of one job array running at once (sbatch --array=...%N; default: no cap)", min=1
@@ -406,6 +422,8 @@ class SlurmExecutor(Executor):
         python: str | None = None,
         patience: float = 3600,
         max_queued: int | None = None,
+        runs_after: str = "slurm",
+        gather_seconds: float = 60,
         requeues: int = 3,
         array_parallelism: int | None = None,
         probe: bool = True,
@@ -420,7 +438,9 @@ class SlurmExecutor(Executor):
         self.folder = Path(folder) if folder else (workdir or Path("benchbase-jobs")) / "slurm"
         _check_writers(self.folder, others_can_write)
         self.cluster = cluster
-        self.supports_dependencies = cluster == "slurm"  # submitit's local executor has no dependencies
+        # submitit's local executor has no dependencies; with runs_after = driver, the driver orders.
+        self.supports_dependencies = cluster == "slurm" and runs_after == "slurm"
+        self.gather = None if runs_after == "slurm" else float(gather_seconds)
         if cluster == "slurm":
             try:
                 self.engine = submitit.SlurmExecutor(folder=str(self.folder), max_num_timeout=requeues, python=python)
@@ -439,6 +459,8 @@ class SlurmExecutor(Executor):
         self.max_queued = max_queued
         # The fewest jobs a top-up of a full queue submits: a quarter of the cap.
         self._batch = 1 if max_queued is None else max(1, max_queued // 4)
+        # What makes a gathered array worth its sbatch (runs_after = driver): that quarter, or 250.
+        self._gathered_enough = self._batch if max_queued is not None else MAX_ARRAY // 4
         self.probe = probe
         self._probed = False
         self._backlog: deque[_Waiting] = deque()  # not submitted yet
@@ -488,7 +510,7 @@ class SlurmExecutor(Executor):
     ) -> None:
         """Queued in the driver: jobs submitted together reach Slurm together, as arrays, at the
         next `completed` (their ids then come through `new_handles`)."""
-        self._backlog.append(_Waiting(key, fn, payload, resources, after))
+        self._backlog.append(_Waiting(key, fn, payload, resources, after, time.monotonic()))
 
     # submitting ----------------------------------------------------------------------------------
 
@@ -532,6 +554,15 @@ class SlurmExecutor(Executor):
                 group.append(waiting)
         return list(groups.values())
 
+    def _gathered(self) -> bool:
+        """Whether the jobs that wait go to Slurm now. With ``runs_after = "driver"``, runs come
+        stage by stage as stages end: they wait for others - until enough wait, the oldest has
+        waited ``gather_seconds``, or nothing is in flight that could add to them - so that a grid
+        of many stages takes a few arrays, not one per stage."""
+        if self.gather is None or not self._jobs or len(self._backlog) >= self._gathered_enough:
+            return True
+        return time.monotonic() - self._backlog[0].since >= self.gather
+
     def _top_up(self) -> None:
         """Submit the jobs that wait, oldest first (a stage before its runs) and as arrays, while the
         queue has room (``max_queued``) and Slurm takes them; a busy Slurm is asked again later."""
@@ -539,6 +570,8 @@ class SlurmExecutor(Executor):
             room = len(self._backlog) if self.max_queued is None else self.max_queued - len(self._jobs)
             if room < min(len(self._backlog), self._batch):
                 return  # a few places free: wait for more, one array fills them (not one sbatch per job)
+            if not self._gathered():
+                return
             groups = self._groups(list(self._backlog)[: max(room, 0)])
             if not groups:
                 return

@@ -76,6 +76,11 @@ def _run(env: dict, grid: Path, store: Path, args: list[str], extra_env: dict, *
     return subprocess.run(command, env={**env, **extra_env}, capture_output=True, text=True, **kwargs)
 
 
+def _show(case: str, done: subprocess.CompletedProcess) -> None:
+    """The last lines the CLI printed, for a reader of ``pytest -s`` (the closing notes quote them)."""
+    print(f"\n[{case}] exit {done.returncode}:", *done.stderr.strip().splitlines()[-3:], sep="\n  ")
+
+
 def _records(store: Path) -> tuple[dict, dict]:
     with closing(sqlite3.connect(store / "benchbase.sqlite")) as db:
         runs = {r[0]: (r[1], r[2], json.loads(r[3] or "null"), json.loads(r[4] or "null"), r[5])
@@ -190,6 +195,7 @@ def test_real_slurm_scancel_and_a_killed_driver_submit_nothing_twice(slurm, synt
     driver.wait()
     in_flight = set(_submissions(store).values())
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    _show("restart after scancel of a run and a killed driver", again)
     assert again.returncode == 0, again.stderr  # the cancelled run was redone, everything finished
     runs, _ = _records(store)
     assert len(runs) == 8 and all(v[0] == "finished" for v in runs.values())
@@ -293,6 +299,7 @@ def test_real_slurm_a_failing_squeue_changes_nothing(slurm, synthetic_env, tmp_p
     grid, store = tmp_path / "grid.toml", tmp_path / "store"
     grid.write_text(ONE_STAGE)
     done = _run(env, grid, store, SLURM_ARGS, {})
+    _show("squeue failing 5 times", done)
     assert done.returncode == 0, done.stderr
     runs, stages = _records(store)
     assert len(runs) == 4 and all(v[0] == "finished" for v in runs.values())
@@ -324,6 +331,7 @@ def test_real_slurm_a_stage_job_killed_while_the_driver_is_down_is_recovered(slu
     finally:
         slurm.node("RESUME")
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    _show("restart after the stage job was killed while no driver ran", again)
     assert again.returncode == 0, again.stderr
     runs, _ = _records(store)
     assert len(runs) == 4 and all(v[0] == "finished" for v in runs.values())
@@ -345,6 +353,7 @@ def test_real_slurm_runs_killed_with_their_stage_fail_with_its_reason(synthetic_
         done = _run({**synthetic_env, "SLURM_CONF": cluster.env["SLURM_CONF"]}, grid, store, SLURM_ARGS, {})
     finally:
         cluster.stop()
+    _show("kill_invalid_depend, a failing stage", done)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     runs, stages = _records(store)
     assert [v[0] for v in stages.values()] == ["failed"] and len(runs) == 2
@@ -598,6 +607,27 @@ def test_real_slurm_a_grid_goes_as_a_few_job_arrays_under_a_cap(slurm, synthetic
         # At most the cap, give or take jobs that left their outcome and are still leaving the queue
         # (the probe, jobs ended since the driver's last look).
         assert int(queued) + size <= cap + cap // 4 + 1
+
+
+@pytest.mark.slow
+def test_real_slurm_runs_the_driver_orders_go_as_one_array_for_all_stages(slurm, synthetic_env, tmp_path):
+    bin_dir, log = _logging_sbatch(tmp_path)
+    env = {**synthetic_env, "SLURM_CONF": slurm.env["SLURM_CONF"], "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    grid, store = tmp_path / "grid.toml", tmp_path / "store"
+    grid.write_text(GRID.replace("seeds = [0]", "seeds = [0, 1, 2]"))  # 6 stages (3 fail), 18 runs
+    options = ["--executor-option", "runs_after=driver", "--executor-option", "gather_seconds=600"]
+    done = _run(env, grid, store, [*SLURM_ARGS, *options], {})
+    _show("runs_after=driver", done)
+    assert done.returncode == 1, done.stderr  # the failing stages' runs are recorded failed
+    runs, _ = _records(store)
+    finished = {k: v[2] for k, v in runs.items() if v[0] == "finished"}
+    assert len(runs) == 18 and len(finished) == 12
+    assert finished == _local_metrics(synthetic_env, grid, tmp_path / "local")
+    arrays = [line.split()[1] for line in log.read_text().splitlines()]
+    # The probe; the stages and the runs without one, at once; then the runs of the 3 stages that
+    # succeeded, together once nothing else was in flight (behind their stages, 6 arrays would go).
+    assert arrays == ["single", "--array=0-5%6", "--array=0-5%6", "--array=0-5%6"], arrays
+    assert len(_slurm_tasks(store)) == 18  # 6 stages, 6 runs without one, 6 after their stage
 
 
 @pytest.mark.slow

@@ -356,6 +356,8 @@ def test_real_slurm_a_run_whose_epoch_is_longer_than_its_time_limit_completes_th
         local, slurm = tmp_path / "local", tmp_path / "slurm"
         done = subprocess.run([*_command(grid, slurm)[:-2], "--executor", "slurm"], env=env, capture_output=True,
                               text=True, timeout=1200)  # fmt: skip
+        last = done.stderr.strip().splitlines()[-3:]
+        print("\n[a run whose epoch is longer than time=1] exit", done.returncode, *last, sep="\n  ")
         assert done.returncode == 0, done.stderr
         assert "(resumed after epoch 0 + " in done.stderr  # within the epoch
         done = subprocess.run(_command(grid, local), env=env, capture_output=True, text=True, timeout=600)

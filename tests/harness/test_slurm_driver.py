@@ -261,6 +261,32 @@ def test_jobs_ready_together_go_as_one_array_per_dependency(capped):
     assert dict(_drain(executor)) == {"stage:s": "result of 1_0"}
 
 
+def test_runs_the_driver_orders_are_gathered_across_stages_into_one_array(capped, tmp_path):
+    executor, engine = capped, capped.engine
+    ordered = slurm_executor.SlurmExecutor(cluster="local", folder=str(tmp_path / "other"), runs_after="driver")
+    assert not ordered.supports_dependencies and ordered.gather == 60  # the runner submits runs after stages
+    executor.max_queued, executor._gathered_enough, executor.gather = None, 250, 3600.0
+    for stage in "st":
+        executor.submit(f"stage:{stage}", print, {})
+    _drain(executor)
+    assert engine.arrays == [2]  # nothing in flight to wait for: at once
+    _report(executor, engine.jobs[0], "stage:s")
+    assert list(_drain(executor)) == ["stage:s"]
+    for run in "abc":  # what the runner submits once stage s succeeded
+        executor.submit(f"run:s{run}", repr, {})
+    assert _drain(executor) == {} and engine.arrays == [2]  # stage t still runs: its runs may join them
+    _report(executor, engine.jobs[1], "stage:t")
+    assert list(_drain(executor)) == ["stage:t"]
+    for run in "abc":
+        executor.submit(f"run:t{run}", repr, {})
+    _drain(executor)  # nothing else in flight: the runs of both stages go as one array, with no dependency
+    assert engine.arrays == [2, 6] and engine.dependencies == [None, None]
+    executor.gather = 0.0
+    executor.submit("run:x", repr, {})  # the oldest has waited gather_seconds: it goes, runs in flight or not
+    _drain(executor)
+    assert engine.arrays == [2, 6, 1]
+
+
 def test_a_refused_submission_waits_and_is_submitted_again(capped):
     executor, engine = capped, capped.engine
     engine.refusals = [LIMIT, LIMIT]
