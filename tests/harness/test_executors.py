@@ -77,8 +77,10 @@ def _run(env: dict, grid: Path, store: Path, args: list[str], extra_env: dict, *
 
 
 def _show(case: str, done: subprocess.CompletedProcess) -> None:
-    """The last lines the CLI printed, for a reader of ``pytest -s`` (the closing notes quote them)."""
-    print(f"\n[{case}] exit {done.returncode}:", *done.stderr.strip().splitlines()[-3:], sep="\n  ")
+    """The CLI's summary and last lines, for a reader of ``pytest -s`` (the closing notes quote them)."""
+    lines = done.stderr.strip().splitlines()
+    summary = [line for line in lines[:-2] if line.startswith("done in")]
+    print(f"\n[{case}] exit {done.returncode}:", *summary, *lines[-2:], sep="\n  ")
 
 
 def _records(store: Path) -> tuple[dict, dict]:
@@ -624,6 +626,7 @@ def test_real_slurm_runs_the_driver_orders_go_as_one_array_for_all_stages(slurm,
     assert len(runs) == 18 and len(finished) == 12
     assert finished == _local_metrics(synthetic_env, grid, tmp_path / "local")
     arrays = [line.split()[1] for line in log.read_text().splitlines()]
+    print(f"  sbatch calls: {len(arrays)} ({', '.join(arrays)})")
     # The probe; the stages and the runs without one, at once; then the runs of the 3 stages that
     # succeeded, together once nothing else was in flight (behind their stages, 6 arrays would go).
     assert arrays == ["single", "--array=0-5%6", "--array=0-5%6", "--array=0-5%6"], arrays
