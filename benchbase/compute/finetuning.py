@@ -4,6 +4,7 @@ validation split, prediction)."""
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,14 +16,7 @@ from torch import nn
 
 from benchbase.compute import loading
 from benchbase.compute.batching import TensorGraphs, center_per_graph, concat_ranges, iterate_batches
-from benchbase.compute.resume import (
-    EpochBatches,
-    Snapshots,
-    TrainingPaused,
-    pause_requested,
-    random_state,
-    restore_random_state,
-)
+from benchbase.compute.resume import EpochBatches, Snapshots, random_state, restore_random_state
 from benchbase.compute.runspec import RunSpec
 from benchbase.compute.runtime import adam, check_finite, device_of, on, optimiser_step, seed_everything
 from benchbase.contract.api import (
@@ -182,9 +176,9 @@ class FineTuner:
         curves); it must not change the model or draw from torch's global random generator, or
         the run would no longer be the one the harness makes. `snapshots`, if given, keeps the
         training state after every epoch - and after the step in progress when a pause is
-        requested (`request_pause`; then `TrainingPaused` is raised) - and resumes from the one it
-        holds (the same numbers as an uninterrupted fit; `on_epoch` sees only the epochs run in
-        this call)."""
+        requested (`request_pause`; then `TrainingPaused` is raised, `EpochBatches.steps`) - and
+        resumes from the one it holds (the same numbers as an uninterrupted fit; `on_epoch` sees
+        only the epochs run in this call)."""
         train_idx, valid_idx = split["train"], split["valid"]
         self.keep = self._label_keep(split)
         targets, masks = {}, {}
@@ -215,14 +209,13 @@ class FineTuner:
             self.heads.train()
             batches = EpochBatches(self.graphs, train_idx, cfg.batch_size, self.generator, cfg.max_nodes, position)
             position = None
-            for step, batch in batches:
+            # `best` and `history` change only between epochs: bound now, read at a pause.
+            state = functools.partial(self._training_state, optimizer, best, history)
+            for batch in batches.steps(snapshots, epoch, state):
                 batch = self.dataset.augment(batch, self.generator)  # training batches only
                 loss = self._loss(on(self.device, batch), training=True)
                 check_finite(loss, f"fine-tuning epoch {epoch}")
                 optimiser_step(optimizer, loss, params, cfg.grad_clip)
-                if snapshots is not None and pause_requested():
-                    snapshots.save(epoch, self._training_state(optimizer, best, history) | batches.position(step))
-                    raise TrainingPaused(f"fine-tuning paused after step {step} of epoch {epoch}")
             valid_loss = self._evaluate_loss(valid_idx)
             history.append(valid_loss)
             if on_epoch is not None:

@@ -3,6 +3,7 @@ every run with the same stage spec."""
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -13,14 +14,7 @@ import torch
 from benchbase.compute import loading
 from benchbase.compute.batching import TensorGraphs
 from benchbase.compute.cache import atomic_path
-from benchbase.compute.resume import (
-    EpochBatches,
-    Snapshots,
-    TrainingPaused,
-    pause_requested,
-    random_state,
-    restore_random_state,
-)
+from benchbase.compute.resume import EpochBatches, Snapshots, random_state, restore_random_state
 from benchbase.compute.runtime import (
     adam,
     check_finite,
@@ -91,34 +85,33 @@ def pretrain(
     optimizer = adam(params, lr=train.pretrain_lr)
     losses: list[float] = []
     saved = snapshots.load() if snapshots is not None else None
-    position, total = None, 0.0
+    position = None
     if saved is not None:
         losses = _restore(saved, encoder, head, optimizer, generator, on_device)
-        position, total = EpochBatches.saved(saved), saved.get("epoch_loss", 0.0)
+        position = EpochBatches.saved(saved)
 
-    def state() -> dict[str, Any]:
-        """What the loop carries on (`Snapshots`); reads, never draws."""
+    def state(step_losses: list[float]) -> dict[str, Any]:
+        """What the loop carries on (`Snapshots`), with the losses of the epoch's steps so far; reads,
+        never draws."""
         weights = {"encoder": encoder.state_dict(), "head": head.state_dict(), "optimizer": optimizer.state_dict()}
-        return weights | {"losses": losses, "generator": generator.get_state(), "random": random_state(on_device)}
+        rest = {"losses": losses, "step_losses": step_losses, "generator": generator.get_state()}
+        return weights | rest | {"random": random_state(on_device)}
 
     for epoch in range(len(losses), train.pretrain_epochs):
         encoder.train()
         head.train()
         batches = EpochBatches(graphs, pool, train.batch_size, generator, train.max_nodes, position)
-        steps, position = batches.done, None
-        for steps, batch in batches:
+        step_losses = [] if position is None else list(position["step_losses"])
+        position = None
+        for batch in batches.steps(snapshots, epoch, functools.partial(state, step_losses)):
             batch = dataset.augment(batch, generator)  # on CPU, before the move: one generator
             loss = _pretext_loss(pretext, rebalancer, encoder, head, on(on_device, batch), ctx)
             check_finite(loss, f"pretraining epoch {epoch}")
             optimiser_step(optimizer, loss, params, train.grad_clip)
-            total += loss.item()
-            if snapshots is not None and pause_requested():
-                snapshots.save(epoch, state() | batches.position(steps) | {"epoch_loss": total})
-                raise TrainingPaused(f"pretraining paused after step {steps} of epoch {epoch}")
-        losses.append(total / max(steps, 1))
-        total = 0.0
+            step_losses.append(loss.item())
+        losses.append(sum(step_losses, 0.0) / max(len(step_losses), 1))  # summed in step order, as ever
         if snapshots is not None:
-            snapshots.save(epoch + 1, state())
+            snapshots.save(epoch + 1, state([]))
     with atomic_path(checkpoint) as tmp:
         torch.save({"encoder": encoder.cpu().state_dict(), "head": head.cpu().state_dict()}, tmp)
     return {

@@ -7,9 +7,9 @@ optimiser's state, the epoch, the early-stopping state and every random generato
 from (torch's global CPU and CUDA generators, the run's shuffling generator, numpy's and Python's
 global generators). Taking one draws nothing and changes no operation of the loop, so a run that
 keeps snapshots computes exactly what a run without them computes. A snapshot taken within an epoch
-(`TrainingPaused`) also holds the steps done and the shuffling generator's state when the epoch
-began: the resumed epoch draws the same order again, skips the steps done and goes on with the
-generator where it was (`EpochBatches`).
+(`EpochBatches.steps`, at a `request_pause`) also holds the steps done and the shuffling generator's
+state when the epoch began: the resumed epoch draws the same order again, skips the steps done and
+goes on with the generator where it was.
 
 Snapshots are read with ``torch.load(weights_only=True)`` (tensors and plain values only: no code
 runs on loading), carry the digest of the job's spec (a snapshot of another job is never used) and,
@@ -24,7 +24,7 @@ import io
 import json
 import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from benchbase.compute.cache import atomic_path
 from benchbase.contract.types import GraphBatch
 
 #: Bumped when the layout of a snapshot changes: an older snapshot is then not used.
-FORMAT = 2
+FORMAT = 3
 
 
 class TrainingPaused(BaseException):
@@ -122,7 +122,7 @@ class Snapshots:
 
     def save(self, epoch: int, state: dict[str, Any]) -> None:
         """Keep `state` as the one to resume from after `epoch` epochs (and ``state["step"]`` steps of
-        the next one, if set; `EpochBatches.position`), written whole or not at all."""
+        the next one, if set; `EpochBatches.steps`), written whole or not at all."""
         state = {
             **state,
             "format": FORMAT,
@@ -204,9 +204,18 @@ class EpochBatches:
         self.generator.set_state(now)
         yield from enumerate(batches, start=self.done + 1)
 
-    def position(self, steps_done: int) -> dict[str, Any]:
-        """What a snapshot taken after `steps_done` steps of this epoch needs to resume it."""
-        return {"step": steps_done, "epoch_generator": self.started}
+    def steps(
+        self, snapshots: Snapshots | None, epoch: int, state: Callable[[], dict[str, Any]]
+    ) -> Iterator[GraphBatch]:
+        """The batches of the epoch's steps still to do; after each step is trained (when the loop
+        asks for the next batch), a pause asked for (`request_pause`) saves `state()` - the loop's
+        state, read then - with this position as `epoch`'s snapshot and stops with `TrainingPaused`.
+        Without `snapshots` there is nothing to resume from: a pause asked for is ignored."""
+        for step, batch in self:
+            yield batch
+            if snapshots is not None and pause_requested():
+                snapshots.save(epoch, state() | {"step": step, "epoch_generator": self.started})
+                raise TrainingPaused(f"training paused after step {step} of epoch {epoch}")
 
     @staticmethod
     def saved(state: dict[str, Any]) -> dict[str, Any] | None:

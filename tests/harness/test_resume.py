@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchbase.compute import finetuning, pretraining
+from benchbase.compute import finetuning, resume
 from benchbase.compute.pretraining import pretrain
 from benchbase.compute.resume import Snapshots, TrainingPaused, clear_pause, request_pause
 from benchbase.compute.run import run_finetune
@@ -108,16 +108,16 @@ def test_a_stage_killed_after_any_epoch_resumes_bit_for_bit(synthetic_env, tmp_p
         _same_outcome(run_finetune(registry, run, checkpoint, Snapshots(snapshot, run.spec)), finetuned)
 
 
-def _pause_at(monkeypatch, module, steps: set[int]) -> None:
+def _pause_at(monkeypatch, steps: set[int]) -> None:
     """The scheduler's warning arrives during the given training steps (1-based, counted across
-    every call): the loop's next look at `pause_requested` says yes."""
+    every call): the next look at `pause_requested` (`EpochBatches.steps`, after each step) says yes."""
     seen = {"steps": 0}
 
     def requested() -> bool:
         seen["steps"] += 1
         return seen["steps"] in steps
 
-    monkeypatch.setattr(module, "pause_requested", requested)
+    monkeypatch.setattr(resume, "pause_requested", requested)
 
 
 @pytest.mark.slow
@@ -129,7 +129,7 @@ def test_a_run_paused_after_any_step_resumes_bit_for_bit(synthetic_env, tmp_path
     # epoch; and twice in one run, the second time in the try that resumed from the first.
     for pauses in ({1}, {3}, {per_epoch}, {2 * per_epoch + 2}, {2, per_epoch + 3}):
         path = tmp_path / f"paused-{min(pauses)}-{len(pauses)}.pt"
-        _pause_at(monkeypatch, finetuning, pauses)
+        _pause_at(monkeypatch, pauses)
         for _ in pauses:
             with pytest.raises(TrainingPaused):
                 run_finetune(registry, run, None, Snapshots(path, run.spec))
@@ -148,7 +148,7 @@ def test_a_stage_paused_after_any_step_resumes_bit_for_bit(synthetic_env, tmp_pa
     weights = torch.load(tmp_path / "plain.pt", weights_only=True)
     for pauses in ({2}, {5, 11}):
         path, checkpoint = tmp_path / f"stage-{min(pauses)}.snapshot", tmp_path / f"stage-{min(pauses)}.pt"
-        _pause_at(monkeypatch, pretraining, pauses)
+        _pause_at(monkeypatch, pauses)
         for _ in pauses:
             with pytest.raises(TrainingPaused):
                 pretrain(registry, stage, checkpoint, snapshots=Snapshots(path, stage))
